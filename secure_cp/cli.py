@@ -1,0 +1,98 @@
+"""The `secure-cp` command: run the service, run the demo, inspect the store."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from . import logsetup
+from .config import ConfigError, load
+
+
+def _cmd_run(args) -> int:
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"secure-cp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logsetup.setup(args.log_level or cfg.log_level, "json" if args.json_logs else cfg.log_format)
+    from .runtime import Station
+    from .store import StoreError
+
+    async def main() -> int:
+        try:
+            station = Station(cfg)
+        except StoreError as exc:
+            print(f"secure-cp: store error: {exc}", file=sys.stderr)
+            return 3
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(station.stop()))
+        api = None
+        if cfg.simulator_api:
+            from .sim.api import SimulatorApi
+            host, _, port = cfg.simulator_api.rpartition(":")
+            api = SimulatorApi(station, host, int(port))
+            await api.start()
+        try:
+            await station.run()
+        finally:
+            if api is not None:
+                await api.stop()
+        return 0
+    return asyncio.run(main())
+
+
+def _cmd_outbox(args) -> int:
+    from .store import Database, Outbox
+    db = Database(Path(args.data_dir) / "station.db")
+    try:
+        box = Outbox(db)
+        if args.retry is not None:
+            n = box.retry_failed(None if args.retry == "all" else int(args.retry))
+            print(f"{n} message(s) queued again")
+            return 0
+        items = box.failed() if args.failed else box.pending() + box.failed()
+        for it in items:
+            row = {"seq": it.seq, "status": it.status, "action": it.action, "attempts": it.attempts,
+                   "tx": it.tx_key, "error": it.last_error, "payload": it.payload}
+            print(json.dumps(row, default=str))
+        print(f"# {box.pending_count()} pending, {len(box.failed())} given up", file=sys.stderr)
+    finally:
+        db.close()
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    logsetup.setup(args.log_level or "WARNING", "text")
+    from .sim.demo import run_demo
+    return asyncio.run(run_demo(verbose=args.verbose, seconds=args.seconds))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="secure-cp", description="OCPP charging-station stack and simulator")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the station service")
+    r.add_argument("--config", required=True, help="station TOML file")
+    r.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    r.set_defaults(func=_cmd_run)
+    d = sub.add_parser("demo", help="a full charging session against an embedded CSMS")
+    d.add_argument("--seconds", type=float, default=8.0, help="how long the EV charges")
+    d.add_argument("--verbose", action="store_true", help="print every OCPP frame")
+    d.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    d.set_defaults(func=_cmd_demo)
+    o = sub.add_parser("outbox", help="list queued and given-up transaction messages")
+    o.add_argument("--data-dir", required=True)
+    o.add_argument("--failed", action="store_true", help="only the given-up ones")
+    o.add_argument("--retry", metavar="SEQ|all", help="queue given-up messages again")
+    o.set_defaults(func=_cmd_outbox)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

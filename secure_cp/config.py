@@ -1,0 +1,216 @@
+"""The station's TOML configuration: loaded, validated, and every error names the offending key.
+
+Example (see README for the full reference)::
+
+    [station]
+    identity = "CP-0001"
+    vendor = "ExampleCorp"
+    model = "AC22"
+    serial = "SN0001"
+    firmware_version = "1.0.0"
+    data_dir = "/var/lib/secure-cp"
+
+    [csms]
+    url = "ws://csms.example:9000/ocpp"
+    protocols = ["ocpp1.6"]
+    security_profile = 1
+    password = "0011223344556677"      # the AuthorizationKey (1.6: hex text)
+    password_encoding = "hex-string"   # or "raw": send the bytes the hex text stands for
+
+    [[evse]]
+    connectors = 1
+
+    [hardware]
+    adapter = "simulated"              # or "package.module:Class"
+
+    [simulator]
+    api = "127.0.0.1:8080"
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUPPORTED_PROTOCOLS = ("ocpp1.6",)
+
+
+class ConfigError(ValueError):
+    """A bad configuration file: the message names the key."""
+
+
+@dataclass
+class StationConfig:
+    identity: str
+    vendor: str = "secure-cp"
+    model: str = "secure-cp"
+    serial: str = ""
+    firmware_version: str = ""
+    data_dir: Path = Path("/var/lib/secure-cp")
+    meter_type: str = ""
+    meter_serial: str = ""
+    csms_url: str = "ws://127.0.0.1:9000"
+    protocols: list[str] = field(default_factory=lambda: ["ocpp1.6"])
+    security_profile: int = 0
+    password: str | None = None
+    password_encoding: str = "hex-string"
+    call_timeout: float = 30.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    connectors: int = 1
+    hardware: str = "simulated"
+    hardware_options: dict = field(default_factory=dict)
+    simulator_api: str | None = None
+    ocpp_config: dict[str, str] = field(default_factory=dict)
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+
+_SECTIONS = {
+    "station": {"identity", "vendor", "model", "serial", "firmware_version", "data_dir", "meter_type", "meter_serial"},
+    "csms": {"url", "protocols", "security_profile", "password", "password_encoding", "call_timeout",
+             "reconnect_min", "reconnect_max"},
+    "evse": None,  # array of tables, checked separately
+    "hardware": {"adapter", "options"},
+    "simulator": {"api"},
+    "ocpp": None,  # free-form: OCPP 1.6 configuration keys -> initial values
+    "log": {"format", "level"},
+}
+
+
+def _expect(value: Any, typ, key: str):
+    if typ is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ):
+        name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise ConfigError(f"{key}: expected {name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
+    for section in data:
+        if section not in _SECTIONS:
+            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(sorted(_SECTIONS))})")
+    for section, keys in _SECTIONS.items():
+        if keys is None or section not in data:
+            continue
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"[{section}]: must be a table")
+        for k in data[section]:
+            if k not in keys:
+                raise ConfigError(f"{section}.{k}: unknown key (known: {', '.join(sorted(keys))})")
+    st = data.get("station", {})
+    if "identity" not in st:
+        raise ConfigError("station.identity: required")
+    identity = _expect(st["identity"], str, "station.identity")
+    if not identity or len(identity) > 48 or any(ch in identity for ch in "\x00\r\n"):
+        raise ConfigError("station.identity: 1..48 printable characters")
+    cfg = StationConfig(identity=identity)
+    for k in ("vendor", "model", "serial", "firmware_version", "meter_type", "meter_serial"):
+        if k in st:
+            setattr(cfg, k, _expect(st[k], str, f"station.{k}"))
+    if "data_dir" in st:
+        d = Path(_expect(st["data_dir"], str, "station.data_dir"))
+        cfg.data_dir = d if d.is_absolute() or base_dir is None else base_dir / d
+    cs = data.get("csms", {})
+    if "url" in cs:
+        url = _expect(cs["url"], str, "csms.url")
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"csms.url: must start with ws:// or wss://, got {url!r}")
+        cfg.csms_url = url
+    if "protocols" in cs:
+        protos = _expect(cs["protocols"], list, "csms.protocols")
+        if not protos:
+            raise ConfigError("csms.protocols: at least one protocol")
+        for p in protos:
+            if p not in SUPPORTED_PROTOCOLS:
+                raise ConfigError(f"csms.protocols: {p!r} is not supported (supported: {', '.join(SUPPORTED_PROTOCOLS)})")
+        cfg.protocols = list(protos)
+    if "security_profile" in cs:
+        sp = _expect(cs["security_profile"], int, "csms.security_profile")
+        if sp not in (0, 1, 2, 3):
+            raise ConfigError("csms.security_profile: 0, 1, 2 or 3")
+        if sp >= 2:
+            raise ConfigError("csms.security_profile: profiles 2 and 3 (TLS) are not available yet")
+        cfg.security_profile = sp
+    if "password" in cs:
+        cfg.password = _expect(cs["password"], str, "csms.password")
+    if "password_encoding" in cs:
+        enc = _expect(cs["password_encoding"], str, "csms.password_encoding")
+        if enc not in ("hex-string", "raw"):
+            raise ConfigError("csms.password_encoding: 'hex-string' or 'raw'")
+        cfg.password_encoding = enc
+    for k in ("call_timeout", "reconnect_min", "reconnect_max"):
+        if k in cs:
+            v = _expect(cs[k], float, f"csms.{k}")
+            if v <= 0:
+                raise ConfigError(f"csms.{k}: must be > 0")
+            setattr(cfg, k, v)
+    if cfg.security_profile == 1 and not cfg.password:
+        raise ConfigError("csms.password: required for security_profile 1")
+    if cfg.password and cfg.password_encoding == "raw":
+        try:
+            bytes.fromhex(cfg.password)
+        except ValueError:
+            raise ConfigError("csms.password: password_encoding 'raw' needs hex text") from None
+    evses = data.get("evse", [{"connectors": 1}])
+    if not isinstance(evses, list) or not evses:
+        raise ConfigError("evse: use [[evse]] tables, at least one")
+    total = 0
+    for i, e in enumerate(evses):
+        if not isinstance(e, dict):
+            raise ConfigError(f"evse[{i}]: must be a table")
+        for k in e:
+            if k != "connectors":
+                raise ConfigError(f"evse[{i}].{k}: unknown key (known: connectors)")
+        n = _expect(e.get("connectors", 1), int, f"evse[{i}].connectors")
+        if not 1 <= n <= 16:
+            raise ConfigError(f"evse[{i}].connectors: 1..16")
+        total += n
+    cfg.connectors = total
+    hw = data.get("hardware", {})
+    if "adapter" in hw:
+        cfg.hardware = _expect(hw["adapter"], str, "hardware.adapter")
+        if cfg.hardware != "simulated" and ":" not in cfg.hardware:
+            raise ConfigError("hardware.adapter: 'simulated' or 'package.module:Class'")
+    if "options" in hw:
+        cfg.hardware_options = dict(_expect(hw["options"], dict, "hardware.options"))
+    sim = data.get("simulator", {})
+    if "api" in sim:
+        api = _expect(sim["api"], str, "simulator.api")
+        host, sep, port = api.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"simulator.api: 'host:port', got {api!r}")
+        cfg.simulator_api = api
+    for k, v in data.get("ocpp", {}).items():
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = str(v)
+        elif isinstance(v, list):
+            v = ",".join(str(x) for x in v)
+        cfg.ocpp_config[k] = _expect(v, str, f"ocpp.{k}")
+    lg = data.get("log", {})
+    if "format" in lg:
+        cfg.log_format = _expect(lg["format"], str, "log.format")
+        if cfg.log_format not in ("text", "json"):
+            raise ConfigError("log.format: 'text' or 'json'")
+    if "level" in lg:
+        cfg.log_level = _expect(lg["level"], str, "log.level").upper()
+        if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("log.level: DEBUG, INFO, WARNING or ERROR")
+    return cfg
+
+
+def load(path: str | Path) -> StationConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, path.parent)

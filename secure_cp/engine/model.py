@@ -1,0 +1,143 @@
+"""Version-neutral vocabulary of the station model: statuses, stop reasons, samples, and the effects the engine
+emits for a protocol adapter (v16/, v201/) to turn into messages.
+
+Effects are plain data. The engine never knows whether a StatusChanged becomes a 1.6 StatusNotification or a
+2.0.1 StatusNotification with an EVSE id; the adapter decides, and also decides what survives offline periods.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+
+
+class Status(str, enum.Enum):
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class StopReason(str, enum.Enum):
+    """OCPP 1.6 Reason (StopTransaction.req); the 2.0.1 adapter maps them onto its own enum."""
+    DE_AUTHORIZED = "DeAuthorized"
+    EMERGENCY_STOP = "EmergencyStop"
+    EV_DISCONNECTED = "EVDisconnected"
+    HARD_RESET = "HardReset"
+    LOCAL = "Local"
+    OTHER = "Other"
+    POWER_LOSS = "PowerLoss"
+    REBOOT = "Reboot"
+    REMOTE = "Remote"
+    SOFT_RESET = "SoftReset"
+    UNLOCK_COMMAND = "UnlockCommand"
+
+
+# Measurand -> default unit (OCPP 1.6 UnitOfMeasure / 2.0.1 unitOfMeasure.unit); absent = dimensionless
+UNITS = {
+    "Energy.Active.Import.Register": "Wh", "Energy.Active.Export.Register": "Wh",
+    "Energy.Reactive.Import.Register": "varh", "Energy.Reactive.Export.Register": "varh",
+    "Energy.Active.Import.Interval": "Wh", "Energy.Active.Export.Interval": "Wh",
+    "Power.Active.Import": "W", "Power.Active.Export": "W", "Power.Offered": "W",
+    "Power.Reactive.Import": "var", "Power.Reactive.Export": "var",
+    "Current.Import": "A", "Current.Export": "A", "Current.Offered": "A",
+    "Voltage": "V", "Frequency": None, "SoC": "Percent", "Temperature": "Celsius", "RPM": None,
+    "Power.Factor": None,
+}
+
+
+@dataclass(frozen=True)
+class SampledValue:
+    measurand: str
+    value: Decimal
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One meter reading at one instant, reduced to the measurands asked for."""
+    timestamp: float
+    context: str                       # "Sample.Periodic", "Sample.Clock", "Transaction.Begin", "Transaction.End", "Trigger"
+    values: tuple[SampledValue, ...]
+
+    def to_json(self) -> dict:
+        return {"t": self.timestamp, "c": self.context,
+                "v": [[v.measurand, str(v.value), v.unit] for v in self.values]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Sample":
+        return cls(float(d["t"]), d["c"], tuple(SampledValue(m, Decimal(v), u) for m, v, u in d["v"]))
+
+
+# ---- effects ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StatusChanged:
+    connector_id: int            # 0 = the whole station
+    status: Status
+    error_code: str = "NoError"
+    info: str = ""
+    vendor_error_code: str = ""
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """Ask the CSMS whether id_tag may charge. The adapter answers with Engine.on_authorize_result()."""
+    id_tag: str
+
+
+@dataclass(frozen=True)
+class TxStarted:
+    tx_key: str
+
+
+@dataclass(frozen=True)
+class TxMeterValues:
+    tx_key: str | None           # None: a meter value outside any transaction
+    connector_id: int
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True)
+class TxStopped:
+    tx_key: str
+    transaction_data: tuple[Sample, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ResetNow:
+    """All transactions are stopped and queued; the runtime may flush the queue and reboot."""
+    hard: bool
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person at the charger should see (display/LED feedback), e.g. 'tag rejected'."""
+    connector_id: int
+    text: str
+
+
+Effect = StatusChanged | AuthorizeRequest | TxStarted | TxMeterValues | TxStopped | ResetNow | Notice
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds since the epoch -> RFC 3339 UTC with milliseconds and 'Z' (what every OCPP date-time wants)."""
+    dt = datetime.fromtimestamp(float(ts), timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text: str) -> float:
+    """RFC 3339 text -> seconds since the epoch (raises ValueError for anything else)."""
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        raise ValueError(f"date-time without offset: {text!r}")
+    return dt.timestamp()

@@ -1,0 +1,55 @@
+"""What the engine needs to know from configuration, as one typed protocol.
+
+The 1.6 adapter implements it on top of the 1.6 configuration keys, the 2.0.1 adapter on top of the device
+model; both read the same stored variables, so a value set in one protocol holds in the other.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class EngineSettings(Protocol):
+    connection_timeout: int            # s: authorized/plugged but the other half never came
+    stop_on_ev_side_disconnect: bool
+    unlock_on_ev_side_disconnect: bool
+    stop_on_invalid_id: bool
+    max_energy_on_invalid_id: int      # Wh (0 = none)
+    authorize_remote_tx: bool
+    local_authorize_offline: bool
+    local_pre_authorize: bool
+    allow_offline_tx_for_unknown_id: bool
+    auth_cache_enabled: bool
+    sample_interval: int               # s, 0 = off
+    aligned_interval: int              # s, 0 = off
+    sampled_measurands: list[str]
+    aligned_measurands: list[str]
+    stop_txn_sampled_measurands: list[str]
+    stop_txn_aligned_measurands: list[str]
+    minimum_status_duration: int       # s
+
+
+class StaticSettings:
+    """Plain-attribute settings (defaults as a fresh 1.6 station would have them); handy for unit tests."""
+
+    def __init__(self, **overrides):
+        self.connection_timeout = 60
+        self.stop_on_ev_side_disconnect = True
+        self.unlock_on_ev_side_disconnect = True
+        self.stop_on_invalid_id = True
+        self.max_energy_on_invalid_id = 0
+        self.authorize_remote_tx = True
+        self.local_authorize_offline = True
+        self.local_pre_authorize = False
+        self.allow_offline_tx_for_unknown_id = False
+        self.auth_cache_enabled = True
+        self.sample_interval = 60
+        self.aligned_interval = 0
+        self.sampled_measurands = ["Energy.Active.Import.Register"]
+        self.aligned_measurands = ["Energy.Active.Import.Register"]
+        self.stop_txn_sampled_measurands = []
+        self.stop_txn_aligned_measurands = []
+        self.minimum_status_duration = 0
+        for k, v in overrides.items():
+            if not hasattr(self, k):
+                raise AttributeError(k)
+            setattr(self, k, v)

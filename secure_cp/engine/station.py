@@ -1,0 +1,624 @@
+"""The station model: connectors, authorization, transactions, metering, availability, reset.
+
+Pure logic under the DESIGN.md rules: every entry point takes ``now`` (seconds since the epoch, the station's
+clock) and returns nothing; what must happen outside (messages to send) is appended to ``effects`` for the
+protocol adapter to drain. Hardware commands go to the injected adapter and durable state to the injected
+store objects; no sockets, no asyncio, no wall clock here.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterable
+
+from ..hal.api import EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
+from .authorization import Authorizer, info_valid
+from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
+                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, rfc3339)
+from .settings import EngineSettings
+
+log = logging.getLogger("secure_cp.engine")
+
+ENERGY = "Energy.Active.Import.Register"
+MAX_STOP_SAMPLES = 200      # cap of StopTxn*Data samples kept per transaction (begin and end always kept)
+
+
+@dataclass
+class PendingAuth:
+    """An identifier accepted for a connector that has no transaction yet (waiting for the plug)."""
+    id_tag: str
+    parent_id_tag: str | None
+    deadline: float
+    remote: bool = False
+
+
+@dataclass
+class Connector:
+    id: int
+    plugged: bool = False
+    ev_ready: bool = True
+    evse_ready: bool = True
+    fault: Fault | None = None            # fatal fault -> Faulted
+    warning: Fault | None = None          # non-fatal: reported with the status
+    operative: bool = True
+    scheduled: bool | None = None         # availability to apply once the transaction ends
+    tx_key: str | None = None
+    auth: PendingAuth | None = None
+    finishing: bool = False
+    invalid_suspended: bool = False
+    ev_side_disconnected: bool = False
+    next_sample: float | None = None
+    last_energy: int = 0
+    # status reporting (MinimumStatusDuration)
+    shown: tuple | None = None            # (status, error_code, info) currently in force
+    shown_since: float = 0.0
+    reported: tuple | None = None         # last one emitted
+
+
+@dataclass
+class _AuthQuery:
+    connector_id: int
+    remote: bool = False
+
+
+class Engine:
+    """One charging station. ``protocol`` ("1.6" / "2.0.1") is recorded on transactions, nothing more."""
+
+    def __init__(self, hal: HardwareAdapter, settings: EngineSettings, transactions, kv, authorizer: Authorizer,
+                 *, protocol: str = "1.6", new_key: Callable[[], str] | None = None):
+        self.hal = hal
+        self.settings = settings
+        self.transactions = transactions
+        self.kv = kv
+        self.auth = authorizer
+        self.protocol = protocol
+        self._new_key = new_key or (lambda: uuid.uuid4().hex)
+        self.connectors: dict[int, Connector] = {cid: Connector(cid) for cid in hal.connector_ids()}
+        self.station_operative = True
+        self.station_status_reported: tuple | None = None
+        self.effects: list[Effect] = []
+        self.online = False
+        self._queries: dict[str, _AuthQuery] = {}
+        self._next_aligned: float | None = None
+        self._booted = False
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+    def boot(self, now: float) -> None:
+        """Restore persisted state; end transactions a power cut or reboot interrupted (1.6 §4.10 PowerLoss/Reboot)."""
+        self.station_operative = bool(self.kv.get("avail.0", True))
+        for c in self.connectors.values():
+            c.operative = bool(self.kv.get(f"avail.{c.id}", True))
+            sched = self.kv.get(f"avail_sched.{c.id}")
+            c.scheduled = None if sched is None else bool(sched)
+        clean = self.kv.get("clean_shutdown")
+        self.kv.delete("clean_shutdown")
+        reason = StopReason(clean) if clean in {r.value for r in StopReason} else StopReason.POWER_LOSS
+        for tx in self.transactions.recent(200):
+            if tx.stopped_at is None or tx.extra.get("q_stop"):
+                continue
+            # stopped but its StopTransaction never reached the outbox: queue it again (idempotent in the adapter)
+            if not tx.extra.get("q_start"):
+                self.effects.append(TxStarted(tx.tx_key))
+            self.effects.append(TxStopped(tx.tx_key, self._transaction_data(tx)))
+        for tx in self.transactions.open():
+            if not tx.extra.get("q_start"):
+                self.effects.append(TxStarted(tx.tx_key))
+            c = self.connectors.get(tx.connector_id)
+            at = tx.last_meter_at or tx.started_at
+            meter = tx.last_meter_wh if tx.last_meter_wh is not None else tx.meter_start_wh
+            log.warning("transaction %s on connector %s was interrupted; ending it (%s, %d Wh at %s)",
+                        tx.tx_key, tx.connector_id, reason.value, meter, at)
+            self._finish_record(tx, meter, at, reason, None)
+            if c is not None:
+                c.last_energy = meter
+                self._apply_scheduled(c)
+        self._booted = True
+        self._next_aligned = self._aligned_after(now)
+        for c in self.connectors.values():
+            self.hal.permit_charging(c.id, False)
+            self._refresh(c, now)
+        self._refresh_station(now)
+
+    def shutdown(self, now: float, reason: StopReason = StopReason.REBOOT) -> None:
+        """Orderly stop (SIGTERM): persist the last meter values; the transactions end at the next boot with ``reason``."""
+        for c in self.connectors.values():
+            if c.tx_key:
+                self._read(c, now, persist=True)
+        self.kv.set("clean_shutdown", reason.value)
+
+    def set_online(self, online: bool, now: float) -> None:
+        self.online = online
+        if not online:
+            # outstanding Authorize requests will never be answered: decide them with the offline rules
+            for tag in list(self._queries):
+                self.on_authorize_result(tag, None, now)
+
+    def drain(self) -> list[Effect]:
+        out, self.effects = self.effects, []
+        return out
+
+    # ---- queries --------------------------------------------------------------------------------------------
+    def status_of(self, connector_id: int) -> Status:
+        if connector_id == 0:
+            return self._station_status()[0]
+        return self._compute(self.connectors[connector_id])[0]
+
+    def tx_on(self, connector_id: int):
+        c = self.connectors.get(connector_id)
+        return self.transactions.get(c.tx_key) if c and c.tx_key else None
+
+    def find_tx(self, pred: Callable) -> Connector | None:
+        for c in self.connectors.values():
+            if c.tx_key:
+                tx = self.transactions.get(c.tx_key)
+                if tx is not None and pred(tx):
+                    return c
+        return None
+
+    # ---- hardware inputs ------------------------------------------------------------------------------------
+    def on_hal(self, ev: HalEvent, now: float) -> None:
+        if isinstance(ev, IdTagPresented):
+            self.present_tag(ev.id_tag, ev.connector_id, now)
+            return
+        c = self.connectors.get(ev.connector_id)
+        if c is None:
+            log.error("hardware reported %r for unknown connector %s; ignored", ev, ev.connector_id)
+            return
+        if isinstance(ev, Plugged):
+            self._on_plug(c, ev.plugged, now)
+        elif isinstance(ev, EvReady):
+            c.ev_ready = ev.ready
+        elif isinstance(ev, EvseReady):
+            c.evse_ready = ev.ready
+        elif isinstance(ev, Fault):
+            self._on_fault(c, ev, now)
+        self._refresh(c, now)
+
+    def _on_plug(self, c: Connector, plugged: bool, now: float) -> None:
+        c.plugged = plugged
+        if plugged:
+            c.ev_side_disconnected = False
+            c.finishing = False
+            self._maybe_start(c, now)
+            return
+        c.finishing = False
+        if c.tx_key:
+            if self.settings.stop_on_ev_side_disconnect:
+                self._stop(c, StopReason.EV_DISCONNECTED, now, unlock=self.settings.unlock_on_ev_side_disconnect)
+            else:  # 1.6 §4.9: keep the transaction, report SuspendedEV "EV side disconnected", keep the cable locked
+                c.ev_side_disconnected = True
+
+    def _on_fault(self, c: Connector, ev: Fault, now: float) -> None:
+        if ev.error_code is None or ev.error_code == "NoError":
+            c.fault = None
+            c.warning = None
+            return
+        if ev.fatal:
+            c.fault = ev
+            if c.tx_key:  # a fault that prevents charging: open the power path; the transaction ends (C9)
+                self._stop(c, StopReason.OTHER, now)
+        else:
+            c.warning = ev
+
+    # ---- authorization ---------------------------------------------------------------------------------------
+    def present_tag(self, id_tag: str, connector_id: int, now: float) -> None:
+        """A driver presented an identifier (RFID): stop their transaction or authorize a new one."""
+        c = self.find_tx(lambda tx: tx.id_tag == id_tag)
+        if c is not None:  # the same identifier ends its own transaction without asking anybody
+            self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
+            self._refresh(c, now)
+            return
+        for pc in self.connectors.values():   # second presentation cancels a pending authorization (B1)
+            if pc.auth and pc.auth.id_tag == id_tag and not pc.auth.remote:
+                pc.auth = None
+                self._refresh(pc, now)
+                return
+        self._authorize(id_tag, connector_id, now, remote=False)
+
+    def _authorize(self, id_tag: str, connector_id: int, now: float, *, remote: bool) -> None:
+        if not self.online:
+            self._authorized(id_tag, self.auth.decide_offline(id_tag, now), connector_id, now, remote)
+            return
+        info = self.auth.decide_online(id_tag, now)
+        if info is not None:
+            self._authorized(id_tag, info, connector_id, now, remote)
+            return
+        if id_tag not in self._queries:
+            self.effects.append(AuthorizeRequest(id_tag))
+        self._queries[id_tag] = _AuthQuery(connector_id, remote)
+
+    def on_authorize_result(self, id_tag: str, info: dict | None, now: float) -> None:
+        """The CSMS answered an Authorize (info = idTagInfo) or could not (None: timeout, error, offline)."""
+        q = self._queries.pop(id_tag, None)
+        if info is None:
+            info = self.auth.decide_offline(id_tag, now)
+        else:
+            self.auth.learn(id_tag, info, now)
+        if q is not None:
+            self._authorized(id_tag, info, q.connector_id, now, q.remote)
+
+    def _authorized(self, id_tag: str, info: dict, connector_id: int, now: float, remote: bool) -> None:
+        parent = info.get("parentIdTag")
+        if info_valid(info, now) and parent:
+            # 1.6 §3.5.3: an identifier of the same group (parentIdTag) may end the transaction
+            c = self.find_tx(lambda tx: tx.extra.get("parent") == parent)
+            if c is not None and not remote:
+                self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
+                self._refresh(c, now)
+                return
+        if not info_valid(info, now):
+            self.effects.append(Notice(connector_id, f"identifier {id_tag} not accepted ({info.get('status')})"))
+            return
+        c = self._pick_connector(connector_id)
+        if c is None:
+            self.effects.append(Notice(connector_id, "no connector available"))
+            return
+        c.auth = PendingAuth(id_tag, parent, now + max(self.settings.connection_timeout, 1), remote)
+        self._maybe_start(c, now)
+        self._refresh(c, now)
+
+    def _usable(self, c: Connector) -> bool:
+        return c.tx_key is None and c.fault is None and c.operative and self.station_operative
+
+    def _pick_connector(self, connector_id: int) -> Connector | None:
+        if connector_id:
+            c = self.connectors.get(connector_id)
+            return c if c is not None and self._usable(c) and c.auth is None else None
+        free = [c for c in self.connectors.values() if self._usable(c) and c.auth is None]
+        plugged = [c for c in free if c.plugged and not c.finishing]
+        return (plugged or free or [None])[0]
+
+    # ---- remote commands -----------------------------------------------------------------------------------
+    def remote_start(self, id_tag: str, connector_id: int | None, now: float) -> bool:
+        """RemoteStartTransaction / RequestStartTransaction: Accepted (True) or Rejected (False)."""
+        c = self._pick_connector(connector_id or 0)
+        if c is None:
+            return False
+        if self.settings.authorize_remote_tx:
+            self._authorize(id_tag, c.id, now, remote=True)
+        else:
+            self._authorized(id_tag, {"status": "Accepted"}, c.id, now, True)
+        return True
+
+    def remote_stop(self, tx_key: str, now: float) -> bool:
+        c = self.find_tx(lambda tx: tx.tx_key == tx_key)
+        if c is None:
+            return False
+        self._stop(c, StopReason.REMOTE, now)
+        self._refresh(c, now)
+        return True
+
+    def on_tx_confirmed(self, tx_key: str, info: dict | None, now: float) -> None:
+        """StartTransaction.conf: the CSMS's verdict on the identifier (1.6 §4.8, StopTransactionOnInvalidId)."""
+        tx = self.transactions.get(tx_key)
+        if tx is None or info is None:
+            return
+        self.auth.learn(tx.id_tag, info, now)
+        if info.get("status") == "Accepted" or tx.stopped_at is not None:
+            return
+        c = self.connectors.get(tx.connector_id)
+        if c is None or c.tx_key != tx_key:
+            return
+        if self.settings.stop_on_invalid_id:
+            self._stop(c, StopReason.DE_AUTHORIZED, now)
+        elif self.settings.max_energy_on_invalid_id <= 0:
+            c.invalid_suspended = True
+            self.hal.permit_charging(c.id, False)
+        else:
+            c.invalid_suspended = True   # energy limit: checked at each sample; suspend when reached
+            tx.extra["invalid_at_wh"] = self._read(c, now, persist=False).energy_wh
+            self.transactions.update(tx_key, extra=tx.extra)
+        self._refresh(c, now)
+
+    def stop_transaction(self, tx_key: str, reason: StopReason, now: float) -> bool:
+        c = self.find_tx(lambda tx: tx.tx_key == tx_key)
+        if c is None:
+            return False
+        self._stop(c, reason, now)
+        self._refresh(c, now)
+        return True
+
+    def change_availability(self, connector_id: int, operative: bool, now: float) -> str:
+        """1.6 §5.2 / 2.0.1 G03-G04: "Accepted", "Scheduled" or "Rejected" (unknown connector)."""
+        if connector_id != 0 and connector_id not in self.connectors:
+            return "Rejected"
+        targets = list(self.connectors.values()) if connector_id == 0 else [self.connectors[connector_id]]
+        if connector_id == 0:
+            self.station_operative = operative
+            self.kv.set("avail.0", operative)
+        result = "Accepted"
+        for c in targets:
+            if c.tx_key and not operative:
+                c.scheduled = False
+                self.kv.set(f"avail_sched.{c.id}", False)
+                result = "Scheduled"
+                continue
+            c.scheduled = None
+            self.kv.delete(f"avail_sched.{c.id}")
+            c.operative = operative
+            self.kv.set(f"avail.{c.id}", operative)
+            if not operative:
+                c.auth = None
+            self._refresh(c, now)
+        if connector_id == 0 and result == "Scheduled":
+            # the station-wide flag follows once the last transaction has ended
+            self.station_operative = True
+            self.kv.set("avail.0", True)
+            self.kv.set("avail_sched.0", False)
+        self._refresh_station(now)
+        return result
+
+    def unlock(self, connector_id: int, now: float) -> str:
+        """1.6 §5.18: stop a transaction on the connector (UnlockCommand), then unlock."""
+        c = self.connectors.get(connector_id)
+        if c is None or not self.hal.has_lock():
+            return "NotSupported"
+        if c.tx_key:
+            self._stop(c, StopReason.UNLOCK_COMMAND, now, unlock=False)
+        ok = self.hal.lock_connector(c.id, False)
+        self._refresh(c, now)
+        return "Unlocked" if ok else "UnlockFailed"
+
+    def reset(self, hard: bool, now: float) -> None:
+        """Stop every transaction with the reset's reason, then ask the runtime to reboot (1.6 §5.14)."""
+        reason = StopReason.HARD_RESET if hard else StopReason.SOFT_RESET
+        for c in self.connectors.values():
+            if c.tx_key:
+                self._stop(c, reason, now)
+                self._refresh(c, now)
+        self.kv.set("boot_reason", "RemoteReset")
+        self.effects.append(ResetNow(hard))
+
+    def clear_cache(self) -> bool:
+        self.auth.cache.clear()
+        return True
+
+    def trigger_meter(self, connector_id: int, now: float) -> None:
+        """TriggerMessage MeterValues: one sample per connector (0 = all) with context Trigger."""
+        for c in self.connectors.values():
+            if connector_id in (0, c.id):
+                sample = self._sample(c, self.settings.sampled_measurands, "Trigger", now)
+                if sample is not None:
+                    self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+
+    def resend_statuses(self, now: float) -> None:
+        """After BootNotification Accepted: every connector's status, connector 0 included (1.6 §4.2)."""
+        self._emit_station(now, force=True)
+        for c in self.connectors.values():
+            c.reported = None
+            self._refresh(c, now)
+
+    # ---- transactions ---------------------------------------------------------------------------------------
+    def _maybe_start(self, c: Connector, now: float) -> None:
+        if c.auth is None or not c.plugged or c.tx_key or c.fault is not None:
+            return
+        if not (c.operative and self.station_operative):
+            return
+        auth, c.auth = c.auth, None
+        reading = self._read(c, now, persist=False)
+        tx_key = self._new_key()
+        from ..store.tables import TxRecord  # the record type only; the engine never opens the database
+        begin = self._stop_sample(reading, "Transaction.Begin", now)
+        rec = TxRecord(tx_key=tx_key, evse_id=c.id, connector_id=c.id, id_tag=auth.id_tag, started_at=rfc3339(now),
+                       meter_start_wh=reading.energy_wh, protocol=self.protocol, last_meter_wh=reading.energy_wh,
+                       last_meter_at=rfc3339(now),
+                       extra={"parent": auth.parent_id_tag, "remote": auth.remote,
+                              "samples": [begin.to_json()] if begin else []})
+        self.transactions.create(rec)
+        c.tx_key = tx_key
+        c.invalid_suspended = False
+        c.finishing = False
+        self.hal.lock_connector(c.id, True)
+        self.hal.permit_charging(c.id, True)
+        c.next_sample = now + self.settings.sample_interval if self.settings.sample_interval > 0 else None
+        log.info("transaction %s started on connector %d for %s at %d Wh", tx_key, c.id, auth.id_tag,
+                 reading.energy_wh)
+        self.effects.append(TxStarted(tx_key))
+
+    def _stop(self, c: Connector, reason: StopReason, now: float, *, id_tag: str | None = None,
+              unlock: bool = True) -> None:
+        tx = self.transactions.get(c.tx_key)
+        self.hal.permit_charging(c.id, False)
+        reading = self._read(c, now, persist=False)
+        c.tx_key = None
+        c.next_sample = None
+        c.invalid_suspended = False
+        c.ev_side_disconnected = False
+        if unlock:
+            self.hal.lock_connector(c.id, False)
+        c.finishing = c.plugged
+        if tx is None:
+            return
+        end = self._stop_sample(reading, "Transaction.End", now)
+        if end:
+            tx.extra.setdefault("samples", []).append(end.to_json())
+        self._finish_record(tx, reading.energy_wh, rfc3339(now), reason, id_tag)
+        log.info("transaction %s on connector %d stopped (%s) at %d Wh", tx.tx_key, c.id, reason.value,
+                 reading.energy_wh)
+        self._apply_scheduled(c)
+
+    def _finish_record(self, tx, meter_wh: int, at: str, reason: StopReason, id_tag: str | None) -> None:
+        meter_wh = max(meter_wh, tx.meter_start_wh)   # a register never runs backwards within one transaction
+        self.transactions.update(tx.tx_key, stopped_at=at, meter_stop_wh=meter_wh, stop_reason=reason.value,
+                                 stop_id_tag=id_tag, last_meter_wh=meter_wh, last_meter_at=at, extra=tx.extra)
+        tx.stopped_at, tx.meter_stop_wh, tx.stop_reason, tx.stop_id_tag = at, meter_wh, reason.value, id_tag
+        self.effects.append(TxStopped(tx.tx_key, self._transaction_data(tx)))
+
+    def _transaction_data(self, tx) -> tuple[Sample, ...]:
+        return tuple(Sample.from_json(s) for s in tx.extra.get("samples", []))
+
+    def _apply_scheduled(self, c: Connector) -> None:
+        if c.scheduled is None:
+            return
+        c.operative, c.scheduled = c.scheduled, None
+        self.kv.set(f"avail.{c.id}", c.operative)
+        self.kv.delete(f"avail_sched.{c.id}")
+        if self.kv.get("avail_sched.0") is not None and not any(x.scheduled is not None for x in self.connectors.values()):
+            self.station_operative = bool(self.kv.get("avail_sched.0"))
+            self.kv.set("avail.0", self.station_operative)
+            self.kv.delete("avail_sched.0")
+
+    # ---- metering ----------------------------------------------------------------------------------------------
+    def _read(self, c: Connector, now: float, *, persist: bool) -> MeterReading:
+        try:
+            reading = self.hal.read_meter(c.id)
+        except Exception as exc:  # a meter fault must not stop the station; report it, keep the last value
+            log.error("meter of connector %d failed: %s", c.id, exc)
+            if c.warning is None or c.warning.error_code != "PowerMeterFailure":
+                c.warning = Fault(c.id, "PowerMeterFailure", str(exc)[:50], fatal=False)
+            return MeterReading(energy_wh=c.last_energy, values={})
+        if c.warning is not None and c.warning.error_code == "PowerMeterFailure":
+            c.warning = None
+        c.last_energy = reading.energy_wh
+        if persist and c.tx_key:
+            self.transactions.update(c.tx_key, last_meter_wh=reading.energy_wh, last_meter_at=rfc3339(now))
+        return reading
+
+    @staticmethod
+    def _select(reading: MeterReading, measurands: Iterable[str]) -> tuple[SampledValue, ...]:
+        out = []
+        for m in measurands:
+            v = Decimal(reading.energy_wh) if m == ENERGY and m not in reading.values else reading.values.get(m)
+            if v is not None:
+                out.append(SampledValue(m, v, UNITS.get(m)))
+        return tuple(out)
+
+    def _sample(self, c: Connector, measurands: list[str], context: str, now: float) -> Sample | None:
+        reading = self._read(c, now, persist=True)
+        values = self._select(reading, measurands)
+        return Sample(now, context, values) if values else None
+
+    def _stop_sample(self, reading: MeterReading, context: str, now: float) -> Sample | None:
+        measurands = list(dict.fromkeys(self.settings.stop_txn_sampled_measurands +
+                                        self.settings.stop_txn_aligned_measurands))
+        values = self._select(reading, measurands)
+        return Sample(now, context, values) if values else None
+
+    def _aligned_after(self, now: float) -> float | None:
+        iv = self.settings.aligned_interval
+        if iv <= 0:
+            return None
+        day = now - (now % 86400)      # clock-aligned intervals count from midnight UTC (1.6 §9.1.6)
+        k = math.floor((now - day) / iv) + 1
+        t = day + k * iv
+        return t if t <= day + 86400 else day + 86400
+
+    def _keep_stop_sample(self, c: Connector, sample: Sample, measurands: list[str]) -> None:
+        values = tuple(v for v in sample.values if v.measurand in measurands)
+        if not values or not c.tx_key:
+            return
+        tx = self.transactions.get(c.tx_key)
+        samples = tx.extra.setdefault("samples", [])
+        if len(samples) < MAX_STOP_SAMPLES:
+            samples.append(Sample(sample.timestamp, sample.context, values).to_json())
+            self.transactions.update(c.tx_key, extra=tx.extra)
+
+    def settings_changed(self, now: float) -> None:
+        """Intervals changed: re-plan the timers (ChangeConfiguration / SetVariables)."""
+        self._next_aligned = self._aligned_after(now)
+        for c in self.connectors.values():
+            if c.tx_key:
+                iv = self.settings.sample_interval
+                c.next_sample = now + iv if iv > 0 else None
+
+    # ---- timers ------------------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        times = [self._next_aligned]
+        for c in self.connectors.values():
+            times.append(c.next_sample)
+            if c.auth:
+                times.append(c.auth.deadline)
+            if c.shown != c.reported and c.shown is not None:
+                times.append(c.shown_since + self.settings.minimum_status_duration)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        for c in self.connectors.values():
+            if c.auth and now >= c.auth.deadline:    # ConnectionTimeOut: the cable never came (B1)
+                log.info("connector %d: authorization of %s timed out (ConnectionTimeOut)", c.id, c.auth.id_tag)
+                c.auth = None
+            if c.tx_key and c.next_sample is not None and now >= c.next_sample:
+                iv = self.settings.sample_interval
+                c.next_sample = (c.next_sample + iv) if iv > 0 else None
+                if c.next_sample is not None and c.next_sample <= now:   # we slept through several: no burst
+                    c.next_sample = now + iv
+                sample = self._sample(c, self.settings.sampled_measurands, "Sample.Periodic", now)
+                if sample is not None:
+                    self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+                    self._keep_stop_sample(c, sample, self.settings.stop_txn_sampled_measurands)
+                self._check_invalid_energy(c, now)
+            self._refresh(c, now)
+        if self._next_aligned is not None and now >= self._next_aligned:
+            self._next_aligned = self._aligned_after(now)
+            for c in self.connectors.values():
+                measurands = self.settings.aligned_measurands
+                if c.tx_key:
+                    measurands = list(dict.fromkeys(measurands + self.settings.stop_txn_aligned_measurands))
+                sample = self._sample(c, measurands, "Sample.Clock", now)
+                if sample is None:
+                    continue
+                sent = tuple(v for v in sample.values if v.measurand in self.settings.aligned_measurands)
+                if sent:
+                    self.effects.append(TxMeterValues(c.tx_key, c.id, (Sample(now, "Sample.Clock", sent),)))
+                self._keep_stop_sample(c, sample, self.settings.stop_txn_aligned_measurands)
+
+    def _check_invalid_energy(self, c: Connector, now: float) -> None:
+        if not (c.invalid_suspended and c.tx_key):
+            return
+        tx = self.transactions.get(c.tx_key)
+        start = tx.extra.get("invalid_at_wh")
+        if start is not None and c.last_energy - start >= self.settings.max_energy_on_invalid_id:
+            self.hal.permit_charging(c.id, False)
+            tx.extra.pop("invalid_at_wh", None)
+            self.transactions.update(c.tx_key, extra=tx.extra)
+
+    # ---- status ------------------------------------------------------------------------------------------------
+    def _compute(self, c: Connector) -> tuple[Status, str, str, str]:
+        w = c.warning
+        code, info, vendor = (w.error_code or "NoError", w.info, w.vendor_error_code) if w else ("NoError", "", "")
+        if c.fault is not None:
+            return Status.FAULTED, c.fault.error_code or "OtherError", c.fault.info, c.fault.vendor_error_code
+        if c.tx_key:
+            if c.ev_side_disconnected:
+                return Status.SUSPENDED_EV, code, info or "EV side disconnected", vendor
+            if not c.evse_ready or c.invalid_suspended:
+                return Status.SUSPENDED_EVSE, code, info, vendor
+            if not c.ev_ready:
+                return Status.SUSPENDED_EV, code, info, vendor
+            return Status.CHARGING, code, info, vendor
+        if not (c.operative and self.station_operative):
+            return Status.UNAVAILABLE, code, info, vendor
+        if c.finishing and c.plugged:
+            return Status.FINISHING, code, info, vendor
+        if c.plugged or c.auth is not None:
+            return Status.PREPARING, code, info, vendor
+        return Status.AVAILABLE, code, info, vendor
+
+    def _refresh(self, c: Connector, now: float) -> None:
+        if not self._booted:
+            return
+        state = self._compute(c)
+        if state != c.shown:
+            c.shown, c.shown_since = state, now
+        if c.shown == c.reported:
+            return
+        if now - c.shown_since >= self.settings.minimum_status_duration:
+            c.reported = c.shown
+            status, code, info, vendor = c.shown
+            self.effects.append(StatusChanged(c.id, status, code, info, vendor, now))
+
+    def _station_status(self) -> tuple[Status, str, str, str]:
+        return (Status.AVAILABLE if self.station_operative else Status.UNAVAILABLE), "NoError", "", ""
+
+    def _refresh_station(self, now: float) -> None:
+        self._emit_station(now, force=False)
+
+    def _emit_station(self, now: float, force: bool) -> None:
+        state = self._station_status()
+        if force or state != self.station_status_reported:
+            self.station_status_reported = state
+            self.effects.append(StatusChanged(0, state[0], state[1], state[2], state[3], now))

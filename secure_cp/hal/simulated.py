@@ -1,0 +1,200 @@
+"""Simulated hardware: N connectors, an EV per connector, a meter that integrates power over time.
+
+It implements :class:`~secure_cp.hal.api.HardwareAdapter` exactly as a real adapter would, so the engine cannot
+tell the difference. Test code and the simulator REST API drive it through the ``ev_*`` / ``present_tag`` /
+``inject_fault`` methods. The energy register survives restarts through an optional state file, as a real
+meter's register survives a power cut.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+
+from .api import (ERROR_CODES, EvReady, EvseReady, Fault, HalEvent, IdTagPresented, MeterReading, Plugged)
+
+log = logging.getLogger("secure_cp.hal.sim")
+
+MEASURANDS = frozenset({
+    "Energy.Active.Import.Register", "Power.Active.Import", "Current.Import", "Current.Offered", "Voltage",
+    "SoC", "Temperature",
+})
+
+
+class MeterFault(RuntimeError):
+    """The simulated meter was told to fail."""
+
+
+@dataclass
+class SimConnector:
+    connector_id: int
+    plugged: bool = False
+    ev_ready: bool = True
+    evse_ready: bool = True
+    permitted: bool = False
+    locked: bool = False
+    limit_a: Decimal | None = None
+    energy_wh: float = 0.0
+    soc: float = 20.0
+    meter_failed: bool = False
+    last_update: float | None = None
+    fault: str | None = None
+
+
+class SimulatedHardware:
+    """A charger with ``connectors`` outlets, each delivering ``max_power_w`` when the power path is closed."""
+
+    def __init__(self, connectors: int = 1, *, max_power_w: float = 11000.0, voltage_v: float = 230.0,
+                 phases: int = 3, clock: Callable[[], float] = time.monotonic, state_file: str | Path | None = None,
+                 lock: bool = True):
+        if connectors < 1:
+            raise ValueError("a station needs at least one connector")
+        self._clock = clock
+        self.max_power_w = max_power_w
+        self.voltage_v = voltage_v
+        self.phases = phases
+        self._lock = lock
+        self._listener: Callable[[HalEvent], None] | None = None
+        self._state_file = Path(state_file) if state_file else None
+        self.connectors = {i: SimConnector(i) for i in range(1, connectors + 1)}
+        self.resets: list[bool] = []
+        self.lock_fails = False
+        self._load_state()
+
+    # --- persistence of the meter registers ------------------------------------------------------------------
+    def _load_state(self) -> None:
+        if not self._state_file or not self._state_file.exists():
+            return
+        try:
+            data = json.loads(self._state_file.read_text())
+            for cid, wh in data.get("energy_wh", {}).items():
+                if int(cid) in self.connectors:
+                    self.connectors[int(cid)].energy_wh = float(wh)
+        except (ValueError, OSError) as exc:  # a corrupt state file only loses the simulated register
+            log.warning("simulated meter state %s unreadable (%s); registers start at 0", self._state_file, exc)
+
+    def _save_state(self) -> None:
+        if not self._state_file:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh for c in self.connectors.values()}}))
+        os.replace(tmp, self._state_file)
+
+    # --- HardwareAdapter ------------------------------------------------------------------------------------
+    def connector_ids(self) -> list[int]:
+        return sorted(self.connectors)
+
+    def supported_measurands(self) -> set[str]:
+        return set(MEASURANDS)
+
+    def set_listener(self, listener: Callable[[HalEvent], None]) -> None:
+        self._listener = listener
+
+    def _power_w(self, c: SimConnector) -> float:
+        if not (c.plugged and c.permitted and c.ev_ready and c.evse_ready) or c.fault:
+            return 0.0
+        power = self.max_power_w
+        if c.limit_a is not None:
+            power = min(power, float(c.limit_a) * self.voltage_v * self.phases)
+        return max(power, 0.0)
+
+    def _integrate(self, c: SimConnector) -> None:
+        now = self._clock()
+        if c.last_update is not None and now > c.last_update:
+            c.energy_wh += self._power_w(c) * (now - c.last_update) / 3600.0
+        c.last_update = now
+
+    def read_meter(self, connector_id: int) -> MeterReading:
+        c = self._get(connector_id)
+        if c.meter_failed:
+            raise MeterFault(f"meter of connector {connector_id} does not answer")
+        self._integrate(c)
+        power = self._power_w(c)
+        current = power / (self.voltage_v * self.phases) if power else 0.0
+        offered = float(c.limit_a) if c.limit_a is not None else self.max_power_w / (self.voltage_v * self.phases)
+        self._save_state()
+        return MeterReading(
+            energy_wh=int(c.energy_wh),
+            values={
+                "Energy.Active.Import.Register": Decimal(int(c.energy_wh)),
+                "Power.Active.Import": Decimal(f"{power:.1f}"),
+                "Current.Import": Decimal(f"{current:.2f}"),
+                "Current.Offered": Decimal(f"{offered:.1f}"),
+                "Voltage": Decimal(f"{self.voltage_v:.1f}"),
+                "SoC": Decimal(int(min(100.0, c.soc + c.energy_wh / 600.0))),
+                "Temperature": Decimal("25.0"),
+            })
+
+    def permit_charging(self, connector_id: int, permitted: bool) -> None:
+        c = self._get(connector_id)
+        self._integrate(c)
+        c.permitted = permitted
+
+    def set_limit(self, connector_id: int, amps: Decimal | None) -> None:
+        c = self._get(connector_id)
+        self._integrate(c)
+        c.limit_a = amps
+
+    def lock_connector(self, connector_id: int, locked: bool) -> bool:
+        c = self._get(connector_id)
+        if self.lock_fails:
+            return False
+        c.locked = locked
+        return True
+
+    def has_lock(self) -> bool:
+        return self._lock
+
+    def reset(self, hard: bool) -> None:
+        self.resets.append(hard)
+
+    # --- the simulated world: the EV, the driver, faults ---------------------------------------------------
+    def _get(self, connector_id: int) -> SimConnector:
+        try:
+            return self.connectors[connector_id]
+        except KeyError:
+            raise ValueError(f"no connector {connector_id}") from None
+
+    def _emit(self, event: HalEvent) -> None:
+        if self._listener is not None:
+            self._listener(event)
+
+    def ev_plug(self, connector_id: int, plugged: bool = True) -> None:
+        c = self._get(connector_id)
+        self._integrate(c)
+        if c.plugged != plugged:
+            c.plugged = plugged
+            self._emit(Plugged(connector_id, plugged))
+
+    def ev_ready(self, connector_id: int, ready: bool) -> None:
+        c = self._get(connector_id)
+        self._integrate(c)
+        if c.ev_ready != ready:
+            c.ev_ready = ready
+            self._emit(EvReady(connector_id, ready))
+
+    def evse_ready(self, connector_id: int, ready: bool) -> None:
+        c = self._get(connector_id)
+        self._integrate(c)
+        if c.evse_ready != ready:
+            c.evse_ready = ready
+            self._emit(EvseReady(connector_id, ready))
+
+    def present_tag(self, id_tag: str, connector_id: int = 0) -> None:
+        self._emit(IdTagPresented(id_tag, connector_id))
+
+    def inject_fault(self, connector_id: int, error_code: str | None, info: str = "", fatal: bool = True) -> None:
+        if error_code is not None and error_code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {error_code!r}")
+        c = self._get(connector_id)
+        self._integrate(c)
+        c.fault = error_code if fatal else None
+        self._emit(Fault(connector_id, error_code, info, fatal=fatal))
+
+    def fail_meter(self, connector_id: int, failed: bool = True) -> None:
+        self._get(connector_id).meter_failed = failed

@@ -1,0 +1,238 @@
+"""The asyncio runtime: wires hardware, engine, protocol adapter, store and transport, and keeps time.
+
+Everything here is I/O glue. The engine and the adapter are synchronous and sans-I/O; this module feeds them
+socket input, hardware events and timer ticks, and sends what they return, in order, on the current connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import StationConfig
+from .devicemodel import Config16, DeviceModel
+from .engine import Authorizer, Engine, StopReason
+from .engine.datatransfer import DataTransferRegistry, echo_handler
+from .hal import HardwareAdapter, load_adapter
+from .redact import redact_frame
+from .store import AuthCache, Database, KeyValue, Outbox, SqliteVariableBackend, Transactions
+from .transport import Transport, TransportConfig
+from .v16.adapter import Hooks, Ocpp16Adapter
+from .v16.settings import Settings16
+
+log = logging.getLogger("secure_cp.runtime")
+frames_log = logging.getLogger("secure_cp.frames")
+
+
+class Clock:
+    """Wall-clock seconds with an offset the CSMS may correct (BootNotification/Heartbeat currentTime)."""
+
+    def __init__(self, source: Callable[[], float] = time.time):
+        self._source = source
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return self._source() + self.offset
+
+    def set(self, ts: float) -> None:
+        delta = ts - self.now()
+        if abs(delta) >= 1.0:          # sub-second differences are network latency, not a wrong clock
+            self.offset += delta
+            log.info("clock adjusted by %+.3f s from the CSMS", delta)
+
+
+@dataclass
+class FrameRecord:
+    at: float
+    direction: str      # "tx" | "rx"
+    text: str
+
+
+class Station:
+    """One charging station process: ``await Station(cfg).run()`` until ``stop()``."""
+
+    def __init__(self, cfg: StationConfig, hal: HardwareAdapter | None = None, *, clock: Clock | None = None):
+        self.cfg = cfg
+        self.clock = clock or Clock()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if hal is None:
+            options = dict(cfg.hardware_options)
+            if cfg.hardware == "simulated":
+                options.setdefault("connectors", cfg.connectors)
+                options.setdefault("state_file", str(cfg.data_dir / "sim-meter.json"))
+            hal = load_adapter(cfg.hardware, **options)
+        self.hal = hal
+        self.frames: collections.deque[FrameRecord] = collections.deque(maxlen=500)
+        self.datatransfer = DataTransferRegistry()
+        self.datatransfer.register("secure-cp", echo_handler)
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._sendq: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+        self._generation = 0
+        self.boots = 0
+        self._open_store()
+
+    # ---- building the parts -----------------------------------------------------------------------------------
+    def _open_store(self) -> None:
+        cfg = self.cfg
+        self.db = Database(cfg.data_dir / "station.db")
+        self.kv = KeyValue(self.db, "engine")
+        self.outbox = Outbox(self.db)
+        self.transactions = Transactions(self.db)
+        self.model = DeviceModel(SqliteVariableBackend(self.db))
+        overrides = dict(cfg.ocpp_config)
+        self.config = Config16(self.model, number_of_connectors=len(self.hal.connector_ids()),
+                               supported_measurands=set(self.hal.supported_measurands()),
+                               supported_profiles=["Core"], overrides=overrides)
+        if cfg.password and self.model.get("SecurityCtrlr", "BasicAuthPassword") is None:
+            self.config.set_internal("AuthorizationKey", cfg.password)
+        self.settings = Settings16(self.config)
+        self.cache = AuthCache(self.db)
+        self.engine = Engine(self.hal, self.settings, self.transactions, self.kv, Authorizer(self.settings, self.cache),
+                             protocol="1.6")
+        self.adapter = Ocpp16Adapter(engine=self.engine, config=self.config, settings=self.settings, db=self.db,
+                                     outbox=self.outbox, transactions=self.transactions,
+                                     station_info=self._station_info(), datatransfer=self.datatransfer,
+                                     call_timeout=cfg.call_timeout,
+                                     hooks=Hooks(set_clock=self.clock.set, config_changed=self._config_changed))
+        self.hal.set_listener(self._on_hal)
+
+    def _station_info(self) -> dict:
+        c = self.cfg
+        return {"vendor": c.vendor, "model": c.model, "serial": c.serial, "firmware_version": c.firmware_version,
+                "meter_type": c.meter_type, "meter_serial": c.meter_serial}
+
+    def _password(self) -> bytes | None:
+        key = self.config.get_str("AuthorizationKey") if "AuthorizationKey" in self.config.keys() else None
+        key = key or self.cfg.password
+        if not key:
+            return None
+        if self.cfg.password_encoding == "raw":
+            return bytes.fromhex(key)
+        return key.encode()
+
+    def transport_config(self) -> TransportConfig:
+        ping = self.settings.websocket_ping_interval
+        return TransportConfig(url=self.cfg.csms_url, identity=self.cfg.identity,
+                               subprotocols=list(self.cfg.protocols), security_profile=self.cfg.security_profile,
+                               password=self._password() if self.cfg.security_profile >= 1 else None,
+                               ping_interval=ping or None, reconnect_min=self.cfg.reconnect_min,
+                               reconnect_max=self.cfg.reconnect_max)
+
+    # ---- callbacks from transport and hardware -----------------------------------------------------------------
+    def _send_all(self, texts: list[str]) -> None:
+        for t in texts:
+            self._sendq.put_nowait((self._generation, t))
+        self._wake.set()
+
+    def _log_frame(self, direction: str, text: str) -> None:
+        red = redact_frame(text)
+        self.frames.append(FrameRecord(self.clock.now(), direction, red))
+        if frames_log.isEnabledFor(logging.DEBUG):
+            frames_log.debug("%s %s", "->" if direction == "tx" else "<-", red)
+
+    def _on_open(self, subprotocol: str) -> None:
+        self._generation += 1
+        log.info("connected to %s (%s)", self.cfg.csms_url, subprotocol)
+        self._send_all(self.adapter.connected(self.clock.now()))
+
+    def _on_message(self, text: str) -> None:
+        self._log_frame("rx", text)
+        self._send_all(self.adapter.received(text, self.clock.now()))
+
+    def _on_close(self, reason: str) -> None:
+        self._generation += 1          # anything queued for the old connection is void
+        log.warning("connection to CSMS lost: %s", reason)
+        self.adapter.disconnected(self.clock.now())
+        self._wake.set()
+
+    def _on_hal(self, event) -> None:
+        now = self.clock.now()
+        self.engine.on_hal(event, now)
+        self._send_all(self.adapter.poll(now))
+
+    def _config_changed(self, key: str, value: str) -> None:
+        if key in ("WebSocketPingInterval", "AuthorizationKey"):
+            self.transport.reconfigure(self.transport_config())
+            if key == "AuthorizationKey":   # whitepaper: reconnect with the new credentials
+                self.transport.reconnect_now()
+
+    # ---- loops -----------------------------------------------------------------------------------------------
+    async def _sender(self) -> None:
+        while True:
+            gen, text = await self._sendq.get()
+            if gen != self._generation or not self.transport.connected:
+                continue
+            self._log_frame("tx", text)
+            await self.transport.send(text)
+
+    async def _ticker(self) -> None:
+        while not self._stopping:
+            deadline = self.adapter.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
+            self._wake.clear()
+            if timeout is None or timeout > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+            self._send_all_no_wake(self.adapter.tick(self.clock.now()))
+            if self.adapter.reset_requested is not None:
+                await self._reset(self.adapter.reset_requested)
+                return
+
+    def _send_all_no_wake(self, texts: list[str]) -> None:
+        for t in texts:
+            self._sendq.put_nowait((self._generation, t))
+
+    async def _reset(self, hard: bool) -> None:
+        """Reset: give queued transaction messages a moment (soft only), then reboot in place."""
+        if not hard:
+            for _ in range(100):
+                if self.outbox.pending_count() == 0 or not self.transport.connected:
+                    break
+                await asyncio.sleep(0.1)
+        log.warning("%s reset: rebooting", "hard" if hard else "soft")
+        self.hal.reset(hard)
+        self._reboot = True
+
+    async def run(self) -> None:
+        """Boot, connect, serve until stop(); a Reset reboots in place (new boot, new BootNotification)."""
+        while True:
+            self._reboot = False
+            await self._run_once()
+            if not self._reboot or self._stopping:
+                return
+            self.db.close()
+            self._open_store()
+            self.boots += 1
+
+    async def _run_once(self) -> None:
+        now = self.clock.now()
+        self.engine.boot(now)
+        self.adapter._process_effects(now)
+        self.transport = Transport(self.transport_config(), on_open=self._on_open, on_message=self._on_message,
+                                   on_close=self._on_close)
+        tasks = [asyncio.create_task(self.transport.run(), name="transport"),
+                 asyncio.create_task(self._sender(), name="sender")]
+        ticker = asyncio.create_task(self._ticker(), name="ticker")
+        self._ticker_task = ticker
+        try:
+            await ticker
+        finally:
+            await self.transport.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not self._reboot:
+                self.engine.shutdown(self.clock.now(), StopReason.REBOOT)
+                self.db.close()
+
+    async def stop(self) -> None:
+        """Clean shutdown (SIGTERM): the transport closes, open transactions end at the next boot (Reboot)."""
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,438 @@
+"""One SQLite file on disk: the durable memory of a charging station.
+
+Why it is built this way (DESIGN.md §3, "nothing that matters lives only in memory"):
+
+* WAL journal + ``synchronous=FULL``: a COMMIT returns only after the WAL has been fsync'ed, so whatever a
+  ``with db.tx():`` block wrote survives a power cut from the moment the block exits, and a power cut at any
+  earlier instruction leaves the previous committed state (SQLite's atomic commit).
+* One writer: a re-entrant lock serialises every use of the single connection (the sqlite3 module's
+  connection is not meant to be used by two threads at once), and ``BEGIN IMMEDIATE`` takes SQLite's write
+  lock at the start of the transaction instead of at the first write, so a transaction never fails half-way
+  with SQLITE_BUSY.
+* An exclusive ``flock`` on ``<path>.lock`` keeps a second process (a second service instance, a CLI tool run
+  by mistake) from writing the same station's memory. ``flock`` locks belong to the open file description,
+  so the kernel drops the lock when the holder dies, even by SIGKILL.
+* Errors become ``StoreError`` subclasses whose messages name the file, because the person reading the log
+  on a charger needs to know which file is full or broken.
+
+This module also holds the JSON codec used for every JSON column: ``decimal.Decimal`` is written as its exact
+text and read back as ``Decimal`` so meter readings such as ``2935.600`` keep every digit.
+"""
+
+from __future__ import annotations
+
+import decimal
+import fcntl
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import migrations
+
+__all__ = [
+    "Database",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "json_dumps",
+    "json_loads",
+]
+
+log = logging.getLogger(__name__)
+
+# Primary SQLite result codes (https://www.sqlite.org/rescode.html). Python >= 3.11 exposes the (extended)
+# code as ``sqlite3.Error.sqlite_errorcode``; the primary code is its low byte.
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_NOTADB = 26
+
+
+class StoreError(Exception):
+    """Base class of every persistence failure; the message names the database file."""
+
+
+class StoreCorrupt(StoreError):
+    """The file is not a database, fails the integrity check, or was written by a newer secure-cp."""
+
+
+class StoreFull(StoreError):
+    """The disk (or the configured page limit) is full. The failed write was rolled back; state is intact."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds this data directory's store."""
+
+
+# --------------------------------------------------------------------------------------------------- JSON
+
+
+def json_dumps(value: Any) -> str:
+    """Serialise ``value`` to compact JSON text, writing ``Decimal`` values as their exact text.
+
+    The stdlib encoder cannot emit a number's text verbatim, so this is a small recursive encoder.
+    Accepted: dict (str keys), list, tuple, str, int, float, bool, None, Decimal. NaN and infinities are
+    rejected (they are not JSON, and no OCPP message may carry them).
+    """
+    parts: list[str] = []
+    _encode(value, parts)
+    return "".join(parts)
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(json.dumps(value))
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot store non-finite float {value!r} as JSON")
+        out.append(float.__repr__(value))
+    elif isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot store non-finite Decimal {value!r} as JSON")
+        # str() of a finite Decimal is always a valid JSON number ("2935.600", "1E+3", "-0", "1.2E-7").
+        out.append(str(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        first = True
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be str, got {type(key).__name__}: {key!r}")
+            if not first:
+                out.append(",")
+            first = False
+            out.append(json.dumps(key))
+            out.append(":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
+
+
+def json_loads(text: str) -> Any:
+    """Parse JSON text written by :func:`json_dumps`; numbers with a fraction or exponent become ``Decimal``."""
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+# ----------------------------------------------------------------------------------------------- Database
+
+
+class Database:
+    """The station's SQLite database: one connection, one writer, durable commits.
+
+    Use ``with db.tx() as conn:`` for every write. ``tx()`` blocks may nest (the inner block becomes a
+    SAVEPOINT of the outer transaction), so the engine can make several store calls atomic together, e.g.
+    "mark the transaction stopped AND queue its StopTransaction": either both survive a power cut or neither.
+    Writes inside a nested block are durable only when the outermost block exits.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._depth = 0          # nesting depth of tx() blocks; touched only by the thread holding _lock
+        self._aborted = False    # SQLite rolled the whole transaction back under a nested block
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._owner_pid = os.getpid()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of database '{self.path}': {exc}") from exc
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fd = self._acquire_file_lock()
+        try:
+            self._conn = self._connect()
+            self._check_integrity()
+            self._migrate()
+            _fsync_directory(self.path.parent)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------------------------------- opening
+
+    def _acquire_file_lock(self) -> int:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open lock file '{self._lock_path}' of database '{self.path}': {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"process {holder}" if holder else "another process"
+            raise StoreLocked(
+                f"database '{self.path}' is in use by {who} (lock file '{self._lock_path}'); "
+                "only one secure-cp may use a data directory at a time"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock '{self._lock_path}' of database '{self.path}': {exc}") from exc
+        try:  # the holder's pid, for the StoreLocked message of whoever comes next (diagnostic only)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
+        return fd
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: the sqlite3 module issues no implicit BEGIN/COMMIT; tx() owns transactions.
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "cannot open") from exc
+        conn.row_factory = sqlite3.Row
+        self._conn = conn
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                # Still durable (rollback journal + synchronous=FULL), just slower; say so rather than fail.
+                log.warning("database '%s': WAL journal not available (journal_mode=%s)", self.path, mode)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            # Keep the WAL file from growing without bound on small flash file systems after checkpoints.
+            conn.execute("PRAGMA journal_size_limit=4194304")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "cannot open") from exc
+        return conn
+
+    def _check_integrity(self) -> None:
+        conn = self._require_conn()
+        try:
+            rows = [row[0] for row in conn.execute("PRAGMA quick_check(20)").fetchall()]
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "integrity check failed", corrupt=True) from exc
+        if rows != ["ok"]:
+            detail = "; ".join(str(row) for row in rows[:5])
+            raise StoreCorrupt(f"database '{self.path}' failed its integrity check: {detail}")
+
+    def _migrate(self) -> None:
+        """Bring the schema up to ``len(migrations.MIGRATIONS)``, one migration per transaction.
+
+        ``PRAGMA user_version`` is written inside the same transaction as the migration's own statements, so a
+        power cut during a migration leaves the previous version complete and the migration is simply re-run.
+        """
+        conn = self._require_conn()
+        scripts = migrations.MIGRATIONS  # looked up at call time: later modules append to the list
+        current = self.schema_version
+        if current > len(scripts):
+            raise StoreCorrupt(
+                f"database '{self.path}' has schema version {current}, but this secure-cp knows only up to "
+                f"version {len(scripts)}: it was created by a newer secure-cp; refusing to open it"
+            )
+        with self._lock:
+            for version in range(current + 1, len(scripts) + 1):
+                script = scripts[version - 1]
+                try:
+                    # executescript() runs the whole text; BEGIN/COMMIT are part of it so that the migration
+                    # and its version number commit together (or not at all).
+                    conn.executescript(
+                        f"BEGIN IMMEDIATE;\n{script}\n;\nPRAGMA user_version = {version};\nCOMMIT;"
+                    )
+                except sqlite3.Error as exc:
+                    self._rollback_quietly()
+                    raise self._translate(exc, f"migration to schema version {version} failed") from exc
+                log.info("database '%s': migrated to schema version %d", self.path, version)
+
+    # ------------------------------------------------------------------------------------------ API
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version stored in the file (``PRAGMA user_version``)."""
+        rows = self.query("PRAGMA user_version")
+        return int(rows[0][0])
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE ... COMMIT, durable when the outermost block exits.
+
+        On an exception the transaction (or, when nested, just this block's SAVEPOINT) is rolled back and the
+        exception re-raised; SQLite failures are re-raised as ``StoreFull`` / ``StoreCorrupt`` /
+        ``StoreError`` (``sqlite3.IntegrityError`` and programming errors pass through unchanged).
+        """
+        conn = self._require_conn()
+        with self._lock:
+            if self._depth == 0:
+                yield from self._outer_tx(conn)
+            else:
+                yield from self._nested_tx(conn)
+
+    def _outer_tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "cannot begin a transaction") from exc
+        self._depth = 1
+        self._aborted = False
+        try:
+            try:
+                yield conn
+            except BaseException as exc:
+                self._rollback_quietly()
+                if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
+                    raise self._translate(exc, "write failed and was rolled back") from exc
+                raise
+            if self._aborted:
+                self._rollback_quietly()
+                raise StoreError(
+                    f"database '{self.path}': SQLite rolled this transaction back after a failure inside a "
+                    "nested block; nothing of it was committed"
+                )
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback_quietly()
+                raise self._translate(exc, "commit failed and was rolled back") from exc
+        finally:
+            self._depth = 0
+            self._aborted = False
+
+    def _nested_tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        name = f"secure_cp_sp{self._depth}"
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "cannot begin a nested transaction") from exc
+        self._depth += 1
+        try:
+            try:
+                yield conn
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
+                    except sqlite3.Error:
+                        self._aborted = True
+                else:  # SQLite already rolled back the whole transaction (e.g. after SQLITE_FULL)
+                    self._aborted = True
+                if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
+                    raise self._translate(exc, "write failed and was rolled back") from exc
+                raise
+            try:
+                conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                self._aborted = True
+                raise self._translate(exc, "nested transaction failed") from exc
+        finally:
+            self._depth -= 1
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Run one statement and return all its rows (inside a ``tx()`` block it sees that block's writes)."""
+        conn = self._require_conn()
+        with self._lock:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                if _is_storage_error(exc):
+                    raise self._translate(exc, "query failed") from exc
+                raise
+
+    def close(self) -> None:
+        """Close the connection (SQLite checkpoints the WAL) and release the lock file. Idempotent."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:  # pragma: no cover - close() of an idle connection hardly fails
+                    log.warning("database '%s': error on close: %s", self.path, exc)
+            fd, self._lock_fd = self._lock_fd, None
+            if fd is not None:
+                try:
+                    # A forked child shares the parent's lock (same open file description); it must only
+                    # drop its descriptor, never unlock the parent's store.
+                    if os.getpid() == self._owner_pid:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r}{', closed' if self.closed else ''})"
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def _require_conn(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"database '{self.path}' is closed")
+        return conn
+
+    def _rollback_quietly(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.error("database '%s': ROLLBACK failed: %s", self.path, exc)
+
+    def _translate(self, exc: sqlite3.Error, what: str, *, corrupt: bool = False) -> StoreError:
+        primary = _primary_code(exc)
+        if primary == _SQLITE_FULL:
+            return StoreFull(f"database '{self.path}' is full (disk or page limit): {what}: {exc}")
+        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or corrupt:
+            return StoreCorrupt(f"database '{self.path}' is corrupt or not a database: {what}: {exc}")
+        return StoreError(f"database '{self.path}': {what}: {exc}")
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _is_storage_error(exc: sqlite3.Error) -> bool:
+    """True for failures of the store itself; False for caller bugs and constraint violations, which pass on."""
+    return not isinstance(exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError))
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the directory entries of a newly created database/WAL file durable too (POSIX needs this)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

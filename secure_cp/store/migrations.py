@@ -1,0 +1,103 @@
+"""Schema migrations of the station database.
+
+``MIGRATIONS[i]`` is the SQL script that takes the schema from version ``i`` to version ``i + 1``; the
+version is kept in ``PRAGMA user_version``. :class:`secure_cp.store.db.Database` applies every missing script
+on open, each in its own transaction together with the new version number, so a power cut mid-migration
+leaves the previous version intact and the migration runs again on the next start (DESIGN.md §3: "an upgrade
+of the software keeps everything").
+
+Rules for whoever appends a migration:
+
+* Append only. Never edit or reorder a released script: stations in the field have already run it.
+* No BEGIN/COMMIT/ROLLBACK in a script; the runner wraps it in one transaction.
+* ``PRAGMA foreign_keys`` is a no-op inside a transaction. A migration that rebuilds a table (the
+  12-step ALTER procedure of https://www.sqlite.org/lang_altertable.html) uses
+  ``PRAGMA defer_foreign_keys=ON`` instead.
+* A file whose ``user_version`` is higher than ``len(MIGRATIONS)`` was written by a newer secure-cp and is
+  refused (``StoreCorrupt``) rather than misread.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+# Version 1: the tables of the store package itself.
+_V1_CORE = """
+-- Transaction-related CALLs waiting for delivery, in the order they must be sent (OCPP 1.6 §3.7,
+-- OCPP 2.0.1 E04/E14: transaction messages are queued while offline and delivered in chronological order).
+-- AUTOINCREMENT: a delivered (removed) seq is never handed out again, so a seq names one message forever.
+CREATE TABLE outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    action          TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,            -- JSON, Decimal kept as exact text
+    tx_key          TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      REAL    NOT NULL,
+    next_attempt_at REAL,
+    status          TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'failed')),
+    last_error      TEXT
+);
+CREATE INDEX outbox_status_seq ON outbox (status, seq);
+CREATE INDEX outbox_tx_key ON outbox (tx_key) WHERE tx_key IS NOT NULL;
+
+-- Transactions known to this station, open and finished.
+CREATE TABLE transactions (
+    tx_key          TEXT    PRIMARY KEY,
+    evse_id         INTEGER NOT NULL,
+    connector_id    INTEGER NOT NULL,
+    id_tag          TEXT    NOT NULL,
+    started_at      TEXT    NOT NULL,            -- RFC 3339
+    meter_start_wh  INTEGER NOT NULL,
+    protocol        TEXT    NOT NULL,
+    reservation_id  INTEGER,
+    transaction_id  TEXT,                        -- the CSMS's id (1.6: integer as text)
+    last_meter_wh   INTEGER,
+    last_meter_at   TEXT,
+    stopped_at      TEXT,
+    meter_stop_wh   INTEGER,
+    stop_reason     TEXT,
+    stop_id_tag     TEXT,
+    seq_no          INTEGER NOT NULL DEFAULT 0,
+    extra           TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX transactions_transaction_id ON transactions (transaction_id) WHERE transaction_id IS NOT NULL;
+CREATE INDEX transactions_open ON transactions (started_at) WHERE stopped_at IS NULL;
+CREATE INDEX transactions_started_at ON transactions (started_at);
+
+-- Small durable settings, grouped by namespace.
+CREATE TABLE kv (
+    namespace TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,                     -- JSON
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+
+-- Authorization cache (OCPP 1.6 §3.5.1, OCPP 2.0.1 C10): idTag -> idTagInfo / idTokenInfo.
+CREATE TABLE auth_cache (
+    id_tag     TEXT    PRIMARY KEY,
+    info       TEXT    NOT NULL,                 -- JSON
+    status     TEXT,                             -- info["status"], for eviction without parsing JSON
+    expires_at REAL,                             -- expiryDate / cacheExpiryDateTime as epoch seconds
+    updated_at REAL    NOT NULL,
+    last_used  INTEGER NOT NULL                  -- recency counter for least-recently-used eviction
+);
+CREATE INDEX auth_cache_last_used ON auth_cache (last_used);
+
+-- Device model values (OCPP 2.0.1 components/variables; 1.6 keys are mapped onto them).
+CREATE TABLE variables (
+    component          TEXT    NOT NULL,
+    component_instance TEXT    NOT NULL,
+    evse_id            INTEGER NOT NULL,
+    connector_id       INTEGER NOT NULL,
+    variable           TEXT    NOT NULL,
+    variable_instance  TEXT    NOT NULL,
+    attribute_type     TEXT    NOT NULL,
+    value              TEXT    NOT NULL,
+    PRIMARY KEY (component, component_instance, evse_id, connector_id, variable, variable_instance,
+                 attribute_type)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [
+    _V1_CORE,
+]

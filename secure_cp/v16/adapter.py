@@ -1,0 +1,478 @@
+"""OCPP 1.6-J Core on top of the station engine.
+
+Translates engine effects into CALLs (transaction messages through the persistent outbox, the rest through a
+small volatile queue), CS->CP CALLs into engine commands, and runs the registration (BootNotification) and
+heartbeat logic. Sans-I/O like the engine: text in, texts out, ``now`` passed in; the runtime owns the socket.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, StopReason, TxMeterValues,
+                      TxStarted, TxStopped, parse_rfc3339, rfc3339)
+from ..engine.datatransfer import DataTransferRegistry
+from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, Reply, Response, SchemaError,
+                   SchemaRegistry, Timeout)
+from . import messages
+
+log = logging.getLogger("secure_cp.v16")
+
+# What this adapter answers as CS->CP calls; every other action with a 1.6 schema gets NotSupported.
+CORE_ACTIONS = frozenset({
+    "ChangeAvailability", "ChangeConfiguration", "ClearCache", "DataTransfer", "GetConfiguration",
+    "RemoteStartTransaction", "RemoteStopTransaction", "Reset", "UnlockConnector",
+})
+TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
+DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
+
+
+@dataclass
+class Hooks:
+    """What the adapter asks of the runtime (all optional)."""
+    set_clock: Callable[[float], None] = lambda ts: None            # CSMS time from Boot/Heartbeat
+    config_changed: Callable[[str, str], None] = lambda k, v: None  # e.g. WebSocketPingInterval, AuthorizationKey
+    on_frame: Callable[[str, str], None] = lambda direction, text: None   # frame log (redaction is the runtime's)
+
+
+@dataclass
+class _Inflight:
+    kind: str                 # "boot" | "heartbeat" | "status" | "volatile" | "outbox"
+    action: str
+    ref: Any = None           # outbox seq, status effect, or a callback
+
+
+class Ocpp16Adapter:
+    version = "1.6"
+    subprotocol = "ocpp1.6"
+
+    def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
+                 registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
+                 hooks: Hooks | None = None, call_timeout: float = 30.0):
+        self.engine = engine
+        self.config = config
+        self.settings = settings
+        self.db = db
+        self.outbox = outbox
+        self.transactions = transactions
+        self.station_info = station_info
+        self.datatransfer = datatransfer or DataTransferRegistry()
+        self.hooks = hooks or Hooks()
+        self.registry = registry or SchemaRegistry("1.6")
+        self.endpoint = Endpoint("1.6", self.registry, call_timeout=call_timeout,
+                                 supported_actions=lambda a: a in CORE_ACTIONS)
+        self.registration = "none"      # none | pending | accepted | rejected
+        self.next_boot_at = 0.0
+        self.online = False
+        self.last_sent_at = 0.0
+        self.heartbeat_interval = settings.heartbeat_interval
+        self._inflight: _Inflight | None = None
+        self._volatile: collections.deque = collections.deque()
+        self._statuses: dict[int, StatusChanged] = {}      # latest unsent status per connector
+        self._status_order: list[int] = []
+        self._sent_status: dict[int, tuple] = {}
+        self._after_reply: list[Callable[[], None]] = []
+        self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
+
+    # ---- connection -------------------------------------------------------------------------------------------
+    def connected(self, now: float) -> list[str]:
+        self.online = True
+        self.engine.set_online(True, now)
+        # a reconnect within one boot needs no new BootNotification; the statuses queued while offline (latest
+        # per connector, unsent if unchanged) go out first: 1.6 §4.9 rules 1 and 3
+        return self.poll(now)
+
+    def disconnected(self, now: float) -> None:
+        """The connection dropped: an outstanding CALL is not a CSMS failure and burns no attempt."""
+        self.online = False
+        self.endpoint.reset()
+        inflight, self._inflight = self._inflight, None
+        if inflight and inflight.kind == "status":
+            self._queue_status(inflight.ref)
+        if inflight and inflight.kind == "volatile" and inflight.action == "Authorize":
+            self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
+        self.engine.set_online(False, now)
+        self._process_effects(now)
+
+    # ---- effects of the engine -----------------------------------------------------------------------------
+    def _process_effects(self, now: float) -> None:
+        for eff in self.engine.drain():
+            if isinstance(eff, StatusChanged):
+                self._queue_status(eff)
+            elif isinstance(eff, AuthorizeRequest):
+                self._queue_authorize(eff.id_tag, now)
+            elif isinstance(eff, TxStarted):
+                self._enqueue_start(eff.tx_key, now)
+            elif isinstance(eff, TxStopped):
+                self._enqueue_stop(eff, now)
+            elif isinstance(eff, TxMeterValues):
+                self._enqueue_meter(eff, now)
+            elif isinstance(eff, ResetNow):
+                self.reset_requested = eff.hard
+            elif isinstance(eff, Notice):
+                log.info("connector %s: %s", eff.connector_id, eff.text)
+
+    def _queue_status(self, eff: StatusChanged) -> None:
+        if eff.connector_id in self._statuses:
+            self._status_order.remove(eff.connector_id)
+        self._statuses[eff.connector_id] = eff
+        self._status_order.append(eff.connector_id)
+
+    def _queue_volatile(self, action: str, payload: dict, on_result: Callable | None = None) -> None:
+        if len(self._volatile) >= VOLATILE_LIMIT:
+            dropped = self._volatile.popleft()
+            log.warning("offline queue full: dropping %s", dropped[0])
+        self._volatile.append((action, payload, on_result))
+
+    def _queue_authorize(self, id_tag: str, now: float) -> None:
+        payload = {"idTag": id_tag}
+        try:
+            self.registry.validate_request("Authorize", payload)
+        except SchemaError as exc:   # e.g. an identifier longer than CiString20: OCPP 1.6 cannot carry it
+            log.warning("identifier cannot be sent in OCPP 1.6 (%s): treated as Invalid", exc.description)
+            self.engine.on_authorize_result(id_tag, {"status": "Invalid"}, now)
+            return
+        if not self.online or self.registration != "accepted":
+            self.engine.on_authorize_result(id_tag, None, now)
+            return
+        self._queue_volatile("Authorize", payload, None)
+
+    def _append_tx_message(self, tx, action: str, payload: dict, flag: str | None, now: float) -> None:
+        """Durably queue a transaction message; the flag on the record makes re-queuing after a crash a no-op."""
+        try:
+            probe = dict(payload)
+            if action != "StartTransaction":
+                probe["transactionId"] = 0
+            self.registry.validate_request(action, probe)
+        except SchemaError as exc:
+            log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx.tx_key, exc.description)
+            return
+        with self.db.tx():
+            self.outbox.append(action, payload, tx_key=tx.tx_key, now=now)
+            if flag:
+                tx.extra[flag] = True
+                self.transactions.update(tx.tx_key, extra=tx.extra)
+
+    def _enqueue_start(self, tx_key: str, now: float) -> None:
+        tx = self.transactions.get(tx_key)
+        if tx is None or tx.extra.get("q_start"):
+            return
+        self._append_tx_message(tx, "StartTransaction", messages.start_transaction(tx), "q_start", now)
+
+    def _enqueue_stop(self, eff: TxStopped, now: float) -> None:
+        tx = self.transactions.get(eff.tx_key)
+        if tx is None or tx.extra.get("q_stop"):
+            return
+        self._append_tx_message(tx, "StopTransaction", messages.stop_transaction(tx, eff.transaction_data),
+                                "q_stop", now)
+
+    def _enqueue_meter(self, eff: TxMeterValues, now: float) -> None:
+        payload = messages.meter_values(eff.connector_id, eff.samples)
+        if not payload["meterValue"]:
+            return
+        if eff.tx_key is None:     # not transaction-related: best effort, not persisted
+            self._queue_volatile("MeterValues", payload)
+            return
+        tx = self.transactions.get(eff.tx_key)
+        if tx is not None:
+            self._append_tx_message(tx, "MeterValues", payload, None, now)
+
+    # ---- input from the CSMS -------------------------------------------------------------------------------------
+    def received(self, text: str, now: float) -> list[str]:
+        out: list[str] = []
+        for ev in self.endpoint.receive(text, now):
+            if isinstance(ev, Reply):
+                if self.registration != "rejected":   # §4.2: while Rejected, do not respond at all
+                    out.append(ev.text)
+            elif isinstance(ev, IncomingCall):
+                reply = self._handle_call(ev, now)
+                if reply is not None:
+                    out.append(reply)
+                for fn in self._after_reply:
+                    fn()
+                self._after_reply.clear()
+            elif isinstance(ev, Response):
+                self._on_response(ev.payload, now)
+            elif isinstance(ev, ErrorResponse):
+                self._on_failure(f"{ev.code}: {ev.description}", now)
+        self._process_effects(now)
+        out.extend(self.poll(now))
+        return out
+
+    def _handle_call(self, call: IncomingCall, now: float) -> str | None:
+        if self.registration == "rejected":
+            log.info("ignoring %s while the registration is Rejected (1.6 §4.2)", call.action)
+            return None
+        handler = getattr(self, "_cs_" + call.action, None)
+        if handler is None:
+            return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
+        try:
+            payload = handler(call.payload, now)
+        except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
+            log.exception("handling %s failed", call.action)
+            self._after_reply.clear()
+            return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
+        return self.endpoint.reply(call, payload)
+
+    # ---- CS -> CP handlers (1.6 §5) ------------------------------------------------------------------------------
+    def _cs_ChangeAvailability(self, p: dict, now: float) -> dict:
+        status = self.engine.change_availability(p["connectorId"], p["type"] == "Operative", now)
+        return {"status": status}
+
+    def _cs_ChangeConfiguration(self, p: dict, now: float) -> dict:
+        key, value = p["key"], p["value"]
+        status = self.config.change_configuration(key, value)
+        if status in ("Accepted", "RebootRequired"):
+            if key == "HeartbeatInterval":
+                self.heartbeat_interval = self.settings.heartbeat_interval
+            if key in ("MeterValueSampleInterval", "ClockAlignedDataInterval"):
+                self._after_reply.append(lambda: self.engine.settings_changed(now))
+            self._after_reply.append(lambda: self.hooks.config_changed(key, value))
+        return {"status": status}
+
+    def _cs_ClearCache(self, p: dict, now: float) -> dict:
+        return {"status": "Accepted" if self.engine.clear_cache() else "Rejected"}
+
+    def _cs_DataTransfer(self, p: dict, now: float) -> dict:
+        status, data = self.datatransfer.handle(p["vendorId"], p.get("messageId"), p.get("data"))
+        return {"status": status, **({"data": data} if data is not None else {})}
+
+    def _cs_GetConfiguration(self, p: dict, now: float) -> dict:
+        known, unknown = self.config.get_configuration(p.get("key"))
+        out: dict = {}
+        if known:
+            out["configurationKey"] = known
+        if unknown:
+            out["unknownKey"] = unknown
+        return out
+
+    def _cs_RemoteStartTransaction(self, p: dict, now: float) -> dict:
+        if self.registration != "accepted":   # §4.2: not allowed while Pending
+            return {"status": "Rejected"}
+        connector = p.get("connectorId")
+        if connector is not None and connector not in self.engine.connectors:
+            return {"status": "Rejected"}
+        if "chargingProfile" in p:
+            log.info("RemoteStartTransaction carries a charging profile; Smart Charging is not supported yet")
+        ok = self.engine.remote_start(p["idTag"], connector, now)
+        return {"status": "Accepted" if ok else "Rejected"}
+
+    def _cs_RemoteStopTransaction(self, p: dict, now: float) -> dict:
+        if self.registration != "accepted":
+            return {"status": "Rejected"}
+        tx = self.transactions.by_transaction_id(str(p["transactionId"]))
+        if tx is None or tx.stopped_at is not None:
+            return {"status": "Rejected"}
+        return {"status": "Accepted" if self.engine.remote_stop(tx.tx_key, now) else "Rejected"}
+
+    def _cs_Reset(self, p: dict, now: float) -> dict:
+        hard = p["type"] == "Hard"
+        self._after_reply.append(lambda: self.engine.reset(hard, now))
+        return {"status": "Accepted"}
+
+    def _cs_UnlockConnector(self, p: dict, now: float) -> dict:
+        cid = p["connectorId"]
+        if cid not in self.engine.connectors:
+            return {"status": "NotSupported"}
+        return {"status": self.engine.unlock(cid, now)}
+
+    # ---- responses to our CALLs ----------------------------------------------------------------------------------
+    def _on_response(self, payload: dict, now: float) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        if inflight.kind == "boot":
+            self._on_boot(payload, now)
+        elif inflight.kind == "heartbeat":
+            self._sync_clock(payload.get("currentTime"))
+        elif inflight.kind == "status":
+            eff = inflight.ref
+            self._sent_status[eff.connector_id] = (eff.status, eff.error_code, eff.info)
+        elif inflight.kind == "volatile":
+            action, req, cb = inflight.ref
+            if action == "Authorize":
+                self.engine.on_authorize_result(req["idTag"], payload.get("idTagInfo"), now)
+            if cb:
+                cb(payload)
+        elif inflight.kind == "outbox":
+            self._on_tx_delivered(inflight.ref, payload, now)
+
+    def _on_tx_delivered(self, seq: int, payload: dict, now: float) -> None:
+        item = self.outbox.get(seq)
+        if item is None:
+            return
+        if item.action == "StartTransaction":
+            with self.db.tx():
+                self.transactions.update(item.tx_key, transaction_id=str(payload["transactionId"]))
+                self.outbox.remove(seq)
+            self.engine.on_tx_confirmed(item.tx_key, payload.get("idTagInfo"), now)
+        else:
+            self.outbox.remove(seq)
+            if item.action == "StopTransaction" and payload.get("idTagInfo") and item.payload.get("idTag"):
+                self.engine.auth.learn(item.payload["idTag"], payload["idTagInfo"], now)
+
+    def _on_failure(self, error: str, now: float) -> None:
+        """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        log.warning("%s failed: %s", inflight.action, error)
+        if inflight.kind == "boot":
+            self.next_boot_at = now + DEFAULT_BOOT_RETRY
+        elif inflight.kind == "status":
+            self._queue_status(inflight.ref)
+        elif inflight.kind == "volatile" and inflight.action == "Authorize":
+            self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
+        elif inflight.kind == "outbox":
+            self._tx_failed(inflight.ref, error, now)
+
+    def _tx_failed(self, seq: int, error: str, now: float) -> None:
+        attempts_allowed = max(1, self.settings.transaction_message_attempts)
+        item = self.outbox.get(seq)
+        if item is None:
+            return
+        attempts = item.attempts + 1
+        if attempts >= attempts_allowed:
+            self.outbox.record_failure(seq, error, next_attempt_at=None)
+            self.outbox.give_up(seq, error)
+            log.error("%s (outbox #%d) given up after %d attempts: %s; kept in the store", item.action, seq,
+                      attempts, error)
+        else:  # 1.6 §4.8.1/§9.1: wait RetryInterval x the number of attempts so far
+            delay = self.settings.transaction_message_retry_interval * attempts
+            self.outbox.record_failure(seq, error, next_attempt_at=now + delay)
+
+    def _on_boot(self, payload: dict, now: float) -> None:
+        status = payload["status"]
+        interval = payload["interval"]
+        self._sync_clock(payload.get("currentTime"))
+        log.info("BootNotification: %s (interval %s s)", status, interval)
+        if status == "Accepted":
+            self.registration = "accepted"
+            if interval > 0:
+                self.heartbeat_interval = interval
+                self.config.set_internal("HeartbeatInterval", str(interval))
+            self._sent_status.clear()          # after a boot every connector's status is reported (incl. 0)
+            self.engine.resend_statuses(now)
+        else:
+            self.registration = status.lower()
+            self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
+
+    def _sync_clock(self, current_time: str | None) -> None:
+        if not current_time:
+            return
+        try:
+            self.hooks.set_clock(parse_rfc3339(current_time))
+        except ValueError:
+            log.warning("CSMS sent an unusable currentTime %r", current_time)
+
+    # ---- sending -------------------------------------------------------------------------------------------------
+    def poll(self, now: float) -> list[str]:
+        """Timers and the next CALL to send, if the line is free."""
+        timeout = self.endpoint.poll(now)
+        if isinstance(timeout, Timeout):
+            self._on_failure("no response (timeout)", now)
+        self._process_effects(now)
+        if not self.online or self.endpoint.busy:
+            return []
+        text = self._next_call(now)
+        return [text] if text else []
+
+    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
+        try:
+            _, text = self.endpoint.send_call(action, payload, now)
+        except SchemaError as exc:
+            log.error("not sending invalid %s: %s", action, exc.description)
+            return None
+        self._inflight = _Inflight(kind, action, ref)
+        self.last_sent_at = now
+        return text
+
+    def _next_call(self, now: float) -> str | None:
+        if self.registration != "accepted":
+            if self.registration == "rejected" and now < self.next_boot_at:
+                return None
+            if now < self.next_boot_at:
+                return None
+            return self._send("boot", "BootNotification", self._boot_payload(), None, now)
+        while self._volatile:
+            action, payload, cb = self._volatile.popleft()
+            text = self._send("volatile", action, payload, (action, payload, cb), now)
+            if text:
+                return text
+        while self._status_order:
+            cid = self._status_order.pop(0)
+            eff = self._statuses.pop(cid)
+            if self._sent_status.get(cid) == (eff.status, eff.error_code, eff.info):
+                continue   # changed and changed back while offline: nothing new for the CSMS
+            payload = {"connectorId": cid, "errorCode": eff.error_code, "status": eff.status.value,
+                       "timestamp": rfc3339(eff.timestamp)}
+            if eff.info:
+                payload["info"] = eff.info[:50]
+            if eff.vendor_error_code:
+                payload["vendorErrorCode"] = eff.vendor_error_code[:50]
+            text = self._send("status", "StatusNotification", payload, eff, now)
+            if text:
+                return text
+        text = self._next_outbox(now)
+        if text:
+            return text
+        if self.heartbeat_interval > 0 and now - self.last_sent_at >= self.heartbeat_interval:
+            return self._send("heartbeat", "Heartbeat", {}, None, now)
+        return None
+
+    def _next_outbox(self, now: float) -> str | None:
+        while True:
+            item = self.outbox.head()
+            if item is None:
+                return None
+            if item.next_attempt_at is not None and item.next_attempt_at > now:
+                return None
+            payload = dict(item.payload)
+            if item.action != "StartTransaction" and item.tx_key:
+                tx = self.transactions.get(item.tx_key)
+                if tx is None or tx.transaction_id is None:
+                    # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
+                    self.outbox.give_up(item.seq, "the transaction's StartTransaction was never confirmed")
+                    continue
+                payload["transactionId"] = int(tx.transaction_id)
+            text = self._send("outbox", item.action, payload, item.seq, now)
+            if text:
+                return text
+            self.outbox.give_up(item.seq, "payload fails the OCPP 1.6 schema")
+
+    def _boot_payload(self) -> dict:
+        i = self.station_info
+        p = {"chargePointVendor": i["vendor"], "chargePointModel": i["model"]}
+        if i.get("serial"):
+            p["chargePointSerialNumber"] = i["serial"]
+        if i.get("firmware_version"):
+            p["firmwareVersion"] = i["firmware_version"]
+        for key, name in (("meter_type", "meterType"), ("meter_serial", "meterSerialNumber"), ("iccid", "iccid"),
+                          ("imsi", "imsi")):
+            if i.get(key):
+                p[name] = i[key]
+        return p
+
+    def next_deadline(self) -> float | None:
+        """When poll() has something to do next (the runtime sleeps until then unless input arrives)."""
+        times = [self.endpoint.next_deadline(), self.engine.next_deadline()]
+        if self.online and not self.endpoint.busy:
+            if self.registration != "accepted":
+                times.append(self.next_boot_at)
+            else:
+                if self.heartbeat_interval > 0:
+                    times.append(self.last_sent_at + self.heartbeat_interval)
+                item = self.outbox.head()
+                if item is not None:
+                    times.append(item.next_attempt_at or 0.0)
+                if self._volatile or self._statuses:
+                    times.append(0.0)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[str]:
+        self.engine.tick(now)
+        return self.poll(now)

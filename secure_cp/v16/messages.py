@@ -1,0 +1,41 @@
+"""Engine values <-> OCPP 1.6 payloads (pure functions)."""
+from __future__ import annotations
+
+from ..engine.model import Sample, rfc3339
+
+
+def sampled_values(sample: Sample) -> list[dict]:
+    out = []
+    for v in sample.values:
+        sv = {"value": format(v.value, "f"), "context": sample.context, "measurand": v.measurand}
+        if v.unit:
+            sv["unit"] = v.unit
+        out.append(sv)
+    return out
+
+
+def meter_value(sample: Sample) -> dict:
+    return {"timestamp": rfc3339(sample.timestamp), "sampledValue": sampled_values(sample)}
+
+
+def start_transaction(tx) -> dict:
+    p = {"connectorId": tx.connector_id, "idTag": tx.id_tag, "meterStart": tx.meter_start_wh,
+         "timestamp": tx.started_at}
+    if tx.reservation_id is not None:
+        p["reservationId"] = tx.reservation_id
+    return p
+
+
+def stop_transaction(tx, transaction_data: tuple[Sample, ...]) -> dict:
+    """Without transactionId: it is filled in when the message is sent (the CSMS may not have given it yet)."""
+    p = {"meterStop": tx.meter_stop_wh, "timestamp": tx.stopped_at, "reason": tx.stop_reason}
+    if tx.stop_id_tag:
+        p["idTag"] = tx.stop_id_tag
+    data = [meter_value(s) for s in transaction_data if s.values]
+    if data:
+        p["transactionData"] = data
+    return p
+
+
+def meter_values(connector_id: int, samples: tuple[Sample, ...]) -> dict:
+    return {"connectorId": connector_id, "meterValue": [meter_value(s) for s in samples if s.values]}
