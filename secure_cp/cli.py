@@ -28,6 +28,9 @@ def _cmd_run(args) -> int:
         except StoreError as exc:
             print(f"secure-cp: store error: {exc}", file=sys.stderr)
             return 3
+        except ValueError as exc:   # e.g. an [ocpp] key the station does not know, or a value it rejects
+            print(f"secure-cp: configuration error: {exc}", file=sys.stderr)
+            return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(station.stop()))

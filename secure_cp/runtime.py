@@ -146,7 +146,8 @@ class Station:
 
     def _on_close(self, reason: str) -> None:
         self._generation += 1          # anything queued for the old connection is void
-        log.warning("connection to CSMS lost: %s", reason)
+        (log.info if self._stopping or getattr(self, "_reboot", False) else log.warning)(
+            "connection to CSMS closed: %s", reason)
         self.adapter.disconnected(self.clock.now())
         self._wake.set()
 

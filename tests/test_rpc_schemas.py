@@ -390,3 +390,11 @@ def test_v16_uri_format(v16: SchemaRegistry) -> None:
 
 def test_root_must_be_an_object(v16: SchemaRegistry) -> None:
     assert reject(v16.validate_request, "Heartbeat", []).kind is TYPE
+
+
+def test_multiple_of_with_thousands_of_digits(v16: SchemaRegistry) -> None:
+    """Exactness without big-integer conversions (Python limits int(str) to 4300 digits)."""
+    v16.validate_request("SetChargingProfile", charging_profile(Decimal("1" * 9000 + ".1")))
+    v16.validate_request("SetChargingProfile", charging_profile(Decimal("1" * 9000 + ".1000")))
+    error = reject(v16.validate_request, "SetChargingProfile", charging_profile(Decimal("1." + "0" * 9000 + "1")))
+    assert error.rule == "multipleOf"

@@ -173,3 +173,21 @@ async def test_remote_start_without_authorize_when_not_required(csms, make_stati
     assert not any(r.action == "Authorize" for r in csms.received)
     # a second remote start while the only connector is busy is rejected
     assert await csms.call("CP1", "RemoteStartTransaction", {"idTag": "TAG6"}) == {"status": "Rejected"}
+
+
+async def test_security_profile_1_basic_auth(csms_auth, make_station):
+    """Security profile 1 (1.6 security whitepaper §2.4): HTTP Basic auth, user = identity, password = AuthorizationKey."""
+    from csms_fixture import AUTH_IDENTITY, AUTH_PASSWORD
+    await make_station(csms_auth, identity=AUTH_IDENTITY, security_profile=1, password=AUTH_PASSWORD.decode())
+    await csms_auth.wait_for("BootNotification", identity=AUTH_IDENTITY)
+    assert csms_auth.connected[AUTH_IDENTITY] == "ocpp1.6"
+
+
+async def test_security_profile_1_wrong_password_is_refused(csms_auth, make_station):
+    from csms_fixture import AUTH_IDENTITY
+    await make_station(csms_auth, identity=AUTH_IDENTITY, security_profile=1, password="ff" * 16)
+    for _ in range(100):
+        if csms_auth.refused:
+            break
+        await asyncio.sleep(0.05)
+    assert csms_auth.refused and not any(r.action == "BootNotification" for r in csms_auth.received)

@@ -185,7 +185,8 @@ class Endpoint:
     def send_call(self, action: str, payload: dict, now: float) -> tuple[str, str]:
         """Start a CALL; returns (unique_id, text to send).
 
-        Raises BusyError if a CALL is outstanding, SchemaError if ``payload`` is not a valid ``action`` request
+        Raises BusyError if a CALL is outstanding (call :meth:`poll` first, so that an expired one is cleared
+        and reported as a Timeout), SchemaError if ``payload`` is not a valid ``action`` request
         (we never send an invalid frame), ValueError if the id factory returns an id that OCPP-J forbids.
         """
         if self._outstanding is not None:

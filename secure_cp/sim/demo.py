@@ -15,15 +15,12 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-async def _follow(csms: Csms, verbose: bool) -> None:
-    seen = 0
-    while True:
-        while seen < len(csms.received):
-            r = csms.received[seen]
-            seen += 1
-            if verbose or r.action != "Heartbeat":
-                _say("  CSMS <- " + format_record(r))
-        await asyncio.sleep(0.05)
+def _follow(csms: Csms, verbose: bool) -> None:
+    """Print each message the CSMS receives the moment it has answered it."""
+    def show(r) -> None:
+        if verbose or r.action != "Heartbeat":
+            _say("  CSMS <- " + format_record(r))
+    csms.listeners.append(show)
 
 
 async def run_demo(*, verbose: bool = False, seconds: float = 8.0) -> int:
@@ -39,7 +36,7 @@ async def run_demo(*, verbose: bool = False, seconds: float = 8.0) -> int:
             hw = SimulatedHardware(1, max_power_w=22000.0)
             station = Station(cfg, hw)
             _say(f"secure-cp demo: embedded CSMS at {csms.url}, station {cfg.identity} (data in {tmp})")
-            follower = asyncio.create_task(_follow(csms, verbose))
+            _follow(csms, verbose)
             runner = asyncio.create_task(station.run())
             try:
                 await csms.wait_for("BootNotification", timeout=10)
@@ -76,4 +73,3 @@ async def run_demo(*, verbose: bool = False, seconds: float = 8.0) -> int:
             finally:
                 await station.stop()
                 await asyncio.wait_for(runner, 10)
-                follower.cancel()

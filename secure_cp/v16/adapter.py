@@ -14,7 +14,8 @@ from typing import Any, Callable
 from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, StopReason, TxMeterValues,
                       TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
-from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, Reply, Response, SchemaError,
+from ..devicemodel import TooManyKeys
+from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
 from . import messages
 
@@ -211,6 +212,9 @@ class Ocpp16Adapter:
             return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
         try:
             payload = handler(call.payload, now)
+        except OcppError as exc:
+            self._after_reply.clear()
+            return self.endpoint.reply_exception(call, exc)
         except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
             log.exception("handling %s failed", call.action)
             self._after_reply.clear()
@@ -241,7 +245,10 @@ class Ocpp16Adapter:
         return {"status": status, **({"data": data} if data is not None else {})}
 
     def _cs_GetConfiguration(self, p: dict, now: float) -> dict:
-        known, unknown = self.config.get_configuration(p.get("key"))
+        try:
+            known, unknown = self.config.get_configuration(p.get("key"))
+        except TooManyKeys as exc:   # more keys than GetConfigurationMaxKeys (1.6 §5.8)
+            raise OcppError(ErrorKind.OCCURRENCE_CONSTRAINT_VIOLATION, str(exc)) from None
         out: dict = {}
         if known:
             out["configurationKey"] = known
@@ -400,6 +407,13 @@ class Ocpp16Adapter:
         while self._volatile:
             action, payload, cb = self._volatile.popleft()
             text = self._send("volatile", action, payload, (action, payload, cb), now)
+            if text:
+                return text
+        head = self.outbox.head()
+        if head is not None and self._status_order and \
+                head.created_at <= self._statuses[self._status_order[0]].timestamp:
+            # the transaction message happened first (e.g. StartTransaction before "Charging"): keep event order
+            text = self._next_outbox(now)
             if text:
                 return text
         while self._status_order:

@@ -1,0 +1,108 @@
+"""The `secure-cp` command and its configuration: bad configs exit non-zero naming the key; SIGTERM is clean."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from secure_cp.config import ConfigError, load, parse
+
+GOOD = """
+[station]
+identity = "CP-7"
+data_dir = "data"
+[csms]
+url = "ws://127.0.0.1:1"
+protocols = ["ocpp1.6"]
+[[evse]]
+connectors = 2
+[ocpp]
+HeartbeatInterval = 60
+StopTransactionOnEVSideDisconnect = true
+"""
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "secure_cp.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_good_config_parses(tmp_path):
+    p = tmp_path / "st.toml"
+    p.write_text(GOOD)
+    cfg = load(p)
+    assert cfg.identity == "CP-7" and cfg.connectors == 2
+    assert cfg.data_dir == tmp_path / "data"
+    assert cfg.ocpp_config == {"HeartbeatInterval": "60", "StopTransactionOnEVSideDisconnect": "true"}
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"station": {}}, "station.identity"),
+    ({"station": {"identity": "X", "colour": "red"}}, "station.colour"),
+    ({"station": {"identity": "X"}, "csms": {"url": "http://x"}}, "csms.url"),
+    ({"station": {"identity": "X"}, "csms": {"protocols": ["ocpp9"]}}, "csms.protocols"),
+    ({"station": {"identity": "X"}, "csms": {"security_profile": 1}}, "csms.password"),
+    ({"station": {"identity": "X"}, "csms": {"security_profile": True}}, "csms.security_profile"),
+    ({"station": {"identity": "X"}, "evse": [{"connectors": 0}]}, "evse[0].connectors"),
+    ({"station": {"identity": "X"}, "hardware": {"adapter": "nonsense"}}, "hardware.adapter"),
+    ({"station": {"identity": "X"}, "simulator": {"api": "nohost"}}, "simulator.api"),
+    ({"station": {"identity": "X"}, "bogus": {}}, "[bogus]"),
+])
+def test_bad_config_names_the_key(patch, key):
+    with pytest.raises(ConfigError) as e:
+        parse(patch)
+    assert key in str(e.value)
+
+
+def test_cli_bad_config_exits_nonzero_with_key(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[station]\nidentity = "X"\n[csms]\nurl = "ftp://nope"\n')
+    r = run_cli("run", "--config", str(p))
+    assert r.returncode == 2
+    assert "csms.url" in r.stderr
+    r = run_cli("run", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "no such file" in r.stderr
+    (tmp_path / "broken.toml").write_text("[station\n")
+    r = run_cli("run", "--config", str(tmp_path / "broken.toml"))
+    assert r.returncode == 2 and "not valid TOML" in r.stderr
+
+
+def test_cli_unknown_ocpp_key_is_a_config_error(tmp_path):
+    p = tmp_path / "st.toml"
+    p.write_text(GOOD.replace("HeartbeatInterval = 60", "NoSuchKey = 1"))
+    r = run_cli("run", "--config", str(p))
+    assert r.returncode == 2
+    assert "NoSuchKey" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_service_sigterm_is_clean_and_json_logs(tmp_path, csms):
+    p = tmp_path / "st.toml"
+    p.write_text(GOOD.replace("ws://127.0.0.1:1", csms.url))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "secure_cp.cli", "run", "--config", str(p),
+                                                "--json-logs", stderr=asyncio.subprocess.PIPE)
+    try:
+        await csms.wait_for("BootNotification", timeout=20)
+        await csms.wait_for("StatusNotification", lambda q: q["connectorId"] == 2, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    err = (await proc.stderr.read()).decode()
+    assert rc == 0, err
+    import json
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+    assert not any("Traceback" in x.get("exc", "") for x in lines)
+
+
+def test_outbox_cli_on_empty_store(tmp_path):
+    from secure_cp.store import Database
+    Database(tmp_path / "station.db").close()
+    r = run_cli("outbox", "--data-dir", str(tmp_path))
+    assert r.returncode == 0 and "0 pending, 0 given up" in r.stderr
