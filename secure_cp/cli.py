@@ -40,9 +40,14 @@ def _cmd_run(args) -> int:
             host, _, port = cfg.simulator_api.rpartition(":")
             api = SimulatorApi(station, host, int(port))
             await api.start()
+        from . import systemd
+        systemd.notify("READY=1")
+        dog = asyncio.create_task(systemd.watchdog())
         try:
             await station.run()
         finally:
+            systemd.notify("STOPPING=1")
+            dog.cancel()
             if api is not None:
                 await api.stop()
         return 0

@@ -162,6 +162,14 @@ class Station:
             if key == "AuthorizationKey":   # whitepaper: reconnect with the new credentials
                 self.transport.reconnect_now()
 
+    async def data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> dict | None:
+        """CP -> CS DataTransfer; the CSMS's answer ({"status", "data"?}) or None when offline / failed."""
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.adapter.data_transfer(vendor_id, message_id, data,
+                                   lambda res: fut.done() or fut.set_result(res))
+        self._send_all(self.adapter.poll(self.clock.now()))
+        return await fut
+
     # ---- loops -----------------------------------------------------------------------------------------------
     async def _sender(self) -> None:
         while True:

@@ -106,3 +106,19 @@ def test_outbox_cli_on_empty_store(tmp_path):
     Database(tmp_path / "station.db").close()
     r = run_cli("outbox", "--data-dir", str(tmp_path))
     assert r.returncode == 0 and "0 pending, 0 given up" in r.stderr
+
+
+def test_sd_notify_datagram(tmp_path, monkeypatch):
+    import socket
+    from secure_cp import systemd
+    path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert systemd.notify("READY=1")
+        assert srv.recv(64) == b"READY=1"
+        monkeypatch.delenv("NOTIFY_SOCKET")
+        assert not systemd.notify("READY=1")
+    finally:
+        srv.close()

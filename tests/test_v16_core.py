@@ -191,3 +191,12 @@ async def test_security_profile_1_wrong_password_is_refused(csms_auth, make_stat
             break
         await asyncio.sleep(0.05)
     assert csms_auth.refused and not any(r.action == "BootNotification" for r in csms_auth.received)
+
+
+async def test_data_transfer_to_csms(csms, make_station):
+    """CP -> CS DataTransfer (1.6 §4.3): vendor known -> Accepted with data; unknown vendor -> UnknownVendorId."""
+    st = await booted(csms, make_station)
+    res = await st.station.data_transfer("secure-cp.test", "echo", "ping")
+    assert res == {"status": "Accepted", "data": "ping"}
+    res = await st.station.data_transfer("org.nobody")
+    assert res["status"] == "UnknownVendorId"

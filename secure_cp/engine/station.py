@@ -119,7 +119,7 @@ class Engine:
         self._next_aligned = self._aligned_after(now)
         for c in self.connectors.values():
             self.hal.permit_charging(c.id, False)
-            self._refresh(c, now)
+            self._refresh(c, now, force=True)
         self._refresh_station(now)
 
     def shutdown(self, now: float, reason: StopReason = StopReason.REBOOT) -> None:
@@ -389,7 +389,7 @@ class Engine:
         self._emit_station(now, force=True)
         for c in self.connectors.values():
             c.reported = None
-            self._refresh(c, now)
+            self._refresh(c, now, force=True)
 
     # ---- transactions ---------------------------------------------------------------------------------------
     def _maybe_start(self, c: Connector, now: float) -> None:
@@ -598,7 +598,8 @@ class Engine:
             return Status.PREPARING, code, info, vendor
         return Status.AVAILABLE, code, info, vendor
 
-    def _refresh(self, c: Connector, now: float) -> None:
+    def _refresh(self, c: Connector, now: float, *, force: bool = False) -> None:
+        """Emit the connector's status once it has lasted MinimumStatusDuration (1.6 §4.9); ``force``: now."""
         if not self._booted:
             return
         state = self._compute(c)
@@ -606,7 +607,7 @@ class Engine:
             c.shown, c.shown_since = state, now
         if c.shown == c.reported:
             return
-        if now - c.shown_since >= self.settings.minimum_status_duration:
+        if force or now - c.shown_since >= self.settings.minimum_status_duration:
             c.reported = c.shown
             status, code, info, vendor = c.shown
             self.effects.append(StatusChanged(c.id, status, code, info, vendor, now))

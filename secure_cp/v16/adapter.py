@@ -95,6 +95,8 @@ class Ocpp16Adapter:
             self._queue_status(inflight.ref)
         if inflight and inflight.kind == "volatile" and inflight.action == "Authorize":
             self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
+        elif inflight and inflight.kind == "volatile" and inflight.ref[2]:
+            inflight.ref[2](None)
         self.engine.set_online(False, now)
         self._process_effects(now)
 
@@ -180,6 +182,20 @@ class Ocpp16Adapter:
         tx = self.transactions.get(eff.tx_key)
         if tx is not None:
             self._append_tx_message(tx, "MeterValues", payload, None, now)
+
+    def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None,
+                      on_result: Callable[[dict | None], None]) -> None:
+        """CP -> CS DataTransfer (1.6 §4.3): on_result gets the response payload, or None if it failed / offline."""
+        payload = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        self.registry.validate_request("DataTransfer", payload)   # SchemaError to the caller: bad arguments
+        if not self.online or self.registration != "accepted":
+            on_result(None)
+            return
+        self._queue_volatile("DataTransfer", payload, on_result)
 
     # ---- input from the CSMS -------------------------------------------------------------------------------------
     def received(self, text: str, now: float) -> list[str]:
@@ -333,6 +349,8 @@ class Ocpp16Adapter:
             self._queue_status(inflight.ref)
         elif inflight.kind == "volatile" and inflight.action == "Authorize":
             self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
+        elif inflight.kind == "volatile" and inflight.ref[2]:
+            inflight.ref[2](None)
         elif inflight.kind == "outbox":
             self._tx_failed(inflight.ref, error, now)
 
