@@ -188,3 +188,14 @@ def test_scheduled_unavailable_applies_after_transaction(tmp_path):
     w.engine.remote_stop(key, w.t)
     assert w.engine.status_of(1) == Status.UNAVAILABLE
     assert w.engine.remote_start("T2", 1, w.t) is False
+
+
+def test_emergency_stop_ends_all_transactions(tmp_path):
+    w = World(tmp_path, connectors=2)
+    k1 = start_tx(w, "T1", 1)
+    w.hw.emergency_stop(True)
+    assert w.tx.get(k1).stop_reason == "EmergencyStop"
+    assert w.engine.status_of(1) == Status.FAULTED and w.engine.status_of(2) == Status.FAULTED
+    assert w.engine.remote_start("T2", 2, w.t) is False
+    w.hw.emergency_stop(False)
+    assert w.engine.status_of(2) == Status.AVAILABLE

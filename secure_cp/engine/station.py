@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable
 
-from ..hal.api import EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
+from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
 from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
                     StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, rfc3339)
@@ -81,6 +81,7 @@ class Engine:
         self.station_status_reported: tuple | None = None
         self.effects: list[Effect] = []
         self.online = False
+        self.emergency = False
         self._queries: dict[str, _AuthQuery] = {}
         self._next_aligned: float | None = None
         self._booted = False
@@ -163,6 +164,9 @@ class Engine:
         if isinstance(ev, IdTagPresented):
             self.present_tag(ev.id_tag, ev.connector_id, now)
             return
+        if isinstance(ev, EmergencyStop):
+            self._on_emergency(ev.active, now)
+            return
         c = self.connectors.get(ev.connector_id)
         if c is None:
             log.error("hardware reported %r for unknown connector %s; ignored", ev, ev.connector_id)
@@ -190,6 +194,16 @@ class Engine:
                 self._stop(c, StopReason.EV_DISCONNECTED, now, unlock=self.settings.unlock_on_ev_side_disconnect)
             else:  # 1.6 §4.9: keep the transaction, report SuspendedEV "EV side disconnected", keep the cable locked
                 c.ev_side_disconnected = True
+
+    def _on_emergency(self, active: bool, now: float) -> None:
+        """Emergency stop: every transaction ends (reason EmergencyStop), every connector Faulted until released."""
+        self.emergency = active
+        for c in self.connectors.values():
+            if active:
+                c.auth = None
+                if c.tx_key:
+                    self._stop(c, StopReason.EMERGENCY_STOP, now)
+            self._refresh(c, now)
 
     def _on_fault(self, c: Connector, ev: Fault, now: float) -> None:
         if ev.error_code is None or ev.error_code == "NoError":
@@ -261,7 +275,8 @@ class Engine:
         self._refresh(c, now)
 
     def _usable(self, c: Connector) -> bool:
-        return c.tx_key is None and c.fault is None and c.operative and self.station_operative
+        return (c.tx_key is None and c.fault is None and not self.emergency and c.operative
+                and self.station_operative)
 
     def _pick_connector(self, connector_id: int) -> Connector | None:
         if connector_id:
@@ -393,7 +408,7 @@ class Engine:
 
     # ---- transactions ---------------------------------------------------------------------------------------
     def _maybe_start(self, c: Connector, now: float) -> None:
-        if c.auth is None or not c.plugged or c.tx_key or c.fault is not None:
+        if c.auth is None or not c.plugged or c.tx_key or c.fault is not None or self.emergency:
             return
         if not (c.operative and self.station_operative):
             return
@@ -582,6 +597,8 @@ class Engine:
         code, info, vendor = (w.error_code or "NoError", w.info, w.vendor_error_code) if w else ("NoError", "", "")
         if c.fault is not None:
             return Status.FAULTED, c.fault.error_code or "OtherError", c.fault.info, c.fault.vendor_error_code
+        if self.emergency:
+            return Status.FAULTED, "OtherError", "Emergency stop", ""
         if c.tx_key:
             if c.ev_side_disconnected:
                 return Status.SUSPENDED_EV, code, info or "EV side disconnected", vendor

@@ -1,8 +1,8 @@
 """Hardware-adapter interface and the simulated hardware."""
-from .api import (ERROR_CODES, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading,
+from .api import (ERROR_CODES, EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading,
                   Plugged)
 
-__all__ = ["ERROR_CODES", "EvReady", "EvseReady", "Fault", "HalEvent", "HardwareAdapter", "IdTagPresented",
+__all__ = ["ERROR_CODES", "EmergencyStop", "EvReady", "EvseReady", "Fault", "HalEvent", "HardwareAdapter", "IdTagPresented",
            "MeterReading", "Plugged", "load_adapter"]
 
 

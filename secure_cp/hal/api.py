@@ -62,7 +62,14 @@ class IdTagPresented:
     connector_id: int = 0
 
 
-HalEvent = Plugged | EvReady | EvseReady | Fault | IdTagPresented
+@dataclass(frozen=True)
+class EmergencyStop:
+    """The station's emergency-stop button was pressed (True) or released (False): affects every connector."""
+    active: bool
+    connector_id: int = 0
+
+
+HalEvent = Plugged | EvReady | EvseReady | Fault | IdTagPresented | EmergencyStop
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
-from .api import (ERROR_CODES, EvReady, EvseReady, Fault, HalEvent, IdTagPresented, MeterReading, Plugged)
+from .api import (ERROR_CODES, EmergencyStop, EvReady, EvseReady, Fault, HalEvent, IdTagPresented, MeterReading, Plugged)
 
 log = logging.getLogger("secure_cp.hal.sim")
 
@@ -195,6 +195,10 @@ class SimulatedHardware:
         self._integrate(c)
         c.fault = error_code if fatal else None
         self._emit(Fault(connector_id, error_code, info, fatal=fatal))
+
+    def emergency_stop(self, active: bool = True) -> None:
+        """Press (True) or release (False) the emergency-stop button."""
+        self._emit(EmergencyStop(active))
 
     def fail_meter(self, connector_id: int, failed: bool = True) -> None:
         self._get(connector_id).meter_failed = failed
