@@ -16,5 +16,6 @@ Modules, one job each:
 * :mod:`bench.clients`     the three round-trip clients, each run in a subprocess of its own
 * :mod:`bench.process`     cold start, RSS, idle CPU and offline queue of a ``secure-cp run`` process
 * :mod:`bench.getconf`     GetConfiguration latency, in-process
+* :mod:`bench.breakdown`   CPU per step of one secure-cp round trip, each step timed alone (``--profile``)
 * :mod:`bench.report`      targets, the table and the JSON document
 """

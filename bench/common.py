@@ -194,6 +194,33 @@ def closed_port() -> tuple[socket.socket, int]:
     return s, s.getsockname()[1]
 
 
+def filesystem_of(path: Path) -> str:
+    """The file system type under ``path`` (from /proc/mounts): fsync costs differ a lot (ext4 vs tmpfs)."""
+    best, fstype = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mount = parts[1]
+                if str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount:
+                    if len(mount) > len(best):
+                        best, fstype = mount, parts[2]
+    except OSError:
+        pass
+    return fstype
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for every child: the kernel sends it SIGTERM when the benchmark dies (Linux
+    PR_SET_PDEATHSIG), so a killed or timed-out benchmark leaves no station or CSMS behind."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def python() -> str:
     """The interpreter running the benchmark (the venv's), for every subprocess."""
     return sys.executable

@@ -19,7 +19,7 @@ from .engine import Authorizer, Engine, StopReason
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .hal import HardwareAdapter, load_adapter
 from .redact import redact_frame
-from .store import AuthCache, Database, KeyValue, Outbox, SqliteVariableBackend, Transactions
+from .store import AuthCache, Database, KeyValue, Outbox, SqliteVariableBackend, StoreError, Transactions
 from .transport import Transport, TransportConfig
 from .v16.adapter import Hooks, Ocpp16Adapter
 from .v16.settings import Settings16
@@ -73,6 +73,9 @@ class Station:
         self._wake = asyncio.Event()
         self._sendq: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._generation = 0
+        self._sleep_until: float | None = None
+        self._reload = False
+        self._reboot = False
         self.boots = 0
         self._open_store()
 
@@ -124,10 +127,29 @@ class Station:
                                reconnect_max=self.cfg.reconnect_max)
 
     # ---- callbacks from transport and hardware -----------------------------------------------------------------
+    def _event(self, fn: Callable, *args) -> list[str]:
+        """Run one input (frame, hardware event, timer) through engine and adapter as ONE store transaction.
+
+        Everything an event changes (transaction record, outbox, cache, ...) becomes durable together, with one
+        fsync, before anything it produced is sent. If the store refuses the write (disk full, I/O error), the
+        event is rolled back and the station reloads its state from the store, so memory never runs ahead of
+        what would survive a power cut.
+        """
+        try:
+            with self.db.tx():
+                return fn(*args)
+        except StoreError as exc:
+            log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
+            self._reload = True
+            self._wake.set()
+            return []
+
     def _send_all(self, texts: list[str]) -> None:
         for t in texts:
             self._sendq.put_nowait((self._generation, t))
-        self._wake.set()
+        deadline = self.adapter.next_deadline()
+        if deadline is not None and (self._sleep_until is None or deadline < self._sleep_until):
+            self._wake.set()       # the ticker sleeps longer than the new deadline: wake it
 
     def _log_frame(self, direction: str, text: str) -> None:
         red = redact_frame(text)
@@ -138,23 +160,25 @@ class Station:
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
         log.info("connected to %s (%s)", self.cfg.csms_url, subprotocol)
-        self._send_all(self.adapter.connected(self.clock.now()))
+        self._send_all(self._event(self.adapter.connected, self.clock.now()))
 
     def _on_message(self, text: str) -> None:
         self._log_frame("rx", text)
-        self._send_all(self.adapter.received(text, self.clock.now()))
+        self._send_all(self._event(self.adapter.received, text, self.clock.now()))
 
     def _on_close(self, reason: str) -> None:
         self._generation += 1          # anything queued for the old connection is void
         (log.info if self._stopping or getattr(self, "_reboot", False) else log.warning)(
             "connection to CSMS closed: %s", reason)
-        self.adapter.disconnected(self.clock.now())
+        self._event(self.adapter.disconnected, self.clock.now())
         self._wake.set()
 
     def _on_hal(self, event) -> None:
-        now = self.clock.now()
+        self._send_all(self._event(self._hal_event, event, self.clock.now()))
+
+    def _hal_event(self, event, now: float) -> list[str]:
         self.engine.on_hal(event, now)
-        self._send_all(self.adapter.poll(now))
+        return self.adapter.poll(now)
 
     def _config_changed(self, key: str, value: str) -> None:
         if key in ("WebSocketPingInterval", "AuthorizationKey"):
@@ -167,7 +191,7 @@ class Station:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self.adapter.data_transfer(vendor_id, message_id, data,
                                    lambda res: fut.done() or fut.set_result(res))
-        self._send_all(self.adapter.poll(self.clock.now()))
+        self._send_all(self._event(self.adapter.poll, self.clock.now()))
         return await fut
 
     # ---- loops -----------------------------------------------------------------------------------------------
@@ -185,11 +209,16 @@ class Station:
             timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
             self._wake.clear()
             if timeout is None or timeout > 0:
+                self._sleep_until = deadline
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
-            self._send_all_no_wake(self.adapter.tick(self.clock.now()))
+                self._sleep_until = None
+            if self._reload:
+                self._reboot = True
+                return
+            self._send_all_no_wake(self._event(self.adapter.tick, self.clock.now()))
             if self.adapter.reset_requested is not None:
                 await self._reset(self.adapter.reset_requested)
                 return
@@ -220,10 +249,19 @@ class Station:
             self._open_store()
             self.boots += 1
 
-    async def _run_once(self) -> None:
-        now = self.clock.now()
+    def _boot(self, now: float) -> list[str]:
         self.engine.boot(now)
-        self.adapter._process_effects(now)
+        return self.adapter.poll(now)
+
+    async def _run_once(self) -> None:
+        self._reload = False
+        self._event(self._boot, self.clock.now())
+        while self._reload and not self._stopping:   # the store refuses writes: retry until it takes them
+            await asyncio.sleep(5.0)
+            self.db.close()
+            self._open_store()
+            self._reload = False
+            self._event(self._boot, self.clock.now())
         self.transport = Transport(self.transport_config(), on_open=self._on_open, on_message=self._on_message,
                                    on_close=self._on_close)
         tasks = [asyncio.create_task(self.transport.run(), name="transport"),

@@ -417,11 +417,11 @@ async def test_no_subprotocol_offered_handshake_completes_then_closed(csms: Csms
 
 
 async def test_unsupported_subprotocol_is_refused_not_a_violation(csms: Csms) -> None:
-    async with connect(f"{csms.url}/CP1", subprotocols=["ocpp2.0.1"]) as ws:
+    async with connect(f"{csms.url}/CP1", subprotocols=["ocpp2.1"]) as ws:
         assert ws.subprotocol is None
         with pytest.raises(ConnectionClosed):
             await ws.recv()
-    assert "ocpp2.0.1" in csms.refused[0] and csms.violations == []
+    assert "ocpp2.1" in csms.refused[0] and csms.violations == []
 
 
 async def test_basic_auth_accepted(csms_auth: Csms) -> None:

@@ -111,7 +111,7 @@ VALUE_MAX_16 = 500
 #: RFC 5280 ub-organization-name: the CpoName goes into the CSR's O RDN (whitepaper A02.FR.13).
 _ORG_NAME_MAX = 64
 #: OCPP 2.0.1 passwordString characters (BasicAuthPassword).
-_PASSWORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-_=:+|~.")
+_PASSWORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-_=:+|@.")  # 2.0.1 passwordString
 _HEX_KEY_RE = re.compile(r"(?:[0-9A-Fa-f]{2}){16,20}")  # whitepaper §7.2: 16..20 bytes as hex digits
 _DIGITS_RE = re.compile(r"[0-9]+")
 _ROTATION_RE = re.compile(r"([0-9]+)\.(" + "|".join(PHASE_ROTATIONS_16) + r")")

@@ -344,6 +344,7 @@ class DeviceModel:
             return "Rejected"
         if d.persistent:
             self._backend.put(d.key(attribute), new)
+            self._stored[lk] = new      # a later re-definition must not revert to the value loaded at start
         self._values[lk] = new
         for cb in list(self._subscribers):
             try:

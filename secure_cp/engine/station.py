@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable
 
+from ..store.tables import TxRecord   # the record type only: the engine never opens the database
 from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
 from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
@@ -48,6 +49,7 @@ class Connector:
     tx_key: str | None = None
     auth: PendingAuth | None = None
     finishing: bool = False
+    locked_for: str | None = None         # cable kept locked after a DeAuthorized stop, for this identifier
     invalid_suspended: bool = False
     ev_side_disconnected: bool = False
     next_sample: float | None = None
@@ -225,6 +227,12 @@ class Engine:
             self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
             self._refresh(c, now)
             return
+        for lc in self.connectors.values():   # the owner of a cable kept locked after DeAuthorized returns
+            if lc.locked_for == id_tag:
+                lc.locked_for = None
+                self.hal.lock_connector(lc.id, False)
+                self._refresh(lc, now)
+                return
         for pc in self.connectors.values():   # second presentation cancels a pending authorization (B1)
             if pc.auth and pc.auth.id_tag == id_tag and not pc.auth.remote:
                 pc.auth = None
@@ -318,7 +326,9 @@ class Engine:
         if c is None or c.tx_key != tx_key:
             return
         if self.settings.stop_on_invalid_id:
-            self._stop(c, StopReason.DE_AUTHORIZED, now)
+            # 1.6 §3.5.4: keep the cable locked until the owner presents the identifier again
+            self._stop(c, StopReason.DE_AUTHORIZED, now, unlock=False)
+            c.locked_for = tx.id_tag
         elif self.settings.max_energy_on_invalid_id <= 0:
             c.invalid_suspended = True
             self.hal.permit_charging(c.id, False)
@@ -415,7 +425,6 @@ class Engine:
         auth, c.auth = c.auth, None
         reading = self._read(c, now, persist=False)
         tx_key = self._new_key()
-        from ..store.tables import TxRecord  # the record type only; the engine never opens the database
         begin = self._stop_sample(reading, "Transaction.Begin", now)
         rec = TxRecord(tx_key=tx_key, evse_id=c.id, connector_id=c.id, id_tag=auth.id_tag, started_at=rfc3339(now),
                        meter_start_wh=reading.energy_wh, protocol=self.protocol, last_meter_wh=reading.energy_wh,
@@ -568,17 +577,18 @@ class Engine:
                 self._check_invalid_energy(c, now)
             self._refresh(c, now)
         if self._next_aligned is not None and now >= self._next_aligned:
-            self._next_aligned = self._aligned_after(now)
+            # 1.6 §9.1.5: the reading is identified by its interval boundary, not by when the timer fired
+            boundary, self._next_aligned = self._next_aligned, self._aligned_after(now)
             for c in self.connectors.values():
                 measurands = self.settings.aligned_measurands
                 if c.tx_key:
                     measurands = list(dict.fromkeys(measurands + self.settings.stop_txn_aligned_measurands))
-                sample = self._sample(c, measurands, "Sample.Clock", now)
+                sample = self._sample(c, measurands, "Sample.Clock", boundary)
                 if sample is None:
                     continue
                 sent = tuple(v for v in sample.values if v.measurand in self.settings.aligned_measurands)
                 if sent:
-                    self.effects.append(TxMeterValues(c.tx_key, c.id, (Sample(now, "Sample.Clock", sent),)))
+                    self.effects.append(TxMeterValues(c.tx_key, c.id, (Sample(boundary, "Sample.Clock", sent),)))
                 self._keep_stop_sample(c, sample, self.settings.stop_txn_aligned_measurands)
 
     def _check_invalid_energy(self, c: Connector, now: float) -> None:

@@ -2,23 +2,26 @@
 
 Why it exists: our charging station must be tested against a CSMS that is *not* built from our own code, or
 our bugs would cancel out. The message layer here is the ``ocpp`` package (mobilityhouse) with its ``@on``
-handlers; the WebSocket layer is ``websockets``. On top sits a strict layer the ``ocpp`` package lacks:
+handlers; the WebSocket layer is ``websockets``. On top sits a strict layer the ``ocpp`` package lacks
+(:mod:`secure_cp.sim.ocppj_strict`):
 
-* every frame the station sends is checked for OCPP-J structure (OCPP-J 1.6 §4.1-§4.2);
+* every frame the station sends is checked for OCPP-J structure (OCPP-J 1.6 / 2.0.1 §4.1-§4.2);
 * every station->CSMS CALL payload, and every CALLRESULT the station returns to one of our CALLs, is validated
   against the official OCA JSON schema *including* ``format: date-time`` (RFC 3339) and with numbers parsed as
   ``decimal.Decimal`` so ``multipleOf`` is exact;
 * a violation is recorded in :attr:`Csms.violations`, logged at ERROR and, for a CALL, answered with the
-  CALLERROR the spec prescribes (OCPP-J 1.6 §4.2.3, Table 7) instead of being processed.
+  CALLERROR the spec prescribes (OCPP-J 1.6 §4.2.3 Table 7, OCPP-J 2.0.1 §4.3 Table 8) instead of being processed.
 
-It also behaves like a CSMS that deduplicates at-least-once delivery (a repeated StartTransaction gets the same
-transactionId, repeated StopTransaction / MeterValues are recognised) and records every duplicate, so tests can
-assert that the station neither loses nor duplicates transaction messages.
+It also behaves like a CSMS that deduplicates at-least-once delivery and records every duplicate, so tests can
+assert that the station neither loses nor duplicates transaction messages: in 1.6 a repeated StartTransaction
+gets the same transactionId and repeated StopTransaction / MeterValues are recognised; in 2.0.1 the
+TransactionEvent ledger (:attr:`Csms.transactions201`) recognises repeats by seqNo and finds missing seqNos
+(OCPP 2.0.1 part 2, E §1.3.2).
 
-Protocol versions are chosen per connection by WebSocket subprotocol (OCPP-J 1.6 §3.1.2): each supported
-subprotocol maps to a session class (:data:`SESSION_CLASSES`). Only ``ocpp1.6`` exists now; an ``ocpp2.0.1``
-session (an ``ocpp.v201.ChargePoint`` subclass with 2.0.1 handlers and a :class:`_ProtocolRules` for 2.0.1)
-can be added to that table without touching :class:`Csms`.
+Protocol versions are chosen per connection by WebSocket subprotocol (OCPP-J 1.6 §3.1.2, OCPP-J 2.0.1 §3.1.2 /
+§3.2): each supported subprotocol maps to a session class (:data:`SESSION_CLASSES`, ``ocpp2.0.1`` and
+``ocpp1.6``); a :class:`Csms` accepts the subset given as ``subprotocols`` and picks the first of its own list
+that the station offers (server preference order).
 
 Run ``python -m secure_cp.sim.csms --host 127.0.0.1 --port 9000`` for a standalone CSMS that prints one line per
 message received.
@@ -42,29 +45,44 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import ocpp
 import ocpp.v16
-from jsonschema import Draft4Validator, FormatChecker
-from jsonschema.exceptions import best_match
-from jsonschema.validators import validator_for
+import ocpp.v201
 from ocpp.routing import on
 from ocpp.v16 import call_result as v16_result
-from rfc3339_validator import validate_rfc3339
+from ocpp.v201 import call_result as v201_result
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.headers import build_www_authenticate_basic
 from websockets.http11 import Request, Response
 
+from secure_cp.sim.ocppj_strict import CALL as _CALL
+from secure_cp.sim.ocppj_strict import CALLERROR as _CALLERROR
+from secure_cp.sim.ocppj_strict import CALLRESULT as _CALLRESULT
+from secure_cp.sim.ocppj_strict import (
+    MAX_MESSAGE_ID_LENGTH,
+    V16_RULES,
+    V201_RULES,
+    Frame,
+    ProtocolRules,
+    Violation,
+    call_error_text,
+    check_payload,
+    parse_frame,
+)
+
 __all__ = [
+    "MAX_MESSAGE_ID_LENGTH",
     "SESSION_CLASSES",
+    "V16_RULES",
+    "V201_RULES",
     "CallErrorReceived",
     "Csms",
     "Record",
+    "Tx201Record",
     "TxRecord",
     "format_record",
     "main",
@@ -72,13 +90,13 @@ __all__ = [
 
 _LOG = logging.getLogger("secure_cp.sim.csms")
 
-#: OCPP-J 1.6 §4.1.4 Table 3: a message id is a string of at most 36 characters.
-MAX_MESSAGE_ID_LENGTH = 36
 #: The vendorId / messageId pair the DataTransfer handler implements (everything else is unknown to us).
 ECHO_VENDOR_ID = "secure-cp.test"
 ECHO_MESSAGE_ID = "echo"
 
-_CALL, _CALLRESULT, _CALLERROR = 2, 3, 4
+#: seq_gaps() / report gap lists stop after this many missing numbers: a station that jumps its seqNo by 2**31
+#: must not make the CSMS build a list of two billion integers.
+MAX_GAPS_LISTED = 10_000
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -88,7 +106,7 @@ _CALL, _CALLRESULT, _CALLERROR = 2, 3, 4
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One message from a station, as it was on the wire.
+    """One message from a station, as it was on the wire (either protocol version).
 
     In :attr:`Csms.received` these are the station's CALLs (``action`` is the CALL's action). In
     :attr:`Csms.responses` they are the station's answers to our CALLs: ``action`` is the action of *our* CALL,
@@ -104,8 +122,8 @@ class Record:
 
 @dataclasses.dataclass
 class TxRecord:
-    """What the CSMS knows of one transaction: the StartTransaction payload, the MeterValues payloads that
-    referenced it (in arrival order, duplicates excluded), and the StopTransaction payload once it arrived."""
+    """What the CSMS knows of one OCPP 1.6 transaction: the StartTransaction payload, the MeterValues payloads
+    that referenced it (in arrival order, duplicates excluded), and the StopTransaction payload once it arrived."""
 
     transaction_id: int
     identity: str
@@ -114,8 +132,70 @@ class TxRecord:
     stop: dict[str, Any] | None = None
 
 
+def _missing_numbers(present: Iterable[int], low: int, high: int) -> list[int]:
+    """The integers in ``low..high`` not in ``present``, at most :data:`MAX_GAPS_LISTED` of them."""
+    have = set(present)
+    missing: list[int] = []
+    n = low
+    while n <= high and len(missing) < MAX_GAPS_LISTED:
+        if n not in have:
+            missing.append(n)
+        n += 1
+    return missing
+
+
+@dataclasses.dataclass
+class Tx201Record:
+    """What the CSMS knows of one OCPP 2.0.1 transaction: its TransactionEvent payloads in arrival order.
+
+    Exact repeats (same seqNo, same payload: a retry after a lost answer) are not added again but recorded in
+    :attr:`Csms.duplicates`; a seqNo repeated with a *different* payload is recorded in :attr:`Csms.violations`
+    and kept in ``conflicts``, so ``events`` holds each seqNo once.
+    """
+
+    transaction_id: str
+    identity: str
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    conflicts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def seq_nos(self) -> list[int]:
+        """The seqNo of each event, in arrival order."""
+        return [event["seqNo"] for event in self.events]
+
+    @property
+    def started(self) -> dict[str, Any] | None:
+        """The eventType=Started event, if it arrived."""
+        return next((e for e in self.events if e["eventType"] == "Started"), None)
+
+    @property
+    def ended_event(self) -> dict[str, Any] | None:
+        """The eventType=Ended event, if it arrived."""
+        return next((e for e in self.events if e["eventType"] == "Ended"), None)
+
+    @property
+    def ended(self) -> bool:
+        """True once the eventType=Ended event arrived (OCPP 2.0.1 part 2 §3.80: "Last event of a transaction")."""
+        return self.ended_event is not None
+
+    def seq_gaps(self) -> list[int]:
+        """The seqNos missing for a complete transaction (OCPP 2.0.1 part 2, E §1.3.2 "Sequence numbers").
+
+        The spec's completeness check is: Started with seqNo *a*, Ended with seqNo *o* > *a*, and an event for
+        every integer between them. The counter may run on from earlier transactions (E §1.3.2.1 allows a
+        continuously increasing seqNo), so the range is anchored on Started/Ended, not on 0. While Started or
+        Ended has not arrived, the lowest / highest seqNo received stands in for it.
+        """
+        if not self.events:
+            return []
+        started, ended = self.started, self.ended_event
+        low = started["seqNo"] if started is not None else min(self.seq_nos)
+        high = ended["seqNo"] if ended is not None else max(self.seq_nos)
+        return _missing_numbers(self.seq_nos, low, high)
+
+
 class CallErrorReceived(Exception):
-    """The station answered one of our CALLs with a CALLERROR (OCPP-J 1.6 §4.2.3)."""
+    """The station answered one of our CALLs with a CALLERROR (OCPP-J 1.6 / 2.0.1 §4.2.3)."""
 
     def __init__(self, code: str, description: str, details: dict[str, Any]) -> None:
         super().__init__(f"{code}: {description} {details}")
@@ -124,264 +204,26 @@ class CallErrorReceived(Exception):
         self.details = details
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Strict validation (version-neutral machinery, version-specific rules)
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _make_format_checker() -> FormatChecker:
-    """A FormatChecker that knows exactly the formats the OCA schemas use and we can check strictly.
-
-    ``date-time`` is RFC 3339 (OCPP 1.6 §3.15 / OCPP 2.0.1 part 2 §2.1.4): a full date, 'T', time and a
-    mandatory offset ('Z' or +hh:mm). Other formats (``uri``) are left unchecked, as a plain validator would.
-    """
-    checker = FormatChecker(formats=())
-
-    @checker.checks("date-time")
-    def _date_time(value: object) -> bool:
-        return not isinstance(value, str) or bool(validate_rfc3339(value))
-
-    return checker
-
-
-_FORMAT_CHECKER = _make_format_checker()
-
-
-class _Violation(Exception):
-    """A station->CSMS frame broke the rules.
-
-    ``code`` is the CALLERROR errorCode to answer with; ``answer_to`` the message id of the broken CALL, if one
-    could be read (responses and unreadable frames are never answered: there is nobody to answer).
-    """
-
-    def __init__(self, code: str, message: str, answer_to: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.answer_to = answer_to
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN / Infinity, JSON (RFC 8259) does not; OCPP-J 1.6 §4.1.2 requires valid JSON.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Duplicate object keys are "unpredictable" per RFC 8259 §4: a strict peer must not guess which one wins.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate object key {key!r}")
-        result[key] = value
-    return result
-
-
-def _loads_strict(text: str, *, exact_numbers: bool) -> Any:
-    """Parse JSON strictly; with ``exact_numbers`` non-integers become Decimal (exact ``multipleOf``)."""
-    return json.loads(
-        text,
-        parse_float=decimal.Decimal if exact_numbers else float,
-        parse_constant=_reject_constant,
-        object_pairs_hook=_no_duplicate_keys,
-    )
-
-
-class _SchemaBook:
-    """Loads the OCA JSON schemas shipped in the ``ocpp`` package and validates payloads against them.
-
-    Schemas are parsed with Decimal numbers (so ``multipleOf: 0.1`` is exact), and the validator class is picked
-    from each schema's ``$schema`` (draft-04 for 1.6, draft-06 for 2.0.1).
-    """
-
-    def __init__(self, directory: Path, request_suffix: str) -> None:
-        self._directory = directory
-        self._request_suffix = request_suffix
-        self._cache: dict[str, Any] = {}
-
-    def validator(self, action: str, *, response: bool) -> Any | None:
-        name = f"{action}{'Response' if response else self._request_suffix}"
-        if name not in self._cache:
-            path = self._directory / f"{name}.json"
-            if not path.is_file():
-                self._cache[name] = None
-            else:
-                schema = json.loads(path.read_text(encoding="utf-8-sig"), parse_float=decimal.Decimal)
-                cls = validator_for(schema, default=Draft4Validator)
-                self._cache[name] = cls(schema, format_checker=_FORMAT_CHECKER)
-        return self._cache[name]
-
-
-@dataclasses.dataclass(frozen=True)
-class _ProtocolRules:
-    """Everything version-specific about checking frames: schemas, message directions, CALLERROR codes."""
-
-    version: str  # as the ocpp package names it: "1.6", "2.0.1"
-    schemas: _SchemaBook
-    station_actions: frozenset[str]  # actions a station may send (CP -> CSMS)
-    csms_actions: frozenset[str]  # actions a CSMS may send (CSMS -> CP)
-    error_codes: frozenset[str]  # valid CALLERROR errorCode values
-    # errorCode per JSON-schema keyword that failed; "*" is the fallback.
-    keyword_codes: dict[str, str]
-    frame_error: str  # errorCode for a broken RPC frame
-    unknown_action: str  # errorCode for an action the receiver does not know
-    unsupported_action: str  # errorCode for a known action we do not accept in this direction
-
-    def code_for(self, keyword: str) -> str:
-        return self.keyword_codes.get(keyword, self.keyword_codes["*"])
-
-
-_OCPP_DIR = Path(ocpp.__file__).resolve().parent
-
-#: OCPP 1.6 (incl. Security Whitepaper ed. 3) rules. Table 7 of OCPP-J 1.6 §4.2.3 names the error codes; the
-#: errata keep the typo "OccurenceConstraintViolation" (and the 1.6 name "FormationViolation"), and we also
-#: accept the corrected spelling from stations.
-V16_RULES = _ProtocolRules(
-    version="1.6",
-    schemas=_SchemaBook(_OCPP_DIR / "v16" / "schemas", request_suffix=""),
-    station_actions=frozenset(
-        {
-            "Authorize", "BootNotification", "DataTransfer", "DiagnosticsStatusNotification",
-            "FirmwareStatusNotification", "Heartbeat", "MeterValues", "StartTransaction", "StatusNotification",
-            "StopTransaction",
-            # Security Whitepaper edition 3, §4-§6:
-            "SecurityEventNotification", "SignCertificate", "LogStatusNotification",
-            "SignedFirmwareStatusNotification",
-        }
-    ),
-    csms_actions=frozenset(
-        {
-            "CancelReservation", "ChangeAvailability", "ChangeConfiguration", "ClearCache", "ClearChargingProfile",
-            "DataTransfer", "GetCompositeSchedule", "GetConfiguration", "GetDiagnostics", "GetLocalListVersion",
-            "RemoteStartTransaction", "RemoteStopTransaction", "ReserveNow", "Reset", "SendLocalList",
-            "SetChargingProfile", "TriggerMessage", "UnlockConnector", "UpdateFirmware",
-            "CertificateSigned", "DeleteCertificate", "ExtendedTriggerMessage", "GetInstalledCertificateIds",
-            "GetLog", "InstallCertificate", "SignedUpdateFirmware",
-        }
-    ),
-    error_codes=frozenset(
-        {
-            "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-            "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-            "OccurrenceConstraintViolation", "TypeConstraintViolation", "GenericError",
-        }
-    ),
-    keyword_codes={
-        "required": "ProtocolError",  # Table 7: "Payload for Action is incomplete"
-        "additionalProperties": "FormationViolation",  # "... not conform the PDU structure"
-        "format": "FormationViolation",  # the value is syntactically incorrect (e.g. not RFC 3339)
-        "type": "TypeConstraintViolation",
-        "maxLength": "TypeConstraintViolation",  # CiStringNNType is a data type (OCPP 1.6 §7.15-§7.19)
-        "minLength": "TypeConstraintViolation",
-        "minItems": "OccurenceConstraintViolation",
-        "maxItems": "OccurenceConstraintViolation",
-        "*": "PropertyConstraintViolation",  # enum, minimum, maximum, multipleOf, pattern, ...
-    },
-    frame_error="FormationViolation",
-    unknown_action="NotImplemented",  # Table 7: "Requested Action is not known by receiver"
-    unsupported_action="NotSupported",  # Table 7: "... recognized but not supported by the receiver"
-)
-
-
-def _describe_schema_error(error: Any) -> str:
-    where = "/".join(str(p) for p in error.absolute_path) or "<payload>"
-    return f"{where}: {error.message}"
-
-
-def _check_payload(rules: _ProtocolRules, action: str, payload: Any, *, response: bool) -> None:
-    """Raise :class:`_Violation` if ``payload`` (Decimal-parsed) does not satisfy the schema."""
-    validator = rules.schemas.validator(action, response=response)
-    if validator is None:
-        raise _Violation(rules.unknown_action, f"no schema for {action}{' response' if response else ''}")
-    error = best_match(validator.iter_errors(payload))
-    if error is not None:
-        raise _Violation(rules.code_for(str(error.validator)), _describe_schema_error(error))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Frames
-# --------------------------------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass
-class _Frame:
-    """A structurally valid OCPP-J frame from a station. Payloads are kept twice: ``payload`` with plain Python
-    numbers (for records and handlers) and ``exact`` with Decimal numbers (for schema validation)."""
+class _Report:
+    """The parts of one multi-part NotifyReport (OCPP 2.0.1 B07/B08) from one station, by seqNo."""
 
-    type_id: int
-    unique_id: str
-    action: str | None = None
-    payload: Any = None
-    exact: Any = None
-    error_code: str | None = None
-    error_description: str | None = None
-    error_details: Any = None
+    identity: str
+    request_id: int
+    parts: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    final_seq_no: int | None = None  # seqNo of the part with tbc=false
 
+    def missing(self) -> list[int]:
+        # Part 2 §1.40.1: "seqNo: Sequence number of this message. First message starts at 0."
+        top = self.final_seq_no if self.final_seq_no is not None else max(self.parts, default=-1)
+        return _missing_numbers(self.parts, 0, top)
 
-def _message_id(items: list[Any]) -> str | None:
-    return items[1] if len(items) > 1 and isinstance(items[1], str) else None
+    @property
+    def complete(self) -> bool:
+        return self.final_seq_no is not None and not self.missing()
 
-
-def _parse_frame(rules: _ProtocolRules, text: str) -> _Frame:
-    """Check the OCPP-J RPC structure (OCPP-J 1.6 §4.1-§4.2) and split the frame; raise :class:`_Violation`."""
-    try:
-        # Lenient first (Python's json tolerates NaN and duplicate keys), so that a CALL that is only subtly
-        # invalid still has a readable message id and can be answered with a CALLERROR.
-        items = json.loads(text)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise _Violation(rules.frame_error, f"not valid JSON: {exc}") from None
-    if not isinstance(items, list) or not items:
-        raise _Violation(rules.frame_error, "an OCPP-J message must be a non-empty JSON array")
-    type_id = items[0]
-    if type(type_id) is not int or type_id not in (_CALL, _CALLRESULT, _CALLERROR):
-        # OCPP-J 1.6 §4.1.3: an unknown MessageTypeNumber is ignored (no answer).
-        raise _Violation(rules.frame_error, f"unknown MessageTypeId {type_id!r}")
-    message_id = _message_id(items)
-
-    def broken(reason: str) -> _Violation:
-        return _Violation(rules.frame_error, reason, message_id if type_id == _CALL else None)
-
-    try:
-        items = _loads_strict(text, exact_numbers=False)
-        exact = _loads_strict(text, exact_numbers=True)
-    except ValueError as exc:
-        raise broken(f"not valid JSON: {exc}") from None
-
-    if message_id is None:
-        raise broken("message id missing or not a string")
-    if len(message_id) > MAX_MESSAGE_ID_LENGTH:
-        raise broken(f"message id longer than {MAX_MESSAGE_ID_LENGTH} characters")
-    if type_id == _CALL:
-        if len(items) != 4 or not isinstance(items[2], str):
-            raise broken("a CALL must be [2, messageId, action, payload]")
-        payload, exact_payload = items[3], exact[3]
-        if payload is None:
-            # OCPP-J 1.6 §4.2.1 allows null for "no payload" (and recommends {}): treat it as {} so a
-            # missing required field is still caught by the schema.
-            payload, exact_payload = {}, {}
-        if not isinstance(payload, dict):
-            raise broken("a CALL payload must be a JSON object")
-        return _Frame(_CALL, message_id, items[2], payload, exact_payload)
-    if type_id == _CALLRESULT:
-        if len(items) != 3:
-            raise broken("a CALLRESULT must be [3, messageId, payload]")
-        payload, exact_payload = (items[2], exact[2]) if items[2] is not None else ({}, {})
-        if not isinstance(payload, dict):
-            raise broken("a CALLRESULT payload must be a JSON object")
-        return _Frame(_CALLRESULT, message_id, payload=payload, exact=exact_payload)
-    if (
-        len(items) != 5
-        or not isinstance(items[2], str)
-        or not isinstance(items[3], str)
-        or not isinstance(items[4], dict)
-    ):
-        raise broken("a CALLERROR must be [4, messageId, errorCode, errorDescription, {errorDetails}]")
-    return _Frame(
-        _CALLERROR, message_id, error_code=items[2], error_description=items[3], error_details=items[4]
-    )
-
-
-def _call_error_text(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
-    return json.dumps([_CALLERROR, unique_id, code, description, details or {}], separators=(",", ":"))
+    def data(self) -> list[dict[str, Any]]:
+        return [item for seq_no in sorted(self.parts) for item in self.parts[seq_no].get("reportData", [])]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -412,32 +254,39 @@ class _StrictSession:
     hands valid CALLs to the package's router (``super().route_message``), which dispatches to ``@on`` handlers.
     """
 
-    rules: _ProtocolRules
+    rules: ProtocolRules
 
     def __init__(self, csms: Csms, identity: str, ws: ServerConnection) -> None:
         self.csms = csms
         self.identity = identity
         self.ws = ws
         self.closed = asyncio.Event()
-        self._pending: dict[str, tuple[str, asyncio.Future[_Frame]]] = {}
+        self._pending: dict[str, tuple[str, asyncio.Future[Frame]]] = {}
         self._sent_call_ids: set[str] = set()
-        self._seen_call_ids: set[str] = set()
+        # 2.0.1 wants CALL ids unique over all connections of the identity, 1.6 per connection (§4.1.4 each).
+        self._seen_call_ids: set[str] = (
+            csms._call_ids_of(identity) if self.rules.ids_unique_per_identity else set()
+        )
         self._drop_ids: set[str] = set()
+        self._exact_answers: dict[str, dict[str, Any]] = {}  # unique_id -> CALLRESULT payload to send verbatim
         self._inflight: dict[str, dict[str, Any]] = {}  # unique_id -> camelCase payload of the CALL being handled
-        self._call_lock = asyncio.Lock()  # OCPP-J 1.6 §4.1.1: one CALL of ours in flight at a time
+        self._call_lock = asyncio.Lock()  # OCPP-J §4.1.1: one CALL of ours in flight at a time
         super().__init__(identity, _Wire(self), response_timeout=csms.response_timeout,  # type: ignore[call-arg]
                          logger=csms.log.getChild("ocpp"))
 
     # -- sending ----------------------------------------------------------------------------------------------
 
     async def send_frame(self, text: str) -> None:
-        if self._drop_ids:
+        if self._drop_ids or self._exact_answers:
             with contextlib.suppress(ValueError, TypeError, IndexError):
                 frame = json.loads(text)
                 if frame[0] in (_CALLRESULT, _CALLERROR) and frame[1] in self._drop_ids:
                     self._drop_ids.discard(frame[1])
                     self.csms.log.info("%s: dropping our answer %s (drop_next)", self.identity, text)
                     return
+                exact = self._exact_answers.pop(frame[1], None) if frame[0] in (_CALLRESULT, _CALLERROR) else None
+                if exact is not None and frame[0] == _CALLRESULT:
+                    text = json.dumps([_CALLRESULT, frame[1], exact], separators=(",", ":"))
         self.csms.log.debug("%s <- %s", self.identity, text)
         await self.ws.send(text)
 
@@ -447,35 +296,36 @@ class _StrictSession:
         at = self.csms.now()
         self.csms.log.debug("%s -> %s", self.identity, raw_msg)
         try:
-            frame = _parse_frame(self.rules, raw_msg)
-        except _Violation as violation:
+            frame = parse_frame(self.rules, raw_msg)
+        except Violation as violation:
             self.csms._violation(f"{self.identity}: {violation.message}: {raw_msg[:200]}")
             if violation.answer_to is not None:
-                await self.send_frame(_call_error_text(violation.answer_to, violation.code, violation.message))
+                await self.send_frame(call_error_text(violation.answer_to, violation.code, violation.message))
             return
         if frame.type_id == _CALL:
             await self._on_call(frame, at)
         else:
             self._on_response(frame, at)
 
-    async def _on_call(self, frame: _Frame, at: datetime) -> None:
+    async def _on_call(self, frame: Frame, at: datetime) -> None:
         assert frame.action is not None
         record = Record(self.identity, frame.action, frame.payload, frame.unique_id, at)
         try:
             if frame.unique_id in self._seen_call_ids:
-                # OCPP-J 1.6 §4.1.4: a CALL's message id differs from all earlier ones on the same connection.
+                # OCPP-J §4.1.4: a CALL's message id differs from all earlier ones (1.6: on the same connection;
+                # 2.0.1: on any connection of this identity, retries included).
                 self.csms._violation(f"{self.identity}: message id {frame.unique_id!r} reused for {frame.action}")
             self._seen_call_ids.add(frame.unique_id)
             try:
                 self._check_call(frame)
-            except _Violation as violation:
+            except Violation as violation:
                 self.csms._violation(f"{self.identity}: {frame.action}: {violation.message}")
-                await self.send_frame(_call_error_text(frame.unique_id, violation.code, violation.message))
+                await self.send_frame(call_error_text(frame.unique_id, violation.code, violation.message))
                 return
             injected = self.csms._take_failure(frame.action)
             if injected is not None:
                 self.csms.log.info("%s: answering %s with %s (fail_next)", self.identity, frame.action, injected)
-                await self.send_frame(_call_error_text(frame.unique_id, injected, "injected by fail_next"))
+                await self.send_frame(call_error_text(frame.unique_id, injected, "injected by fail_next"))
                 return
             if self.csms._take_drop(frame.action):
                 # Process the CALL but lose the answer: what the station sees after a response is lost in
@@ -487,20 +337,21 @@ class _StrictSession:
                 await super().route_message(normalized)  # type: ignore[misc]
             finally:
                 self._inflight.pop(frame.unique_id, None)
+                self._exact_answers.pop(frame.unique_id, None)
         finally:
             # Appended once answered, so a test that awaited the record also sees the CSMS's state for it.
             self.csms._add_record(record)
 
-    def _check_call(self, frame: _Frame) -> None:
+    def _check_call(self, frame: Frame) -> None:
         rules = self.rules
         assert frame.action is not None
         if frame.action not in rules.station_actions:
             if frame.action in rules.csms_actions:
-                raise _Violation(rules.unsupported_action, f"{frame.action} is not sent by a charging station")
-            raise _Violation(rules.unknown_action, f"unknown action {frame.action!r}")
-        _check_payload(rules, frame.action, frame.exact, response=False)
+                raise Violation(rules.unsupported_action, f"{frame.action} is not sent by a charging station")
+            raise Violation(rules.unknown_action, f"unknown action {frame.action!r}")
+        check_payload(rules, frame.action, frame.exact, response=False)
 
-    def _on_response(self, frame: _Frame, at: datetime) -> None:
+    def _on_response(self, frame: Frame, at: datetime) -> None:
         entry = self._pending.pop(frame.unique_id, None)
         if entry is None:
             if frame.unique_id in self._sent_call_ids:
@@ -512,8 +363,8 @@ class _StrictSession:
         if frame.type_id == _CALLRESULT:
             payload = frame.payload
             try:
-                _check_payload(self.rules, action, frame.exact, response=True)
-            except _Violation as violation:
+                check_payload(self.rules, action, frame.exact, response=True)
+            except Violation as violation:
                 self.csms._violation(f"{self.identity}: {action} response: {violation.message}")
         else:
             payload = {
@@ -535,12 +386,12 @@ class _StrictSession:
                 raise ValueError(f"{action} is not a CSMS->station action in OCPP {self.rules.version}")
             exact = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
             try:
-                _check_payload(self.rules, action, exact, response=False)
-            except _Violation as violation:
+                check_payload(self.rules, action, exact, response=False)
+            except Violation as violation:
                 raise ValueError(f"invalid {action} payload: {violation.message}") from None
         async with self._call_lock:
             unique_id = str(uuid.uuid4())
-            future: asyncio.Future[_Frame] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
             self._pending[unique_id] = (action, future)
             self._sent_call_ids.add(unique_id)
             try:
@@ -570,6 +421,15 @@ class _StrictSession:
     def payload_of(self, unique_id: str) -> dict[str, Any]:
         """The CALL's payload exactly as on the wire (camelCase), for handlers that store it."""
         return self._inflight[unique_id]
+
+    def answer_exactly(self, unique_id: str, payload: dict[str, Any]) -> None:
+        """Send ``payload`` verbatim as the CALLRESULT of ``unique_id``.
+
+        The ``ocpp`` package re-keys every dict of a response from snake_case to camelCase, including opaque
+        values such as DataTransfer ``data``; a handler that must echo such a value byte for byte registers the
+        exact payload here (the handler still returns the package's response object, which is validated).
+        """
+        self._exact_answers[unique_id] = payload
 
 
 class _V16Session(_StrictSession, ocpp.v16.ChargePoint):
@@ -659,8 +519,158 @@ class _V16Session(_StrictSession, ocpp.v16.ChargePoint):
         return v16_result.SignedFirmwareStatusNotification()
 
 
-#: Supported WebSocket subprotocols in server preference order -> session class (OCPP-J 1.6 §3.1.2).
-SESSION_CLASSES: dict[str, type[_StrictSession]] = {"ocpp1.6": _V16Session}
+class _V201Session(_StrictSession, ocpp.v201.ChargePoint):
+    """OCPP 2.0.1: the CSMS side of every station->CSMS message of part 2 ("Messages, Datatypes & Enumerations").
+
+    Like the 1.6 session, handlers read the wire payload (``payload_of``). Messages for which the spec leaves
+    the CSMS nothing to decide get their empty response; the rest is documented per handler.
+    """
+
+    rules = V201_RULES
+
+    @on("Authorize")
+    def on_authorize(self, call_unique_id: str, **_: Any) -> v201_result.Authorize:
+        # C01.FR.02..: idTokenInfo from the CSMS's authorization table. C07.FR.13-17: a contract certificate
+        # (certificate or iso15118CertificateHashData) also gets a certificateStatus.
+        payload = self.payload_of(call_unique_id)
+        info = self.csms.id_token_info201(payload["idToken"])
+        certificate_status = None
+        if "certificate" in payload or "iso15118CertificateHashData" in payload:
+            info, certificate_status = self.csms._contract_certificate_verdict(info)
+        return v201_result.Authorize(id_token_info=info, certificate_status=certificate_status)
+
+    @on("BootNotification")
+    def on_boot_notification(self, **_: Any) -> v201_result.BootNotification:
+        # B01-B03 / part 2 §1.2.2: interval is the heartbeat interval when Accepted, otherwise the minimum wait
+        # before the next BootNotification. Same knobs as 1.6.
+        return v201_result.BootNotification(
+            current_time=self.csms.now_text(), interval=self.csms.boot_interval, status=self.csms.boot_status
+        )
+
+    @on("ClearedChargingLimit")
+    def on_cleared_charging_limit(self, **_: Any) -> v201_result.ClearedChargingLimit:
+        return v201_result.ClearedChargingLimit()
+
+    @on("DataTransfer")
+    def on_data_transfer(self, call_unique_id: str, **_: Any) -> v201_result.DataTransfer:
+        # P02.FR.06: unknown vendorId -> UnknownVendorId; P02.FR.07: messageId mismatch -> UnknownMessageId.
+        # The echo returns ``data`` byte for byte (see answer_exactly).
+        payload = self.payload_of(call_unique_id)
+        if payload["vendorId"] != ECHO_VENDOR_ID:
+            return v201_result.DataTransfer(status="UnknownVendorId")
+        if payload.get("messageId") != ECHO_MESSAGE_ID:
+            return v201_result.DataTransfer(status="UnknownMessageId")
+        answer: dict[str, Any] = {"status": "Accepted"}
+        if payload.get("data") is not None:
+            answer["data"] = payload["data"]
+        self.answer_exactly(call_unique_id, answer)
+        return v201_result.DataTransfer(status="Accepted", data=payload.get("data"))
+
+    @on("FirmwareStatusNotification")
+    def on_firmware_status_notification(self, **_: Any) -> v201_result.FirmwareStatusNotification:
+        return v201_result.FirmwareStatusNotification()
+
+    @on("Get15118EVCertificate")
+    def on_get_15118_ev_certificate(self, **_: Any) -> v201_result.Get15118EVCertificate:
+        # M01/M02: the CSMS would forward exiRequest to a contract certificate pool. This CSMS has no ISO 15118
+        # PKI, so it reports that it could not process the request (exiResponse is required; it stays empty).
+        return v201_result.Get15118EVCertificate(status="Failed", exi_response="")
+
+    @on("GetCertificateStatus")
+    def on_get_certificate_status(self, **_: Any) -> v201_result.GetCertificateStatus:
+        # M06: the CSMS asks the OCSP responder; this CSMS cannot reach one -> Failed (ocspResult may be omitted
+        # only when status is not Accepted, part 2 §1.18.2).
+        return v201_result.GetCertificateStatus(status="Failed")
+
+    @on("Heartbeat")
+    def on_heartbeat(self, **_: Any) -> v201_result.Heartbeat:
+        return v201_result.Heartbeat(current_time=self.csms.now_text())
+
+    @on("LogStatusNotification")
+    def on_log_status_notification(self, **_: Any) -> v201_result.LogStatusNotification:
+        return v201_result.LogStatusNotification()
+
+    @on("MeterValues")
+    def on_meter_values(self, **_: Any) -> v201_result.MeterValues:
+        # J01: meter values outside transactions (transaction meter values travel in TransactionEvent).
+        return v201_result.MeterValues()
+
+    @on("NotifyChargingLimit")
+    def on_notify_charging_limit(self, **_: Any) -> v201_result.NotifyChargingLimit:
+        return v201_result.NotifyChargingLimit()
+
+    @on("NotifyCustomerInformation")
+    def on_notify_customer_information(self, **_: Any) -> v201_result.NotifyCustomerInformation:
+        return v201_result.NotifyCustomerInformation()
+
+    @on("NotifyDisplayMessages")
+    def on_notify_display_messages(self, **_: Any) -> v201_result.NotifyDisplayMessages:
+        return v201_result.NotifyDisplayMessages()
+
+    @on("NotifyEVChargingNeeds")
+    def on_notify_ev_charging_needs(self, **_: Any) -> v201_result.NotifyEVChargingNeeds:
+        # Part 2 §3.59: Accepted = "A schedule will be provided momentarily", Processing = "gathering
+        # information to provide a schedule", Rejected = "Service not available". This CSMS computes no
+        # schedules, so Rejected is the truthful answer.
+        return v201_result.NotifyEVChargingNeeds(status="Rejected")
+
+    @on("NotifyEVChargingSchedule")
+    def on_notify_ev_charging_schedule(self, **_: Any) -> v201_result.NotifyEVChargingSchedule:
+        # Part 2 §1.37.2: status says the message was processed, "It does not imply any approval".
+        return v201_result.NotifyEVChargingSchedule(status="Accepted")
+
+    @on("NotifyEvent")
+    def on_notify_event(self, **_: Any) -> v201_result.NotifyEvent:
+        return v201_result.NotifyEvent()
+
+    @on("NotifyMonitoringReport")
+    def on_notify_monitoring_report(self, **_: Any) -> v201_result.NotifyMonitoringReport:
+        return v201_result.NotifyMonitoringReport()
+
+    @on("NotifyReport")
+    def on_notify_report(self, call_unique_id: str, **_: Any) -> v201_result.NotifyReport:
+        self.csms._notify_report(self.identity, self.payload_of(call_unique_id), call_unique_id)
+        return v201_result.NotifyReport()
+
+    @on("PublishFirmwareStatusNotification")
+    def on_publish_firmware_status_notification(self, **_: Any) -> v201_result.PublishFirmwareStatusNotification:
+        return v201_result.PublishFirmwareStatusNotification()
+
+    @on("ReportChargingProfiles")
+    def on_report_charging_profiles(self, **_: Any) -> v201_result.ReportChargingProfiles:
+        return v201_result.ReportChargingProfiles()
+
+    @on("ReservationStatusUpdate")
+    def on_reservation_status_update(self, **_: Any) -> v201_result.ReservationStatusUpdate:
+        return v201_result.ReservationStatusUpdate()
+
+    @on("SecurityEventNotification")
+    def on_security_event_notification(self, **_: Any) -> v201_result.SecurityEventNotification:
+        return v201_result.SecurityEventNotification()
+
+    @on("SignCertificate")
+    def on_sign_certificate(self, **_: Any) -> v201_result.SignCertificate:
+        # A02/A03: Accepted means the CSMS will forward the CSR to a CA (like the 1.6 session, none follows).
+        return v201_result.SignCertificate(status="Accepted")
+
+    @on("StatusNotification")
+    def on_status_notification(self, **_: Any) -> v201_result.StatusNotification:
+        return v201_result.StatusNotification()
+
+    @on("TransactionEvent")
+    def on_transaction_event(self, call_unique_id: str, **_: Any) -> v201_result.TransactionEvent:
+        # E01.FR.11/12, C09.FR.12: a request that carries an idToken is answered with its idTokenInfo (status and
+        # groupIdToken); without idToken the response is empty. Duplicates are answered the same way.
+        payload = self.payload_of(call_unique_id)
+        self.csms._transaction_event(self.identity, payload, call_unique_id)
+        id_token = payload.get("idToken")
+        return v201_result.TransactionEvent(
+            id_token_info=self.csms.id_token_info201(id_token) if id_token is not None else None
+        )
+
+
+#: Supported WebSocket subprotocols -> session class, in the default server preference order (OCPP-J §3.1.2).
+SESSION_CLASSES: dict[str, type[_StrictSession]] = {"ocpp2.0.1": _V201Session, "ocpp1.6": _V16Session}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -673,17 +683,39 @@ def _default_authorize() -> dict[str, dict[str, Any]]:
     return {tag: {"status": "Accepted"} for tag in tags}
 
 
+def _as_id_token_info(entry: dict[str, Any]) -> dict[str, Any]:
+    """An ``authorize`` table entry as a 2.0.1 IdTokenInfoType.
+
+    The table is shared with 1.6, whose IdTagInfo names differ: ``expiryDate`` becomes ``cacheExpiryDateTime``
+    and ``parentIdTag`` becomes ``groupIdToken`` (a Central token, part 2 C09); 2.0.1 names pass unchanged.
+    """
+    info: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "expiryDate":
+            info.setdefault("cacheExpiryDateTime", value)
+        elif key == "parentIdTag":
+            info.setdefault("groupIdToken", {"idToken": value, "type": "Central"})
+        else:
+            info[key] = value
+    return info
+
+
 def _identity_from_path(path: str) -> str:
-    # OCPP-J 1.6 §3.1.1: the connection URL is the endpoint URL + "/" + percent-encoded identity.
+    # OCPP-J 1.6 / 2.0.1 §3.1.1: the connection URL is the endpoint URL + "/" + percent-encoded identity.
     return unquote(urlsplit(path).path.rstrip("/").rsplit("/", 1)[-1])
 
 
 class Csms:
     """A local OCPP-J Central System on 127.0.0.1 (see the module docstring).
 
-    Behaviour knobs (``boot_status``, ``boot_interval``, ``authorize``, :meth:`fail_next`, :meth:`drop_next`,
-    ``clock``) may be changed at any time. Records (``received``, ``responses``, ``violations``,
-    ``transactions``, ``duplicates``, ``connected``, ``refused``) are plain attributes for tests to read.
+    ``subprotocols`` lists the accepted subprotocols in server preference order (default: every key of
+    :data:`SESSION_CLASSES`, ``ocpp2.0.1`` first); a station offering none of them is refused.
+
+    Behaviour knobs (``boot_status``, ``boot_interval``, ``authorize``, ``contract_certificate_status``,
+    :meth:`fail_next`, :meth:`drop_next`, ``clock``) may be changed at any time. Records (``received``,
+    ``responses``, ``violations``, ``transactions``, ``transactions201``, ``reports``, ``duplicates``,
+    ``connected``, ``refused``) are plain attributes for tests to read; ``received`` and ``responses`` hold the
+    messages of both protocol versions.
     """
 
     def __init__(
@@ -694,22 +726,37 @@ class Csms:
         basic_auth: dict[str, bytes] | None = None,
         log: logging.Logger | None = None,
         response_timeout: float = 10.0,
+        subprotocols: Iterable[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.basic_auth = basic_auth
         self.log = log or _LOG
         self.response_timeout = response_timeout
+        self.subprotocols: tuple[str, ...] = tuple(SESSION_CLASSES if subprotocols is None else subprotocols)
+        if not self.subprotocols:
+            raise ValueError("a CSMS must accept at least one subprotocol")
+        for subprotocol in self.subprotocols:
+            if subprotocol not in SESSION_CLASSES:
+                raise ValueError(f"unsupported subprotocol {subprotocol!r} (supported: {', '.join(SESSION_CLASSES)})")
         # knobs
         self.boot_status: str = "Accepted"
         self.boot_interval: int = 300
+        #: idTag (1.6) / idToken value (2.0.1) -> IdTagInfo / IdTokenInfo; unknown ids are Invalid / Unknown.
         self.authorize: dict[str, dict[str, Any]] = _default_authorize()
+        #: 2.0.1 C07: what the CSMS concludes about a contract certificate in an AuthorizeRequest
+        #: ("Accepted" = the chain is valid; or CertificateExpired / CertificateRevoked / CertChainError / ...).
+        self.contract_certificate_status: str = "Accepted"
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         # records
         self.received: list[Record] = []
         self.responses: list[Record] = []
         self.violations: list[str] = []
         self.transactions: dict[int, TxRecord] = {}
+        #: OCPP 2.0.1 TransactionEvent ledger, keyed by transactionInfo.transactionId.
+        self.transactions201: dict[str, Tx201Record] = {}
+        #: OCPP 2.0.1 NotifyReport: requestId -> reportData of all parts received so far, in seqNo order.
+        self.reports: dict[int, list[dict[str, Any]]] = {}
         self.duplicates: list[str] = []
         self.connected: dict[str, str] = {}
         self.refused: list[str] = []
@@ -723,6 +770,8 @@ class Csms:
         self._drops: dict[str, int] = {}
         self._tx_ids = itertools.count(1)
         self._start_keys: dict[tuple[Any, ...], int] = {}
+        self._report_parts: dict[tuple[str, int], _Report] = {}
+        self._call_ids: dict[str, set[str]] = {}
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -757,7 +806,7 @@ class Csms:
 
     @property
     def url(self) -> str:
-        """The OCPP-J endpoint URL; a station appends "/" + its identity (OCPP-J 1.6 §3.1.1)."""
+        """The OCPP-J endpoint URL; a station appends "/" + its identity (OCPP-J §3.1.1)."""
         return f"ws://{self.host}:{self.port}"
 
     # -- knobs ------------------------------------------------------------------------------------------------
@@ -775,11 +824,36 @@ class Csms:
         return self.clock()
 
     def now_text(self) -> str:
-        """Current time as RFC 3339 UTC with 'Z' and milliseconds (OCPP 1.6 §3.15)."""
+        """Current time as RFC 3339 UTC with 'Z' and milliseconds (OCPP 1.6 §3.15, OCPP 2.0.1 part 2 §3.1)."""
         return self.now().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
     def id_tag_info(self, id_tag: str) -> dict[str, Any]:
+        """OCPP 1.6 IdTagInfo for ``id_tag`` from :attr:`authorize` (unknown: Invalid)."""
         return dict(self.authorize.get(id_tag, {"status": "Invalid"}))
+
+    def id_token_info201(self, id_token: dict[str, Any]) -> dict[str, Any]:
+        """OCPP 2.0.1 IdTokenInfo for an IdTokenType, looked up in :attr:`authorize` by its ``idToken`` value.
+
+        Unknown values are ``Unknown`` (part 2 §3.3: "Identifier is unknown. Not allowed for charging."). A token
+        of type NoAuthorization means no authorization is done (part 2 §3.43), so there is nothing to refuse.
+        """
+        if id_token.get("type") == "NoAuthorization":
+            return {"status": "Accepted"}
+        entry = self.authorize.get(id_token["idToken"])
+        return {"status": "Unknown"} if entry is None else _as_id_token_info(entry)
+
+    def _contract_certificate_verdict(self, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Part 2 C07.FR.13-17: combine :attr:`contract_certificate_status` with the idToken's status."""
+        verdict = self.contract_certificate_status
+        info = dict(info)
+        if verdict == "Accepted":
+            if info["status"] in ("Blocked", "Expired", "Invalid", "Unknown"):
+                verdict = "ContractCancelled"  # C07.FR.13: certificate valid, eMAID not accepted
+        elif verdict == "CertificateExpired":
+            info["status"] = "Expired"  # C07.FR.15
+        elif verdict in ("CertificateRevoked", "CertChainError"):
+            info["status"] = "Invalid"  # C07.FR.16 / C07.FR.17
+        return info, verdict
 
     # -- CS -> CP ---------------------------------------------------------------------------------------------
 
@@ -794,7 +868,8 @@ class Csms:
     ) -> dict[str, Any]:
         """Send a CSMS->station CALL (camelCase payload as on the wire) and return the CALLRESULT payload.
 
-        Raises :class:`CallErrorReceived` on a CALLERROR, ``TimeoutError`` after ``timeout`` seconds (default
+        The station's negotiated version decides which actions and schemas apply (1.6 or 2.0.1). Raises
+        :class:`CallErrorReceived` on a CALLERROR, ``TimeoutError`` after ``timeout`` seconds (default
         ``response_timeout``), ``KeyError`` if the station is not connected, ``ConnectionError`` if it disconnects
         meanwhile. With ``strict`` the request is first validated against its schema (``ValueError``); the
         station's CALLRESULT is always validated, violations go to :attr:`violations`.
@@ -819,6 +894,32 @@ class Csms:
             return self._sessions[identity]
         except KeyError:
             raise KeyError(f"station {identity!r} is not connected") from None
+
+    # -- 2.0.1 ledgers ----------------------------------------------------------------------------------------
+
+    def seq_gaps(self, transaction_id: str) -> list[int]:
+        """Missing TransactionEvent seqNos of a 2.0.1 transaction (see :meth:`Tx201Record.seq_gaps`)."""
+        return self.transactions201[transaction_id].seq_gaps()
+
+    async def wait_report(self, identity: str, request_id: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until ``identity`` has sent the whole NotifyReport for ``request_id`` (B07/B08: the part with
+        tbc=false, and every seqNo from 0 up to it); return all reportData entries in seqNo order."""
+
+        def complete() -> list[dict[str, Any]] | None:
+            report = self._report_parts.get((identity, request_id))
+            return report.data() if report is not None and report.complete else None
+
+        try:
+            return await self._wait_until(complete, timeout)
+        except TimeoutError:
+            report = self._report_parts.get((identity, request_id))
+            state = (
+                "no part" if report is None
+                else f"seqNos {sorted(report.parts)}, final seqNo {report.final_seq_no}, missing {report.missing()}"
+            )
+            raise TimeoutError(
+                f"NotifyReport requestId {request_id} from {identity} not complete within {timeout}s ({state})"
+            ) from None
 
     # -- waiting ----------------------------------------------------------------------------------------------
 
@@ -874,10 +975,10 @@ class Csms:
     # -- connection handling ----------------------------------------------------------------------------------
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Iterable[str]) -> str | None:
-        # OCPP-J 1.6 §3.2: without a common subprotocol the handshake completes without one (and we then
-        # close), rather than failing with HTTP 400 as websockets would by default.
+        # OCPP-J 1.6 / 2.0.1 §3.2: the server picks; without a common subprotocol the handshake completes
+        # without one (and we then close), rather than failing with HTTP 400 as websockets would by default.
         offered = list(offered)
-        for subprotocol in SESSION_CLASSES:
+        for subprotocol in self.subprotocols:
             if subprotocol in offered:
                 return subprotocol
         return None
@@ -933,7 +1034,7 @@ class Csms:
             reason = f"no supported subprotocol (offered {offered or 'none'})"
             self._refuse(f"{identity}: {reason}")
             if not offered:
-                # OCPP-J 1.6 §3.1.2: the OCPP version MUST be given in Sec-WebSocket-Protocol.
+                # OCPP-J 1.6 / 2.0.1 §3.1.2: the OCPP version MUST be given in Sec-WebSocket-Protocol.
                 self._violation(f"{identity}: connected without offering a subprotocol")
             await ws.close(code=1002, reason="no supported OCPP subprotocol")
             return
@@ -950,7 +1051,7 @@ class Csms:
         try:
             async for message in ws:
                 if isinstance(message, bytes):
-                    # OCPP-J 1.6 §4.1.2: messages are UTF-8 JSON text.
+                    # OCPP-J §4.1.2: messages are UTF-8 JSON text.
                     self._violation(f"{identity}: binary WebSocket frame ({len(message)} bytes)")
                     continue
                 await session.route_message(message)
@@ -971,10 +1072,18 @@ class Csms:
         self.log.error("OCPP violation: %s", text)
         self._notify()
 
+    def _duplicate(self, text: str) -> None:
+        self.duplicates.append(text)
+        self.log.warning("%s", text)
+
     def _refuse(self, text: str) -> None:
         self.refused.append(text)
         self.log.warning("connection refused: %s", text)
         self._notify()
+
+    def _call_ids_of(self, identity: str) -> set[str]:
+        """CALL message ids seen from ``identity`` on all its 2.0.1 connections (OCPP-J 2.0.1 §4.1.4)."""
+        return self._call_ids.setdefault(identity, set())
 
     def _add_record(self, record: Record) -> None:
         self.received.append(record)
@@ -1002,17 +1111,18 @@ class Csms:
             return True
         return False
 
+    # -- 1.6 transactions ---------------------------------------------------------------------------------------
+
     def _start_transaction(self, identity: str, payload: dict[str, Any], unique_id: str) -> int:
         """Allocate a transactionId, or return the earlier one for a repeated StartTransaction (at-least-once
         delivery: the station resends when our answer was lost; OCPP 1.6 §4.8 / §3.7)."""
         key = (identity, payload["connectorId"], payload["idTag"], payload["timestamp"], payload["meterStart"])
         existing = self._start_keys.get(key)
         if existing is not None:
-            self.duplicates.append(
+            self._duplicate(
                 f"{identity}: duplicate StartTransaction connectorId={key[1]} idTag={key[2]} timestamp={key[3]} "
                 f"meterStart={key[4]} -> transactionId {existing} (message {unique_id})"
             )
-            self.log.warning("%s", self.duplicates[-1])
             return existing
         transaction_id = next(self._tx_ids)
         self._start_keys[key] = transaction_id
@@ -1026,10 +1136,9 @@ class Csms:
             self._violation(f"{identity}: StopTransaction for unknown transactionId {transaction_id}")
             return
         if tx.stop is not None:
-            self.duplicates.append(
+            self._duplicate(
                 f"{identity}: duplicate StopTransaction for transactionId {transaction_id} (message {unique_id})"
             )
-            self.log.warning("%s", self.duplicates[-1])
             return
         tx.stop = payload
 
@@ -1043,12 +1152,78 @@ class Csms:
             self._violation(f"{identity}: MeterValues for unknown transactionId {transaction_id}")
             return
         if payload in tx.meter_values:
-            self.duplicates.append(
+            self._duplicate(
                 f"{identity}: duplicate MeterValues for transactionId {transaction_id} (message {unique_id})"
             )
-            self.log.warning("%s", self.duplicates[-1])
             return
         tx.meter_values.append(payload)
+
+    # -- 2.0.1 TransactionEvent and NotifyReport ------------------------------------------------------------------
+
+    def _transaction_event(self, identity: str, payload: dict[str, Any], unique_id: str) -> None:
+        """Add a TransactionEvent to the ledger (OCPP 2.0.1 part 2, E §1.3 "Delivering transaction-related
+        messages": retries make repeats and out-of-order arrival normal; seqNos tell what is missing)."""
+        transaction_id = payload["transactionInfo"]["transactionId"]
+        seq_no, event_type = payload["seqNo"], payload["eventType"]
+        what = f"{identity}: TransactionEvent {event_type} transactionId {transaction_id} seqNo {seq_no}"
+        tx = self.transactions201.get(transaction_id)
+        if tx is None:
+            tx = self.transactions201[transaction_id] = Tx201Record(transaction_id, identity)
+        elif tx.identity != identity:
+            # E01.FR.08 makes ids unique per station only; this ledger is keyed by transactionId alone.
+            self._violation(f"{what}: transactionId already used by {tx.identity} (ledger is keyed by transactionId)")
+            return
+        earlier = next((event for event in tx.events if event["seqNo"] == seq_no), None)
+        if earlier is not None:
+            if earlier == payload:
+                self._duplicate(f"{what}: duplicate (message {unique_id})")
+            else:
+                tx.conflicts.append(payload)
+                self._violation(f"{what}: seqNo already used by a different {earlier['eventType']} event")
+            return
+        started, ended = tx.started, tx.ended_event
+        problems: list[str] = []
+        # Part 2 §3.80: Started is the first event of a transaction, Ended the last; by E §1.3.2.1 seqNo grows by
+        # one per event, so no event may carry a seqNo below Started's or above Ended's.
+        if event_type == "Started" and started is not None:
+            problems.append(f"second Started (the first has seqNo {started['seqNo']})")
+        if event_type == "Ended" and ended is not None:
+            problems.append(f"second Ended (the first has seqNo {ended['seqNo']})")
+        if event_type == "Started" and any(s < seq_no for s in tx.seq_nos):
+            problems.append(f"Started after events with lower seqNos {sorted(s for s in tx.seq_nos if s < seq_no)}")
+        if event_type == "Ended" and any(s > seq_no for s in tx.seq_nos):
+            problems.append(f"Ended before events with higher seqNos {sorted(s for s in tx.seq_nos if s > seq_no)}")
+        if started is not None and seq_no < started["seqNo"]:
+            problems.append(f"seqNo below Started's ({started['seqNo']})")
+        if ended is not None and seq_no > ended["seqNo"]:
+            problems.append(f"seqNo above Ended's ({ended['seqNo']})")
+        tx.events.append(payload)  # received and answered, so on the ledger even when out of order
+        if problems:
+            self._violation(f"{what}: {'; '.join(problems)}")
+
+    def _notify_report(self, identity: str, payload: dict[str, Any], unique_id: str) -> None:
+        """Collect one part of a NotifyReport (B07/B08): parts are numbered by seqNo from 0, the last one has
+        tbc=false (part 2 §1.40.1: "Default value when omitted is false")."""
+        request_id, seq_no = payload["requestId"], payload["seqNo"]
+        is_final = not payload.get("tbc", False)
+        what = f"{identity}: NotifyReport requestId {request_id} seqNo {seq_no}"
+        report = self._report_parts.setdefault((identity, request_id), _Report(identity, request_id))
+        earlier = report.parts.get(seq_no)
+        if earlier is not None:
+            if earlier == payload:
+                self._duplicate(f"{what}: duplicate (message {unique_id})")
+            else:
+                self._violation(f"{what}: seqNo already used by a different part")
+            return
+        if report.final_seq_no is not None and (seq_no > report.final_seq_no or is_final):
+            self._violation(f"{what}: after the final part (seqNo {report.final_seq_no}, tbc=false)")
+            return
+        report.parts[seq_no] = payload
+        if is_final:
+            report.final_seq_no = seq_no
+        self.reports[request_id] = [
+            item for (_, rid), part in self._report_parts.items() if rid == request_id for item in part.data()
+        ]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1076,20 +1251,81 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _sample_text(sample: dict[str, Any]) -> str:
+    """``Energy.Active.Import.Register=1234Wh`` for a 1.6 SampledValue or a 2.0.1 SampledValueType."""
+    measurand = sample.get("measurand", "Energy.Active.Import.Register")
+    default_unit = "Wh" if measurand.startswith("Energy") else ""
+    if "unitOfMeasure" in sample or not isinstance(sample.get("value"), str):  # 2.0.1: value is a number
+        unit_of_measure = sample.get("unitOfMeasure", {})
+        unit = unit_of_measure.get("unit", default_unit)
+        multiplier = unit_of_measure.get("multiplier", 0)
+        scale = f"e{multiplier}" if multiplier else ""
+        return f"{measurand}={_short(sample.get('value'), 24)}{scale}{unit}"
+    return f"{measurand}={_short(sample.get('value'), 24)}{sample.get('unit', default_unit)}"
+
+
+def _samples(meter_values: list[dict[str, Any]]) -> list[str]:
+    return [_sample_text(sample) for mv in meter_values[:1] for sample in mv.get("sampledValue", [])[:3]]
+
+
 def _meter_summary(payload: dict[str, Any]) -> list[str]:
-    parts = [f"connector={payload.get('connectorId')}"]
-    if "transactionId" in payload:
-        parts.append(f"tx={payload['transactionId']}")
-    for meter_value in payload.get("meterValue", [])[:1]:
-        for sample in meter_value.get("sampledValue", [])[:3]:
-            measurand = sample.get("measurand", "Energy.Active.Import.Register")
-            unit = sample.get("unit", "Wh" if measurand.startswith("Energy") else "")
-            parts.append(f"{measurand}={_short(sample.get('value'), 24)}{unit}")
-    return parts
+    if "evseId" in payload:  # 2.0.1 MeterValuesRequest
+        parts = [f"evse={payload['evseId']}"]
+    else:
+        parts = [f"connector={payload.get('connectorId')}"]
+        if "transactionId" in payload:
+            parts.append(f"tx={payload['transactionId']}")
+    return parts + _samples(payload.get("meterValue", []))
+
+
+def _transaction_event_summary(payload: dict[str, Any]) -> list[str]:
+    info = payload["transactionInfo"]
+    parts = [str(payload.get("eventType")), f"tx={_short(info.get('transactionId'))}",
+             f"seqNo={payload.get('seqNo')}", f"trigger={payload.get('triggerReason')}"]
+    evse = payload.get("evse")
+    if isinstance(evse, dict):
+        parts.append(f"evse={evse.get('id')}" + (f"/{evse['connectorId']}" if "connectorId" in evse else ""))
+    if isinstance(payload.get("idToken"), dict):
+        parts.append(f"idToken={_short(payload['idToken'].get('idToken'))}")
+    for label, key in (("state", "chargingState"), ("reason", "stoppedReason")):
+        if key in info:
+            parts.append(f"{label}={info[key]}")
+    if payload.get("offline"):
+        parts.append("offline")
+    return parts + _samples(payload.get("meterValue", []))
+
+
+def _summary(action: str, payload: dict[str, Any]) -> list[str]:
+    """The ``label=value`` parts of one station CALL; 2.0.1 payloads are told apart by their fields."""
+    if action == "MeterValues" and "meterValue" in payload:
+        return _meter_summary(payload)
+    if action == "TransactionEvent" and isinstance(payload.get("transactionInfo"), dict):
+        return _transaction_event_summary(payload)
+    if action == "BootNotification" and isinstance(payload.get("chargingStation"), dict):
+        station = payload["chargingStation"]
+        parts = [f"reason={payload.get('reason')}"]
+        for label, key in (("vendor", "vendorName"), ("model", "model"), ("firmware", "firmwareVersion")):
+            if key in station:
+                parts.append(f"{label}={_short(station[key])}")
+        return parts
+    if action == "StatusNotification" and "connectorStatus" in payload:
+        return [f"evse={payload.get('evseId')}", f"connector={payload.get('connectorId')}",
+                f"status={payload['connectorStatus']}"]
+    if action == "Authorize" and isinstance(payload.get("idToken"), dict):
+        token = payload["idToken"]
+        return [f"idToken={_short(token.get('idToken'))}", f"type={token.get('type')}"]
+    if action == "NotifyReport" and "requestId" in payload:
+        parts = [f"requestId={payload['requestId']}", f"seqNo={payload.get('seqNo')}",
+                 f"items={len(payload.get('reportData', []))}"]
+        return parts + (["tbc"] if payload.get("tbc") else [])
+    if action in _SUMMARY_FIELDS:
+        return [f"{label}={_short(payload[key])}" for label, key in _SUMMARY_FIELDS[action] if key in payload]
+    return [f"{key}={_short(value)}" for key, value in payload.items()]
 
 
 def format_record(r: Record, *, response: bool = False) -> str:
-    """One line for a human, e.g. ``CP1 -> StartTransaction connector=1 idTag=TAG1 meterStart=0``.
+    """One line for a human, e.g. ``CP1 -> StartTransaction connector=1 idTag=TAG1 meterStart=0`` or
+    ``CP1 -> TransactionEvent Started tx=T1 seqNo=0 trigger=CablePluggedIn evse=1/1 state=EVConnected``.
 
     With ``response`` the record is a station's answer to our CALL (from :attr:`Csms.responses`), shown as
     ``CP1 -> Reset.conf status=Accepted`` or ``CP1 -> Reset CALLERROR NotSupported ...``.
@@ -1099,13 +1335,7 @@ def format_record(r: Record, *, response: bool = False) -> str:
         if set(payload) == {"errorCode", "errorDescription", "errorDetails"}:
             return f"{r.identity} -> {r.action} CALLERROR {payload['errorCode']} {_short(payload['errorDescription'])}"
         return " ".join([f"{r.identity} -> {r.action}.conf", *(f"{k}={_short(v)}" for k, v in payload.items())])
-    if r.action == "MeterValues" and "meterValue" in payload:
-        parts = _meter_summary(payload)
-    elif r.action in _SUMMARY_FIELDS:
-        parts = [f"{label}={_short(payload[key])}" for label, key in _SUMMARY_FIELDS[r.action] if key in payload]
-    else:
-        parts = [f"{key}={_short(value)}" for key, value in payload.items()]
-    return " ".join([f"{r.identity} -> {r.action}", *parts])
+    return " ".join([f"{r.identity} -> {r.action}", *_summary(r.action, payload)])
 
 
 def _parse_auth(values: list[str]) -> dict[str, bytes] | None:
@@ -1120,12 +1350,12 @@ def _parse_auth(values: list[str]) -> dict[str, bytes] | None:
     return credentials
 
 
-async def _run(host: str, port: int, basic_auth: dict[str, bytes] | None) -> None:
-    csms = Csms(host, port, basic_auth=basic_auth)
+async def _run(host: str, port: int, basic_auth: dict[str, bytes] | None, subprotocols: list[str] | None) -> None:
+    csms = Csms(host, port, basic_auth=basic_auth, subprotocols=subprotocols)
     csms.listeners.append(lambda record: print(format_record(record), flush=True))
     csms.response_listeners.append(lambda record: print(format_record(record, response=True), flush=True))
     async with csms:
-        print(f"CSMS (OCPP 1.6-J) listening on {csms.url}/<identity>", flush=True)
+        print(f"CSMS ({', '.join(csms.subprotocols)}) listening on {csms.url}/<identity>", flush=True)
         await asyncio.Event().wait()  # until Ctrl-C
 
 
@@ -1135,12 +1365,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--basic-auth", action="append", default=[], metavar="IDENTITY:PASSWORD",
                         help="require HTTP Basic auth (security profile 1/2); repeat per station")
+    parser.add_argument("--subprotocol", action="append", choices=list(SESSION_CLASSES), dest="subprotocols",
+                        help="accept this OCPP subprotocol; repeat in preference order (default: all, "
+                             f"{', '.join(SESSION_CLASSES)})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(args.host, args.port, _parse_auth(args.basic_auth)))
+        asyncio.run(_run(args.host, args.port, _parse_auth(args.basic_auth), args.subprotocols))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,268 @@
+"""The three MeterValues round-trip clients: ``python -m bench.clients {raw,ocpp,securecp} --url URL ...``.
+
+Each runs in a fresh process of its own, so that the CPU it reports (``time.process_time()``: all threads of
+the process, user + system) is the station process's and nothing else's. Each connects to the same CSMS,
+registers (BootNotification), starts a transaction (StartTransaction with an accepted idTag; the CSMS refuses
+MeterValues for a transactionId it never issued), runs ``--warmup`` round trips, then measures ``--n`` round
+trips: send one MeterValues, wait for its CALLRESULT, and only then send the next. It prints one JSON object.
+
+* ``raw``: ``websockets`` + ``json`` by hand, no validation, nothing persisted: the floor.
+* ``ocpp``: the ``ocpp`` package's ``v16.ChargePoint`` (dataclass payloads, JSON-schema validation of request
+  and response, the way that package is meant to be used).
+* ``securecp``: a real ``secure_cp.runtime.Station`` on a SQLite store in ``--data-dir``, in a transaction
+  (plug + tag through the simulated hardware). Per round trip ``Engine.trigger_meter`` takes a reading and the
+  runtime polls the adapter, exactly what the runtime does after a hardware event: the sample goes through the
+  engine, the 1.6 adapter, schema validation, the persistent outbox (SQLite, synchronous=FULL) and the
+  transport; the CALLRESULT removes it from the outbox.
+
+All three use the same WebSocket settings (``websockets`` defaults: permessage-deflate on, as secure-cp's
+transport offers it) and the same payload (:mod:`bench.common`).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import sys
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from .common import (CONTEXT, ID_TAG, MEASURAND_NAMES, FakeMeter, UniqueMs, bench_hardware, meter_values_payload,
+                     rfc3339_ms)
+
+RoundTrip = Callable[[], Awaitable[None]]
+
+
+async def measure(round_trip: RoundTrip, n: int, warmup: int, profile: str | None = None) -> dict:
+    """Run ``warmup`` unmeasured and ``n`` measured round trips; CPU and wall time per round trip."""
+    for _ in range(warmup):
+        await round_trip()
+    prof = None
+    if profile:
+        import cProfile
+        # CPU time, not wall time: what the station process spends, not how long it waits for the CSMS or fsync
+        prof = cProfile.Profile(time.process_time)
+    walls: list[float] = []
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0, w0 = time.process_time(), time.perf_counter()
+    if prof:
+        prof.enable()
+    for _ in range(n):
+        t = time.perf_counter()
+        await round_trip()
+        walls.append(time.perf_counter() - t)
+    if prof:
+        prof.disable()
+    c1, w1 = time.process_time(), time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    if prof:
+        prof.dump_stats(profile)
+    walls.sort()
+    return {
+        "n": n,
+        "warmup": warmup,
+        "cpu_us": (c1 - c0) / n * 1e6,
+        "user_us": (ru1.ru_utime - ru0.ru_utime) / n * 1e6,
+        "sys_us": (ru1.ru_stime - ru0.ru_stime) / n * 1e6,
+        "wall_us": (w1 - w0) / n * 1e6,
+        "wall_p50_us": walls[len(walls) // 2] * 1e6,
+        "wall_p99_us": walls[min(len(walls) - 1, int(len(walls) * 0.99))] * 1e6,
+        "ctx_switches_per_rt": ((ru1.ru_nvcsw + ru1.ru_nivcsw) - (ru0.ru_nvcsw + ru0.ru_nivcsw)) / n,
+        "profiled": bool(prof),
+    }
+
+
+def _boot_payload(model: str) -> dict:
+    return {"chargePointVendor": "bench", "chargePointModel": model}
+
+
+# ---- (a) raw websockets + json ---------------------------------------------------------------------------------
+
+
+async def run_raw(url: str, n: int, warmup: int, profile: str | None) -> dict:
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{url}/BENCH-A-RAW", subprotocols=["ocpp1.6"]) as ws:
+        async def call(action: str, payload: dict) -> dict:
+            uid = str(uuid.uuid4())
+            await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg[0] in (3, 4) and msg[1] == uid:
+                    break
+            if msg[0] != 3:
+                raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
+            return msg[2]
+
+        clock = UniqueMs()
+        await call("BootNotification", _boot_payload("raw"))
+        start = await call("StartTransaction", {"connectorId": 1, "idTag": ID_TAG, "meterStart": 0,
+                                                "timestamp": rfc3339_ms(clock())})
+        tid = start["transactionId"]
+        meter = FakeMeter()
+
+        async def round_trip() -> None:
+            await call("MeterValues", meter_values_payload(1, tid, rfc3339_ms(clock()), meter.sampled_values()))
+
+        result = await measure(round_trip, n, warmup, profile)
+    result["kind"] = "raw"
+    return result
+
+
+# ---- (b) the ocpp package ---------------------------------------------------------------------------------------
+
+
+async def run_ocpp(url: str, n: int, warmup: int, profile: str | None) -> dict:
+    from ocpp.v16 import ChargePoint, call, datatypes, enums
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{url}/BENCH-B-OCPP", subprotocols=["ocpp1.6"]) as ws:
+        cp = ChargePoint("BENCH-B-OCPP", ws)
+        reader = asyncio.create_task(cp.start())
+        clock = UniqueMs()
+        await cp.call(call.BootNotification(charge_point_model="ocpp", charge_point_vendor="bench"), suppress=False)
+        start = await cp.call(call.StartTransaction(connector_id=1, id_tag=ID_TAG, meter_start=0,
+                                                    timestamp=rfc3339_ms(clock())), suppress=False)
+        tid = start.transaction_id
+        meter = FakeMeter()
+        context = enums.ReadingContext(CONTEXT)
+
+        async def round_trip() -> None:
+            sampled = [datatypes.SampledValue(value=sv["value"], context=context,
+                                              measurand=enums.Measurand(sv["measurand"]),
+                                              unit=enums.UnitOfMeasure(sv["unit"]) if "unit" in sv else None)
+                       for sv in meter.sampled_values()]
+            mv = datatypes.MeterValue(timestamp=rfc3339_ms(clock()), sampled_value=sampled)
+            await cp.call(call.MeterValues(connector_id=1, transaction_id=tid, meter_value=[mv]), suppress=False)
+
+        try:
+            result = await measure(round_trip, n, warmup, profile)
+        finally:
+            reader.cancel()
+    result["kind"] = "ocpp"
+    return result
+
+
+# ---- (c) secure-cp -----------------------------------------------------------------------------------------------
+
+
+def _bench_station_class():
+    from secure_cp.runtime import Station
+
+    class BenchStation(Station):
+        """A Station that says when its outstanding CALL has been answered (for the round-trip loop).
+
+        The runtime has no public hook for "take a meter reading now" or "the line is idle"; the two methods
+        below use what the runtime itself uses after a hardware event (``_on_hal``) and on every received frame.
+        """
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.idle = asyncio.Event()
+            self.rx_count = 0
+
+        def _on_message(self, text: str) -> None:
+            super()._on_message(text)
+            self.rx_count += 1
+            if not self.adapter.endpoint.busy:
+                self.idle.set()
+
+        def meter_now(self, now: float) -> None:
+            self.idle.clear()
+            self.engine.trigger_meter(1, now)
+            self._send_all(self.adapter.poll(now))
+
+    return BenchStation
+
+
+async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"secure-cp: {what} did not happen within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def _quiet(station, timeout: float = 10.0) -> None:
+    """Wait until nothing is in flight and no frame arrived for 0.3 s (boot statuses etc. are through)."""
+    deadline = time.monotonic() + timeout
+    last, since = station.rx_count, time.monotonic()
+    while time.monotonic() - since < 0.3:
+        if time.monotonic() > deadline:
+            raise TimeoutError("secure-cp: the connection did not become idle")
+        await asyncio.sleep(0.02)
+        if station.rx_count != last or station.adapter.endpoint.busy:
+            last, since = station.rx_count, time.monotonic()
+
+
+async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_dir: str) -> dict:
+    from pathlib import Path
+
+    from secure_cp.config import StationConfig
+
+    cfg = StationConfig(identity="BENCH-C-SECURECP", vendor="bench", model="secure-cp", serial="B1",
+                        firmware_version="0.1", data_dir=Path(data_dir), csms_url=url, reconnect_min=0.05,
+                        reconnect_max=0.5, call_timeout=10.0,
+                        ocpp_config={"MeterValueSampleInterval": "0", "HeartbeatInterval": "300",
+                                     "MeterValuesSampledData": ",".join(MEASURAND_NAMES)})
+    # No state_file: the simulator's register file (a JSON write per reading) is the simulator's business,
+    # not the stack's; a real meter is read over Modbus/SML, not from a file.
+    hw = bench_hardware(1)
+    station = _bench_station_class()(cfg, hw)
+    runner = asyncio.create_task(station.run())
+    try:
+        await _until(lambda: station.adapter.registration == "accepted", 10, "BootNotification Accepted")
+        await _quiet(station)
+        hw.ev_plug(1, True)
+        hw.present_tag(ID_TAG)
+        await _until(lambda: (tx := station.engine.tx_on(1)) is not None and tx.transaction_id is not None, 10,
+                     "StartTransaction confirmed")
+        await _quiet(station)
+        clock = UniqueMs()
+        sent = 0
+
+        async def round_trip() -> None:
+            nonlocal sent
+            station.meter_now(clock(station.clock.now()))
+            await station.idle.wait()
+            sent += 1
+
+        result = await measure(round_trip, n, warmup, profile)
+        result["outbox_pending_after"] = station.outbox.pending_count()
+        result["sent"] = sent
+    finally:
+        await station.stop()
+        await asyncio.wait_for(runner, 10)
+    result["kind"] = "securecp"
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.clients")
+    p.add_argument("kind", choices=["raw", "ocpp", "securecp"])
+    p.add_argument("--url", required=True)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--data-dir", help="secure-cp's data directory (securecp only)")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the measured loop into FILE")
+    a = p.parse_args(argv)
+    if a.kind == "raw":
+        coro = run_raw(a.url, a.n, a.warmup, a.profile)
+    elif a.kind == "ocpp":
+        coro = run_ocpp(a.url, a.n, a.warmup, a.profile)
+    else:
+        if not a.data_dir:
+            p.error("securecp needs --data-dir")
+        coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir)
+    result = asyncio.run(coro)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    # WARNING: no per-message logging in any client (a station in production logs at INFO, which is per
+    # transaction, not per message)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    main()

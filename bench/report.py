@@ -1,0 +1,163 @@
+"""Targets (from the issue), PASS/MISS verdicts, the printed table and the JSON document.
+
+Memory is reported in MB = 10^6 bytes (VmRSS is in KiB; 40 MB is read strictly as 40,000,000 bytes).
+A missed target is a measurement, not a failure: the benchmark exits 0 and prints MISS.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+
+MB = 1e6
+
+# Timers an idle, connected 1.6 station needs (s): HeartbeatInterval from the CSMS's BootNotification answer
+# (300 here), WebSocketPingInterval (default 60), and the CSMS's own WebSocket pings (websockets server: 20).
+IDLE_TIMER_PERIODS = (300.0, 60.0, 20.0)
+SWITCHES_PER_TIMER = 4   # a timer firing: wake, send, wake for the answer, (scheduler noise)
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    limit: float
+    unit: str
+    fmt: str = "{:.2f}"
+
+    def verdict(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return "PASS" if operator.le(value, self.limit) else "MISS"
+
+
+TARGETS = (
+    Target("ratio_c_a", "CPU/RT ratio (c)/(a)", 1.5, "x"),
+    Target("ratio_c_b", "CPU/RT ratio (c)/(b)", 0.4, "x"),
+    Target("cold_start_ms", "cold start to BootNotification on the wire", 300, "ms", "{:.0f}"),
+    Target("rss_idle_mb", "RSS idle (connected, boot + idle wait)", 40, "MB", "{:.1f}"),
+    Target("rss_queue_over_idle_mb", "RSS with queued offline messages - RSS idle", 2, "MB", "{:+.2f}"),
+    Target("rss_queue_over_offline_mb", "RSS with queued offline messages - RSS offline, empty queue", 2, "MB",
+           "{:+.2f}"),
+    Target("idle_cpu_pct", "idle CPU (connected, no transaction)", 0.2, "%", "{:.3f}"),
+    Target("idle_extra_wakeups", "wake-ups beyond the OCPP timers", 0, "", "{:.0f}"),
+    Target("getconf_p99_ms", "GetConfiguration, all keys, p99", 5, "ms", "{:.3f}"),
+)
+
+
+def allowed_idle_wakeups(window_s: float) -> int:
+    """Context switches the OCPP timers can explain in a window: SWITCHES_PER_TIMER per firing that fits."""
+    return SWITCHES_PER_TIMER * sum(int(window_s // p) for p in IDLE_TIMER_PERIODS)
+
+
+def derive(r: dict) -> dict:
+    """Add the figures the targets are stated in (ratios, MB, excess wake-ups) to the raw results."""
+    rt = r.get("roundtrip")
+    if rt:
+        a, b, c = rt["raw"]["cpu_us"], rt["ocpp"]["cpu_us"], rt["securecp"]["cpu_us"]
+        r["ratio_c_a"] = c / a
+        r["ratio_c_b"] = c / b
+    p = r.get("process")
+    if p:
+        r["cold_start_ms"] = p["cold_start_ms"]
+        r["rss_idle_mb"] = p["rss_idle_kib"] * 1024 / MB
+        r["idle_cpu_pct"] = p["idle_cpu_pct"]
+        r["idle_allowed_wakeups"] = allowed_idle_wakeups(p["idle_window_s"])
+        r["idle_extra_wakeups"] = max(0, p["idle_wakeups"] - r["idle_allowed_wakeups"])
+    q = r.get("queue")
+    if q:
+        queue_mb = q["rss_offline_queue_kib"] * 1024 / MB
+        r["rss_queue_mb"] = queue_mb
+        r["rss_queue_over_offline_mb"] = queue_mb - q["rss_offline_empty_kib"] * 1024 / MB
+        if p:
+            r["rss_queue_over_idle_mb"] = queue_mb - r["rss_idle_mb"]
+    g = r.get("getconf")
+    if g:
+        r["getconf_p99_ms"] = g["getconf_p99_ms"]
+    r["targets"] = {t.key: {"label": t.label, "limit": t.limit, "unit": t.unit, "value": r.get(t.key),
+                            "verdict": t.verdict(r.get(t.key))} for t in TARGETS}
+    return r
+
+
+def _target_line(t: Target, r: dict) -> str:
+    value = r.get(t.key)
+    shown = t.fmt.format(value) if value is not None else "-"
+    return f"  {t.label:<62} {shown:>9} {t.unit:<3} <= {t.limit:g} {t.unit:<3} {t.verdict(value)}"
+
+
+def format_table(r: dict) -> str:
+    m = r["meta"]
+    out = [f"secure-cp benchmark - {m['platform']}, Python {m['python']}, {m['cpus']} CPUs, "
+           f"{m['mode']} (N={m['n']} round trips after {m['warmup']} warm-up)",
+           f"load average (1 min) at start {m['loadavg_start']:.2f}, at end {m.get('loadavg_end', float('nan')):.2f} "
+           "(other work on the machine shows up in wall times, much less in CPU times)", ""]
+    rt = r.get("roundtrip")
+    if rt:
+        csms = rt["csms"]
+        shape = csms["meter_values_shape"]
+        out += [
+            "MeterValues round trips: CSMS = secure_cp.sim.csms.Csms (ocpp package + strict schema validation) in a",
+            "process of its own, the same server for all three; each client in a fresh process; CPU = process CPU",
+            "(user+sys, all threads) over the N measured round trips. Payload: 1 meterValue x "
+            f"{_same(shape, 'sampled_values')} sampledValues, {_same(shape, 'bytes')} bytes of compact JSON.",
+            "",
+            f"  {'client':<44} {'CPU/RT us':>10} {'user':>8} {'sys':>8} {'wall/RT us':>11} {'p99 wall':>9} "
+            f"{'CSMS CPU/RT':>11}",
+        ]
+        names = {"raw": "(a) raw websockets + json (the floor)", "ocpp": "(b) ocpp package ChargePoint",
+                 "securecp": "(c) secure-cp Station (validated, persisted)"}
+        for kind in ("raw", "ocpp", "securecp"):
+            x = rt[kind]
+            out.append(f"  {names[kind]:<44} {x['cpu_us']:>10.1f} {x['user_us']:>8.1f} {x['sys_us']:>8.1f} "
+                       f"{x['wall_us']:>11.1f} {x['wall_p99_us']:>9.1f} {x.get('csms_cpu_us', float('nan')):>11.1f}")
+        out += ["",
+                f"ratio (c)/(a) = {r['ratio_c_a']:.2f}   target <= 1.5   {TARGETS[0].verdict(r['ratio_c_a'])}",
+                f"ratio (c)/(b) = {r['ratio_c_b']:.2f}   target <= 0.4   {TARGETS[1].verdict(r['ratio_c_b'])}",
+                f"CSMS checks: {csms['violations']} schema/protocol violations, {csms['duplicates']} duplicates; "
+                f"secure-cp outbox after the run: {rt['securecp'].get('outbox_pending_after')} pending",
+                "(c) = Station + SimulatedHardware with Frequency, Power.Factor, Power.Offered added to its 7",
+                f"measurands, SQLite in a temp dir on {m.get('data_fs', '?')} (synchronous=FULL); one sample per round "
+                "trip through Engine.trigger_meter + adapter.poll (the runtime's path after a hardware event).", ""]
+    p, q, g = r.get("process"), r.get("queue"), r.get("getconf")
+    out.append("Targets:")
+    for t in TARGETS:
+        if r.get(t.key) is not None:
+            out.append(_target_line(t, r))
+    out.append("")
+    out.append("Details:")
+    if p:
+        runs = ", ".join(f"{x:.0f}" for x in p["cold_start_runs_ms"])
+        out += [
+            f"  cold start: median of {len(p['cold_start_runs_ms'])} run(s) on fresh data dirs ({runs} ms), from spawn "
+            f"of `python -m secure_cp.cli run` to the CSMS reading the frame; restart on an existing data dir "
+            f"{p['restart_ms']:.0f} ms;",
+            f"    for scale: interpreter alone {p['python_start_ms']:.0f} ms, interpreter + `import secure_cp.cli, "
+            f"secure_cp.runtime` {p['python_import_ms']:.0f} ms (best of 3)",
+            f"  RSS idle (the restarted station) {p['rss_idle_kib'] / 1024:.1f} MiB "
+            f"(VmHWM {p['rss_idle_hwm_kib'] / 1024:.1f} MiB), {p['idle_threads']} thread(s)",
+            f"  idle over {p['idle_window_s']:.1f} s: CPU {p['idle_cpu_pct']:.4f} % (schedstat ns; "
+            f"clock ticks say {p['idle_cpu_ticks_pct']:.3f} %), {p['idle_wakeups']} context switches "
+            f"(OCPP timers allow {r['idle_allowed_wakeups']}), OCPP messages meanwhile: "
+            f"{p['idle_messages'] or 'none'}",
+        ]
+    if q:
+        out.append(
+            f"  offline (CSMS port closed): RSS {q['rss_offline_empty_kib'] / 1024:.1f} MiB with an empty outbox, "
+            f"{q['rss_offline_queue_kib'] / 1024:.1f} MiB with {q['queued']} queued (VmHWM "
+            f"{q['rss_offline_queue_hwm_kib'] / 1024:.1f} MiB); {q['queued_pending_after']} still pending after stop")
+    if g:
+        out.append(
+            f"  GetConfiguration (no key = all {g['getconf_keys']} keys, {g['getconf_bytes']} bytes answer), "
+            f"{g['getconf_calls']} calls in-process: median {g['getconf_median_ms']:.3f} ms, "
+            f"p99 {g['getconf_p99_ms']:.3f} ms, max {g['getconf_max_ms']:.3f} ms (wall); CPU median "
+            f"{g['getconf_cpu_median_ms']:.3f} ms, p99 {g['getconf_cpu_p99_ms']:.3f} ms")
+    misses = [t.label for t in TARGETS if t.verdict(r.get(t.key)) == "MISS"]
+    out += ["", f"MISSED TARGETS ({len(misses)}): " + "; ".join(misses) if misses else "All targets met.",
+            "(a missed target is a measurement: exit code 0)"]
+    return "\n".join(out)
+
+
+def _same(shapes: dict, key: str) -> str:
+    """One value if all clients agree, else the range (the payload size varies by a digit as energy grows)."""
+    values = sorted({s[key] for s in shapes.values()})
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
