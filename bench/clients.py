@@ -172,8 +172,7 @@ def _bench_station_class():
 
         def meter_now(self, now: float) -> None:
             self.idle.clear()
-            self.engine.trigger_meter(1, now)
-            self._send_all(self.adapter.poll(now))
+            self.trigger_meter_values(1)
 
     return BenchStation
 

@@ -176,6 +176,14 @@ class Station:
     def _on_hal(self, event) -> None:
         self._send_all(self._event(self._hal_event, event, self.clock.now()))
 
+    def trigger_meter_values(self, connector_id: int = 0) -> None:
+        """Take a reading now and send it (context Trigger; a transaction message when one runs on the connector)."""
+        self._send_all(self._event(self._trigger_meter, connector_id, self.clock.now()))
+
+    def _trigger_meter(self, connector_id: int, now: float) -> list[str]:
+        self.engine.trigger_meter(connector_id, now)
+        return self.adapter.poll(now)
+
     def _hal_event(self, event, now: float) -> list[str]:
         self.engine.on_hal(event, now)
         return self.adapter.poll(now)
@@ -205,23 +213,24 @@ class Station:
 
     async def _ticker(self) -> None:
         while not self._stopping:
+            if self._reload:
+                self._reboot = True
+                return
+            if self.adapter.reset_requested is not None:
+                await self._reset(self.adapter.reset_requested)
+                return
             deadline = self.adapter.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock.now())
-            self._wake.clear()
-            if timeout is None or timeout > 0:
+            timeout = None if deadline is None else deadline - self.clock.now()
+            if timeout is not None and timeout <= 0:     # a timer is due: run the timers, then plan again
+                self._send_all_no_wake(self._event(self.adapter.tick, self.clock.now()))
+            else:                                        # sleep until the next timer or until woken to re-plan
+                self._wake.clear()
                 self._sleep_until = deadline
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
                 self._sleep_until = None
-            if self._reload:
-                self._reboot = True
-                return
-            self._send_all_no_wake(self._event(self.adapter.tick, self.clock.now()))
-            if self.adapter.reset_requested is not None:
-                await self._reset(self.adapter.reset_requested)
-                return
 
     def _send_all_no_wake(self, texts: list[str]) -> None:
         for t in texts:

@@ -119,8 +119,9 @@ def test_encode_refuses_non_json_numbers(bad: object) -> None:
 
 
 def test_encode_refuses_non_json_values() -> None:
-    with pytest.raises(TypeError):
-        encode(CallResult("a", {1: "non-string key"}))  # type: ignore[dict-item]
+    # the stdlib encoder writes a non-string key as its text: still valid JSON (payloads decoded from JSON never
+    # have one; checking every key in Python would cost the C encoder's speed)
+    assert encode(CallResult("a", {1: "non-string key"})) == '[3,"a",{"1":"non-string key"}]'  # type: ignore[dict-item]
     with pytest.raises(TypeError):
         encode(CallResult("a", {"x": object()}))
     with pytest.raises(TypeError):

@@ -195,7 +195,7 @@ async def test_bad_requests_get_json_errors_and_the_station_keeps_running(csms, 
     try:
         await until(lambda: _connected(http), what="connected")
         # unknown connector -> 404 (0 is the station, not a connector)
-        for cid in ("3", "0", "abc", "-1", "1.0"):
+        for cid in ("3", "0", "abc", "-1", "1.0", "%EF%BC%91"):
             for path in ("evse", "meter", "transaction"):
                 await http.error("GET", f"/api/connector/{cid}/{path}", 404)
             await http.error("POST", f"/api/connector/{cid}/evse", 404, {"evPlugged": True})

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Union
 
+from .. import jsontext
 from .errors import ErrorKind, check_version
 
 __all__ = [
@@ -242,77 +243,8 @@ def _raise_unparsable(text: str, description: str) -> None:
 
 # --- encoding -------------------------------------------------------------------------------------------
 
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # ensure_ascii=False flavour
-_encode_str_ascii = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-
-
-def _decimal_text(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"{value} is not a JSON number")
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if -40 <= exponent <= 0:
-        # Plain notation keeps the text a meter or CSMS sent: "2935.600", "0.0000001", "-0.0".
-        return format(value, "f")
-    # Exponent notation was in the input (or is needed to stay short): str() is valid JSON ("1.5E+3").
-    return str(value)
-
-
-def _write(value: Any, out: list[str], ascii_only: bool) -> None:
-    # Order matters: bool is an int subclass, and str/int enums are subclasses of str/int.
-    if isinstance(value, str):
-        out.append(_encode_str_ascii(value) if ascii_only else _encode_str(value))
-    elif value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, int):
-        out.append(int.__repr__(value))
-    elif isinstance(value, Decimal):
-        out.append(_decimal_text(value))
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a JSON number")
-        out.append(float.__repr__(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be str, not {type(key).__name__}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(_encode_str_ascii(key) if ascii_only else _encode_str(key))
-            out.append(":")
-            _write(item, out, ascii_only)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write(item, out, ascii_only)
-        out.append("]")
-    else:
-        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _dumps(value: Any) -> str:
-    out: list[str] = []
-    _write(value, out, False)
-    text = "".join(out)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate (e.g. from a "\ud800" escape in received JSON) cannot be sent as UTF-8
-        # (OCPP-J 1.6 §4.1.2). Escaped as \uXXXX it is valid JSON and decodes back to the same string.
-        out = []
-        _write(value, out, True)
-        text = "".join(out)
-    return text
+    return jsontext.dumps(value)
 
 
 def encode(frame: Call | CallResult | CallError) -> str:

@@ -138,7 +138,7 @@ def _text(body: dict, key: str, low: int, high: int) -> str | None:
 
 def _transaction_id(value: str | None) -> int | str | None:
     # 1.6 transactionIds are integers (stored as text); 2.0.1 ones are strings
-    if value is not None and value.isdigit():
+    if value is not None and value.isascii() and value.isdigit():
         return int(value)
     return value
 
@@ -201,7 +201,7 @@ class SimulatorApi:
 
     def _connector_id(self, request: web.Request) -> int:
         text = request.match_info["id"]
-        cid = int(text) if text.isdigit() else None
+        cid = int(text) if text.isascii() and text.isdigit() else None
         if cid is None or cid not in self.station.engine.connectors:
             raise ApiError(404, f"no connector {text!r} (connectors: "
                                 f"{', '.join(str(c) for c in sorted(self.station.engine.connectors))})")
@@ -363,7 +363,7 @@ class SimulatorApi:
         limit = LOG_DEFAULT_LIMIT
         if "limit" in request.query:
             text = request.query["limit"]
-            if not text.isdigit() or not 0 <= int(text) <= LOG_MAX_LIMIT:
+            if not (text.isascii() and text.isdigit()) or int(text) > LOG_MAX_LIMIT:
                 raise ApiError(400, f"limit must be an integer 0..{LOG_MAX_LIMIT}")
             limit = int(text)
         frames = list(self.station.frames)

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import jsontext
 from . import migrations
 
 __all__ = [
@@ -75,59 +76,9 @@ class StoreLocked(StoreError):
 
 
 def json_dumps(value: Any) -> str:
-    """Serialise ``value`` to compact JSON text, writing ``Decimal`` values as their exact text.
-
-    The stdlib encoder cannot emit a number's text verbatim, so this is a small recursive encoder.
-    Accepted: dict (str keys), list, tuple, str, int, float, bool, None, Decimal. NaN and infinities are
-    rejected (they are not JSON, and no OCPP message may carry them).
-    """
-    parts: list[str] = []
-    _encode(value, parts)
-    return "".join(parts)
-
-
-def _encode(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif isinstance(value, str):
-        out.append(json.dumps(value))
-    elif isinstance(value, int):
-        out.append(int.__repr__(value))
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot store non-finite float {value!r} as JSON")
-        out.append(float.__repr__(value))
-    elif isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            raise ValueError(f"cannot store non-finite Decimal {value!r} as JSON")
-        # str() of a finite Decimal is always a valid JSON number ("2935.600", "1E+3", "-0", "1.2E-7").
-        out.append(str(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        first = True
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"JSON object keys must be str, got {type(key).__name__}: {key!r}")
-            if not first:
-                out.append(",")
-            first = False
-            out.append(json.dumps(key))
-            out.append(":")
-            _encode(item, out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
+    """Serialise ``value`` to compact JSON text, writing ``Decimal`` values as their exact text (NaN and
+    infinities are rejected: they are not JSON, and no OCPP message may carry them)."""
+    return jsontext.dumps(value)
 
 
 def json_loads(text: str) -> Any:

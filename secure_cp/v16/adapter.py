@@ -77,6 +77,15 @@ class Ocpp16Adapter:
         self._sent_status: dict[int, tuple] = {}
         self._after_reply: list[Callable[[], None]] = []
         self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
+        self._head_cache = None                           # the outbox head, re-read only after a change
+        self._head_stale = True
+
+    def _head(self):
+        """The oldest pending outbox item; cached, because every timer and frame asks for it."""
+        if self._head_stale:
+            self._head_cache = self.outbox.head()
+            self._head_stale = False
+        return self._head_cache
 
     # ---- connection -------------------------------------------------------------------------------------------
     def connected(self, now: float) -> list[str]:
@@ -155,6 +164,7 @@ class Ocpp16Adapter:
             return
         with self.db.tx():
             self.outbox.append(action, payload, tx_key=tx.tx_key, now=now)
+            self._head_stale = True
             if flag:
                 tx.extra[flag] = True
                 self.transactions.update(tx.tx_key, extra=tx.extra)
@@ -323,10 +333,9 @@ class Ocpp16Adapter:
         elif inflight.kind == "outbox":
             self._on_tx_delivered(inflight.ref, payload, now)
 
-    def _on_tx_delivered(self, seq: int, payload: dict, now: float) -> None:
-        item = self.outbox.get(seq)
-        if item is None:
-            return
+    def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
+        seq = item.seq
+        self._head_stale = True
         if item.action == "StartTransaction":
             with self.db.tx():
                 self.transactions.update(item.tx_key, transaction_id=str(payload["transactionId"]))
@@ -354,11 +363,10 @@ class Ocpp16Adapter:
         elif inflight.kind == "outbox":
             self._tx_failed(inflight.ref, error, now)
 
-    def _tx_failed(self, seq: int, error: str, now: float) -> None:
+    def _tx_failed(self, item, error: str, now: float) -> None:
         attempts_allowed = max(1, self.settings.transaction_message_attempts)
-        item = self.outbox.get(seq)
-        if item is None:
-            return
+        seq = item.seq
+        self._head_stale = True
         attempts = item.attempts + 1
         if attempts >= attempts_allowed:
             self.outbox.record_failure(seq, error, next_attempt_at=None)
@@ -427,7 +435,7 @@ class Ocpp16Adapter:
             text = self._send("volatile", action, payload, (action, payload, cb), now)
             if text:
                 return text
-        head = self.outbox.head()
+        head = self._head()
         if head is not None and self._status_order and \
                 head.created_at <= self._statuses[self._status_order[0]].timestamp:
             # the transaction message happened first (e.g. StartTransaction before "Charging"): keep event order
@@ -457,7 +465,7 @@ class Ocpp16Adapter:
 
     def _next_outbox(self, now: float) -> str | None:
         while True:
-            item = self.outbox.head()
+            item = self._head()
             if item is None:
                 return None
             if item.next_attempt_at is not None and item.next_attempt_at > now:
@@ -468,12 +476,14 @@ class Ocpp16Adapter:
                 if tx is None or tx.transaction_id is None:
                     # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
                     self.outbox.give_up(item.seq, "the transaction's StartTransaction was never confirmed")
+                    self._head_stale = True
                     continue
                 payload["transactionId"] = int(tx.transaction_id)
-            text = self._send("outbox", item.action, payload, item.seq, now)
+            text = self._send("outbox", item.action, payload, item, now)
             if text:
                 return text
             self.outbox.give_up(item.seq, "payload fails the OCPP 1.6 schema")
+            self._head_stale = True
 
     def _boot_payload(self) -> dict:
         i = self.station_info
@@ -497,7 +507,7 @@ class Ocpp16Adapter:
             else:
                 if self.heartbeat_interval > 0:
                     times.append(self.last_sent_at + self.heartbeat_interval)
-                item = self.outbox.head()
+                item = self._head()
                 if item is not None:
                     times.append(item.next_attempt_at or 0.0)
                 if self._volatile or self._statuses:
