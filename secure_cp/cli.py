@@ -54,23 +54,47 @@ def _cmd_run(args) -> int:
     return asyncio.run(main())
 
 
-def _cmd_outbox(args) -> int:
-    from .store import Database, Outbox
-    db = Database(Path(args.data_dir) / "station.db")
+def _outbox_rows_readonly(db_path: Path) -> list[dict]:
+    """Read the outbox of a running station: a read-only SQLite connection needs no store lock (WAL readers
+    never block the writer), so operators can look while the station keeps delivering."""
+    import sqlite3
+    from .store.db import json_loads
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        box = Outbox(db)
-        if args.retry is not None:
-            n = box.retry_failed(None if args.retry == "all" else int(args.retry))
-            print(f"{n} message(s) queued again")
-            return 0
-        items = box.failed() if args.failed else box.pending() + box.failed()
-        for it in items:
-            row = {"seq": it.seq, "status": it.status, "action": it.action, "attempts": it.attempts,
-                   "tx": it.tx_key, "error": it.last_error, "payload": it.payload}
-            print(json.dumps(row, default=str))
-        print(f"# {box.pending_count()} pending, {len(box.failed())} given up", file=sys.stderr)
+        rows = conn.execute("SELECT seq, status, action, attempts, tx_key, last_error, payload FROM outbox "
+                            "ORDER BY status DESC, seq").fetchall()
     finally:
-        db.close()
+        conn.close()
+    return [{"seq": r[0], "status": r[1], "action": r[2], "attempts": r[3], "tx": r[4], "error": r[5],
+             "payload": json_loads(r[6])} for r in rows]
+
+
+def _cmd_outbox(args) -> int:
+    db_path = Path(args.data_dir) / "station.db"
+    if not db_path.exists():
+        print(f"secure-cp: no station store at {db_path}", file=sys.stderr)
+        return 2
+    if args.retry is not None:   # a write: only with the station stopped (the store lock says so clearly)
+        from .store import Database, Outbox, StoreError
+        try:
+            db = Database(db_path)
+        except StoreError as exc:
+            print(f"secure-cp: {exc}", file=sys.stderr)
+            return 3
+        try:
+            n = Outbox(db).retry_failed(None if args.retry == "all" else int(args.retry))
+        finally:
+            db.close()
+        print(f"{n} message(s) queued again")
+        return 0
+    rows = _outbox_rows_readonly(db_path)
+    if args.failed:
+        rows = [r for r in rows if r["status"] == "failed"]
+    for row in rows:
+        print(json.dumps(row, default=str))
+    pending = sum(1 for r in rows if r["status"] == "pending")
+    failed = sum(1 for r in rows if r["status"] == "failed")
+    print(f"# {pending} pending, {failed} given up", file=sys.stderr)
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -122,3 +123,27 @@ def test_sd_notify_datagram(tmp_path, monkeypatch):
         assert not systemd.notify("READY=1")
     finally:
         srv.close()
+
+
+async def test_outbox_cli_reads_while_the_station_runs(csms, make_station):
+    """The store lock keeps writers out, but listing the outbox works while the station is running."""
+    st = await make_station(csms)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)   # registration accepted
+    st.hw.ev_plug(1)
+    st.hw.present_tag("TAG1")
+    await csms.wait_for("StartTransaction")
+    await csms.stop()                                  # CSMS gone: the StopTransaction stays queued
+    st.hw.present_tag("TAG1")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "secure_cp.cli", "outbox", "--data-dir",
+                                                str(st.cfg.data_dir), stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert [r["action"] for r in rows] == ["StopTransaction"] and rows[0]["status"] == "pending"
+    assert "1 pending, 0 given up" in err.decode()
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "secure_cp.cli", "outbox", "--data-dir",
+                                                str(st.cfg.data_dir), "--retry", "all",
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 3 and "lock" in err.decode().lower()
