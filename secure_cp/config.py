@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_PROTOCOLS = ("ocpp1.6",)
+SUPPORTED_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
 
 
 class ConfigError(ValueError):
@@ -59,6 +59,7 @@ class StationConfig:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     connectors: int = 1
+    evses: list[int] = field(default_factory=lambda: [1])   # connectors per EVSE, in [[evse]] order
     hardware: str = "simulated"
     hardware_options: dict = field(default_factory=dict)
     simulator_api: str | None = None
@@ -160,6 +161,7 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
     if not isinstance(evses, list) or not evses:
         raise ConfigError("evse: use [[evse]] tables, at least one")
     total = 0
+    cfg.evses = []
     for i, e in enumerate(evses):
         if not isinstance(e, dict):
             raise ConfigError(f"evse[{i}]: must be a table")
@@ -170,6 +172,7 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
         if not 1 <= n <= 16:
             raise ConfigError(f"evse[{i}].connectors: 1..16")
         total += n
+        cfg.evses.append(n)
     cfg.connectors = total
     hw = data.get("hardware", {})
     if "adapter" in hw:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from .config import StationConfig
 from .devicemodel import Config16, DeviceModel
+from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .hal import HardwareAdapter, load_adapter
@@ -93,16 +94,64 @@ class Station:
                                supported_profiles=["Core"], overrides=overrides)
         if cfg.password and self.model.get("SecurityCtrlr", "BasicAuthPassword") is None:
             self.config.set_internal("AuthorizationKey", cfg.password)
+        evses = self.evse_layout()
+        define_v201(self.model, evses={e: n for e, n in enumerate(self._evse_sizes(), start=1)},
+                    supported_measurands=set(self.hal.supported_measurands()),
+                    station_info={k: v for k, v in self._station_info().items() if v})
         self.settings = Settings16(self.config)
         self.cache = AuthCache(self.db)
         self.engine = Engine(self.hal, self.settings, self.transactions, self.kv, Authorizer(self.settings, self.cache),
                              protocol="1.6")
-        self.adapter = Ocpp16Adapter(engine=self.engine, config=self.config, settings=self.settings, db=self.db,
-                                     outbox=self.outbox, transactions=self.transactions,
-                                     station_info=self._station_info(), datatransfer=self.datatransfer,
-                                     call_timeout=cfg.call_timeout,
-                                     hooks=Hooks(set_clock=self.clock.set, config_changed=self._config_changed))
+        hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
+        self.adapters: dict = {}
+        for proto in cfg.protocols:   # one adapter per offered version; the negotiated one is active
+            if proto == "ocpp1.6":
+                self.adapters[proto] = Ocpp16Adapter(
+                    engine=self.engine, config=self.config, settings=self.settings, db=self.db, outbox=self.outbox,
+                    transactions=self.transactions, station_info=self._station_info(),
+                    datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks)
+            elif proto == "ocpp2.0.1":
+                from .v201.adapter import Ocpp201Adapter
+                self.adapters[proto] = Ocpp201Adapter(
+                    engine=self.engine, model=self.model, settings=self.settings, db=self.db, outbox=self.outbox,
+                    transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
+                    layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks)
+        self.adapter = self.adapters[self._preferred_protocol()]
         self.hal.set_listener(self._on_hal)
+
+    def _evse_sizes(self) -> list[int]:
+        n = len(self.hal.connector_ids())
+        sizes = list(self.cfg.evses) if sum(self.cfg.evses) == n else [1] * n   # custom adapters: 1 per EVSE
+        return sizes
+
+    def evse_layout(self) -> dict[int, tuple[int, int]]:
+        """Engine connector id (1..N) -> (EVSE id, connector id on that EVSE), from the [[evse]] tables."""
+        layout, flat = {}, 0
+        for evse_id, count in enumerate(self._evse_sizes(), start=1):
+            for local in range(1, count + 1):
+                flat += 1
+                layout[flat] = (evse_id, local)
+        return layout
+
+    # OCPP version of each kind of queued transaction message (1.6 MeterValues only queue inside transactions)
+    _TX_ACTION_VERSION = {"StartTransaction": "ocpp1.6", "StopTransaction": "ocpp1.6", "MeterValues": "ocpp1.6",
+                          "TransactionEvent": "ocpp2.0.1"}
+
+    def _preferred_protocol(self) -> str:
+        """Queued transaction messages pin the version they were written in: a transaction begun under one
+        version is finished in it. Otherwise the configured order decides."""
+        head = self.outbox.head()
+        if head is not None:
+            pinned = self._TX_ACTION_VERSION.get(head.action)
+            if pinned in self.adapters:
+                return pinned
+        return self.cfg.protocols[0]
+
+    def offered_protocols(self) -> list[str]:
+        pinned = self._preferred_protocol()
+        if self.outbox.head() is not None:
+            return [pinned]
+        return list(self.cfg.protocols)
 
     def _station_info(self) -> dict:
         c = self.cfg
@@ -121,7 +170,7 @@ class Station:
     def transport_config(self) -> TransportConfig:
         ping = self.settings.websocket_ping_interval
         return TransportConfig(url=self.cfg.csms_url, identity=self.cfg.identity,
-                               subprotocols=list(self.cfg.protocols), security_profile=self.cfg.security_profile,
+                               subprotocols=self.offered_protocols(), security_profile=self.cfg.security_profile,
                                password=self._password() if self.cfg.security_profile >= 1 else None,
                                ping_interval=ping or None, reconnect_min=self.cfg.reconnect_min,
                                reconnect_max=self.cfg.reconnect_max)
@@ -137,12 +186,22 @@ class Station:
         """
         try:
             with self.db.tx():
-                return fn(*args)
+                out = fn(*args)
         except StoreError as exc:
             log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
             self._reload = True
             self._wake.set()
             return []
+        transport = getattr(self, "transport", None)
+        if transport is not None and not transport.connected:
+            self._repin(transport)
+        return out
+
+    def _repin(self, transport) -> None:
+        """Offline, a queued transaction message may pin the next connection to its OCPP version."""
+        offered = self.offered_protocols()
+        if transport.config.subprotocols != offered:
+            transport.reconfigure(self.transport_config())
 
     def _send_all(self, texts: list[str]) -> None:
         for t in texts:
@@ -160,6 +219,9 @@ class Station:
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
         log.info("connected to %s (%s)", self.cfg.csms_url, subprotocol)
+        if subprotocol != self.adapter.subprotocol and subprotocol in self.adapters:
+            log.info("OCPP version now %s (was %s)", subprotocol, self.adapter.subprotocol)
+            self.adapter = self.adapters[subprotocol]
         self._send_all(self._event(self.adapter.connected, self.clock.now()))
 
     def _on_message(self, text: str) -> None:
@@ -170,7 +232,7 @@ class Station:
         self._generation += 1          # anything queued for the old connection is void
         (log.info if self._stopping or getattr(self, "_reboot", False) else log.warning)(
             "connection to CSMS closed: %s", reason)
-        self._event(self.adapter.disconnected, self.clock.now())
+        self._event(self.adapter.disconnected, self.clock.now())   # (re-pins the offered versions too)
         self._wake.set()
 
     def _on_hal(self, event) -> None:

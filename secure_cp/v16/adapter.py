@@ -470,6 +470,8 @@ class Ocpp16Adapter:
                 return None
             if item.next_attempt_at is not None and item.next_attempt_at > now:
                 return None
+            if item.action not in TX_ACTIONS:
+                return None   # written by the 2.0.1 adapter: it waits for a 2.0.1 connection (the runtime pins it)
             payload = dict(item.payload)
             if item.action != "StartTransaction" and item.tx_key:
                 tx = self.transactions.get(item.tx_key)
@@ -508,7 +510,7 @@ class Ocpp16Adapter:
                 if self.heartbeat_interval > 0:
                     times.append(self.last_sent_at + self.heartbeat_interval)
                 item = self._head()
-                if item is not None:
+                if item is not None and item.action in TX_ACTIONS:   # a 2.0.1 item waits: no busy loop
                     times.append(item.next_attempt_at or 0.0)
                 if self._volatile or self._statuses:
                     times.append(0.0)
