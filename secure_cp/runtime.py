@@ -10,7 +10,6 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from .config import StationConfig

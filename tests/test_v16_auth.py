@@ -14,32 +14,15 @@ from __future__ import annotations
 
 import asyncio
 
+from helpers import barrier, booted, eventually
 from secure_cp.sim.csms import Csms, Record
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
-async def booted(csms: Csms, make_station, **kw):
-    st = await make_station(csms, **kw)
-    ident = st.cfg.identity
-    await csms.wait_for("BootNotification", identity=ident)
-    for cid in range(0, len(st.hw.connectors) + 1):
-        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident)
-    return st
 
 
-async def barrier(csms: Csms, ident: str = "CP1") -> None:
-    """One CSMS->station round trip; afterwards every CALL the station made because of earlier frames has been
-    answered and recorded by the CSMS (frames are handled in order on both sides)."""
-    await csms.call(ident, "GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
 
 
 async def go_offline(csms: Csms, st) -> None:

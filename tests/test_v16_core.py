@@ -5,15 +5,10 @@ import asyncio
 
 import pytest
 
+from helpers import booted
 from secure_cp.sim.csms import CallErrorReceived
 
 
-async def booted(csms, make_station, **kw):
-    st = await make_station(csms, **kw)
-    await csms.wait_for("BootNotification")
-    ident = st.cfg.identity
-    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 0, identity=ident)
-    return st
 
 
 async def test_full_session_plug_then_tag(csms, make_station):
@@ -123,7 +118,7 @@ async def test_change_availability_persists_and_schedules(csms, make_station, tm
     # persisted: after a restart both connectors come back Unavailable
     await st.stop()
     n = len(csms.received)
-    st2 = await make_station(csms, connectors=2, data_dir=st.cfg.data_dir)
+    await make_station(csms, connectors=2, data_dir=st.cfg.data_dir)
     await csms.wait_for("BootNotification", after=n)
     for cid in (1, 2):
         await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c and p["status"] == "Unavailable",

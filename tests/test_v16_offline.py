@@ -16,30 +16,15 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from helpers import barrier, booted, eventually
 from secure_cp.sim.csms import Csms
 
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``pred`` (state of the station in this process) until it holds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
-async def booted(csms: Csms, make_station, **kw):
-    """A station that has booted and reported every connector (0..N) once."""
-    st = await make_station(csms, **kw)
-    ident = st.cfg.identity
-    await csms.wait_for("BootNotification", identity=ident)
-    for cid in range(0, len(st.hw.connectors) + 1):
-        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident)
-    return st
 
 
 async def go_offline(csms: Csms, st) -> None:
@@ -52,10 +37,6 @@ async def go_online(csms: Csms, st) -> None:
     await csms.wait_connected(st.cfg.identity)
 
 
-async def barrier(csms: Csms, ident: str = "CP1") -> None:
-    """One CSMS->station round trip: the station handles frames in order, so after its answer everything it did
-    because of earlier frames has reached (and been recorded by) the CSMS."""
-    await csms.call(ident, "GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
 
 
 def tx_records(csms: Csms, after: int = 0):

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import pytest
 
+from helpers import barrier, booted, eventually
 from secure_cp.sim.csms import Csms
 
 # 1.6 §4.9 table: the transitions a connector (id > 0) may make, From -> {To}
@@ -27,26 +28,10 @@ ALLOWED = {
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
-async def booted(csms: Csms, make_station, **kw):
-    st = await make_station(csms, **kw)
-    ident = st.cfg.identity
-    await csms.wait_for("BootNotification", identity=ident)
-    for cid in range(0, len(st.hw.connectors) + 1):
-        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident)
-    return st
 
 
-async def barrier(csms: Csms, ident: str = "CP1") -> None:
-    await csms.call(ident, "GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
 
 
 def statuses(csms: Csms, cid: int, after: int = 0) -> list[dict]:

@@ -29,7 +29,6 @@ time (``RUNTIME_READONLY``), so it is neither re-asserted nor reported as consta
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any, Mapping
 

@@ -14,7 +14,6 @@ like ``2935.600`` keeps its exact decimal text through validation (``multipleOf`
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal

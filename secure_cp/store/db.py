@@ -25,7 +25,6 @@ import decimal
 import fcntl
 import json
 import logging
-import math
 import os
 import sqlite3
 import threading

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, StopReason, TxMeterValues,
+from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, TxMeterValues,
                       TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
 from ..devicemodel import TooManyKeys

@@ -1,0 +1,32 @@
+"""Helpers shared by the integration tests (a station in this process, the strict CSMS in this process)."""
+from __future__ import annotations
+
+import asyncio
+
+from secure_cp.sim.csms import Csms
+
+
+async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``pred`` (state of the station in this process) until it holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def booted(csms: Csms, make_station, **kw):
+    """A station that has booted and reported every connector (0..N) once."""
+    st = await make_station(csms, **kw)
+    ident = st.cfg.identity
+    await csms.wait_for("BootNotification", identity=ident)
+    for cid in range(0, len(st.hw.connectors) + 1):
+        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident)
+    return st
+
+
+async def barrier(csms: Csms, ident: str = "CP1") -> None:
+    """One CSMS->station round trip; afterwards every CALL the station made because of earlier frames has been
+    answered and recorded by the CSMS (frames are handled in order on both sides)."""
+    await csms.call(ident, "GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
