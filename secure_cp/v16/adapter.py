@@ -72,8 +72,7 @@ class Ocpp16Adapter:
         self.heartbeat_interval = settings.heartbeat_interval
         self._inflight: _Inflight | None = None
         self._volatile: collections.deque = collections.deque()
-        self._statuses: dict[int, StatusChanged] = {}      # latest unsent status per connector
-        self._status_order: list[int] = []
+        self._statuses: list[StatusChanged] = []         # unsent statuses, oldest first
         self._sent_status: dict[int, tuple] = {}
         self._after_reply: list[Callable[[], None]] = []
         self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
@@ -100,8 +99,10 @@ class Ocpp16Adapter:
         self.online = False
         self.endpoint.reset()
         inflight, self._inflight = self._inflight, None
-        if inflight and inflight.kind == "status":
-            self._queue_status(inflight.ref)
+        if inflight and inflight.kind == "status":      # unanswered: it goes again, before anything newer
+            self._statuses.insert(0, inflight.ref)
+        latest = {s.connector_id: s for s in self._statuses}      # offline from now: keep the latest per connector
+        self._statuses = [s for s in self._statuses if latest[s.connector_id] is s]
         if inflight and inflight.kind == "volatile" and inflight.action == "Authorize":
             self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
         elif inflight and inflight.kind == "volatile" and inflight.ref[2]:
@@ -128,10 +129,11 @@ class Ocpp16Adapter:
                 log.info("connector %s: %s", eff.connector_id, eff.text)
 
     def _queue_status(self, eff: StatusChanged) -> None:
-        if eff.connector_id in self._statuses:
-            self._status_order.remove(eff.connector_id)
-        self._statuses[eff.connector_id] = eff
-        self._status_order.append(eff.connector_id)
+        """Online every change is reported in order; offline only the latest per connector is kept (1.6 §4.9:
+        no historical statuses after a reconnect, the current one for each connector that changed)."""
+        if not self.online:
+            self._statuses = [s for s in self._statuses if s.connector_id != eff.connector_id]
+        self._statuses.append(eff)
 
     def _queue_volatile(self, action: str, payload: dict, on_result: Callable | None = None) -> None:
         if len(self._volatile) >= VOLATILE_LIMIT:
@@ -354,8 +356,6 @@ class Ocpp16Adapter:
         log.warning("%s failed: %s", inflight.action, error)
         if inflight.kind == "boot":
             self.next_boot_at = now + DEFAULT_BOOT_RETRY
-        elif inflight.kind == "status":
-            self._queue_status(inflight.ref)
         elif inflight.kind == "volatile" and inflight.action == "Authorize":
             self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
         elif inflight.kind == "volatile" and inflight.ref[2]:
@@ -436,15 +436,14 @@ class Ocpp16Adapter:
             if text:
                 return text
         head = self._head()
-        if head is not None and self._status_order and \
-                head.created_at <= self._statuses[self._status_order[0]].timestamp:
+        if head is not None and self._statuses and head.created_at <= self._statuses[0].timestamp:
             # the transaction message happened first (e.g. StartTransaction before "Charging"): keep event order
             text = self._next_outbox(now)
             if text:
                 return text
-        while self._status_order:
-            cid = self._status_order.pop(0)
-            eff = self._statuses.pop(cid)
+        while self._statuses:
+            eff = self._statuses.pop(0)
+            cid = eff.connector_id
             if self._sent_status.get(cid) == (eff.status, eff.error_code, eff.info):
                 continue   # changed and changed back while offline: nothing new for the CSMS
             payload = {"connectorId": cid, "errorCode": eff.error_code, "status": eff.status.value,
