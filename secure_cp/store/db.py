@@ -177,6 +177,9 @@ class Database:
         if rows != ["ok"]:
             detail = "; ".join(str(row) for row in rows[:5])
             raise StoreCorrupt(f"database '{self.path}' failed its integrity check: {detail}")
+        # the check read every page into the cache; give that memory back (a long offline queue lives on disk,
+        # not in RAM)
+        conn.execute("PRAGMA shrink_memory")
 
     def _migrate(self) -> None:
         """Bring the schema up to ``len(migrations.MIGRATIONS)``, one migration per transaction.
