@@ -301,7 +301,8 @@ class Station:
         """Reset: give queued transaction messages a moment (soft only), then reboot in place."""
         if not hard:
             for _ in range(100):
-                if self.outbox.pending_count() == 0 or not self.transport.connected:
+                pending = getattr(self.adapter, "pending_messages", self.outbox.pending_count)()
+                if pending == 0 or not self.transport.connected:
                     break
                 await asyncio.sleep(0.1)
         log.warning("%s reset: rebooting", "hard" if hard else "soft")
@@ -318,6 +319,13 @@ class Station:
             self.db.close()
             self._open_store()
             self.boots += 1
+
+    def _flush_delivered(self) -> list[str]:
+        for adapter in self.adapters.values():
+            flush = getattr(adapter, "flush_delivered", None)
+            if flush is not None:
+                flush()
+        return []
 
     def _boot(self, now: float) -> list[str]:
         self.engine.boot(now)
@@ -345,6 +353,7 @@ class Station:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._event(self._flush_delivered)
             if not self._reboot:
                 self.engine.shutdown(self.clock.now(), StopReason.REBOOT)
                 self.db.close()

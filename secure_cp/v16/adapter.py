@@ -29,6 +29,7 @@ CORE_ACTIONS = frozenset({
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
+DELIVERED_FLUSH_AFTER = 2.0   # s a delivered outbox item may wait for a write to piggyback its deletion on
 
 
 @dataclass
@@ -78,13 +79,37 @@ class Ocpp16Adapter:
         self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
         self._head_cache = None                           # the outbox head, re-read only after a change
         self._head_stale = True
+        # Delivered outbox items whose deletion rides on the next write that is fsync'ed anyway (or a timer):
+        # a deletion alone would cost a full fsync per message, and losing it in a power cut only means one
+        # more (deduplicated) delivery, which at-least-once allows.
+        self._delivered: list[int] = []
+        self._delivered_since: float | None = None
 
     def _head(self):
-        """The oldest pending outbox item; cached, because every timer and frame asks for it."""
+        """The oldest pending outbox item not yet delivered; cached, because every timer and frame asks."""
         if self._head_stale:
-            self._head_cache = self.outbox.head()
+            if self._delivered:
+                done = set(self._delivered)
+                items = self.outbox.pending(limit=len(done) + 1)
+                self._head_cache = next((i for i in items if i.seq not in done), None)
+            else:
+                self._head_cache = self.outbox.head()
             self._head_stale = False
         return self._head_cache
+
+    def flush_delivered(self) -> None:
+        """Delete the delivered outbox items now (called inside a durable write, on a timer, at shutdown)."""
+        if self._delivered:
+            with self.db.tx():
+                for seq in self._delivered:
+                    self.outbox.remove(seq)
+            self._delivered.clear()
+            self._delivered_since = None
+            self._head_stale = True
+
+    def pending_messages(self) -> int:
+        """Transaction messages still to deliver."""
+        return self.outbox.pending_count() - len(self._delivered)
 
     # ---- connection -------------------------------------------------------------------------------------------
     def connected(self, now: float) -> list[str]:
@@ -98,6 +123,7 @@ class Ocpp16Adapter:
         """The connection dropped: an outstanding CALL is not a CSMS failure and burns no attempt."""
         self.online = False
         self.endpoint.reset()
+        self.flush_delivered()
         inflight, self._inflight = self._inflight, None
         if inflight and inflight.kind == "status":      # unanswered: it goes again, before anything newer
             self._statuses.insert(0, inflight.ref)
@@ -165,6 +191,7 @@ class Ocpp16Adapter:
             log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx.tx_key, exc.description)
             return
         with self.db.tx():
+            self.flush_delivered()
             self.outbox.append(action, payload, tx_key=tx.tx_key, now=now)
             self._head_stale = True
             if flag:
@@ -343,6 +370,10 @@ class Ocpp16Adapter:
                 self.transactions.update(item.tx_key, transaction_id=str(payload["transactionId"]))
                 self.outbox.remove(seq)
             self.engine.on_tx_confirmed(item.tx_key, payload.get("idTagInfo"), now)
+        elif item.action == "MeterValues":   # the frequent one: its deletion waits for the next fsync'ed write
+            self._delivered.append(seq)
+            if self._delivered_since is None:
+                self._delivered_since = now
         else:
             self.outbox.remove(seq)
             if item.action == "StopTransaction" and payload.get("idTagInfo") and item.payload.get("idTag"):
@@ -404,6 +435,8 @@ class Ocpp16Adapter:
     # ---- sending -------------------------------------------------------------------------------------------------
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
+        if self._delivered_since is not None and now >= self._delivered_since + DELIVERED_FLUSH_AFTER:
+            self.flush_delivered()
         timeout = self.endpoint.poll(now)
         if isinstance(timeout, Timeout):
             self._on_failure("no response (timeout)", now)
@@ -502,6 +535,8 @@ class Ocpp16Adapter:
     def next_deadline(self) -> float | None:
         """When poll() has something to do next (the runtime sleeps until then unless input arrives)."""
         times = [self.endpoint.next_deadline(), self.engine.next_deadline()]
+        if self._delivered_since is not None:
+            times.append(self._delivered_since + DELIVERED_FLUSH_AFTER)
         if self.online and not self.endpoint.busy:
             if self.registration != "accepted":
                 times.append(self.next_boot_at)
