@@ -1,0 +1,949 @@
+"""OCPP 2.0.1 on top of the station engine (the same engine the OCPP 1.6 adapter drives).
+
+Sans-I/O like ``v16.adapter``: text in, texts out, ``now`` passed in; the runtime owns the socket and wraps every
+call in one store transaction. Engine effects become CALLs: TransactionEvent through the persistent outbox (with a
+seqNo and the idempotency flags q_start / q_stop on the transaction record), everything else through small
+in-memory queues. CSMS->station CALLs become engine commands or device-model reads and writes.
+
+What the engine's transaction is in 2.0.1 terms: it starts when an EV is connected AND a driver is authorized and
+ends on the 1.6 stop events, i.e. TxStartPoint "PowerPathClosed", TxStopPoint "EVConnected,Authorized" (Part 2 E
+§1.1.2, Table 95). The device model is made to report exactly that, and a SetVariables asking for anything else is
+Rejected until the engine supports other start/stop points.
+
+Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
+connectors (an EVSE command applies to each of its connectors), idTokenInfo.evseId restrictions (C01.FR.21), the
+Unavailable status of idle EVSEs while an OnIdle reset waits (B12 step 3a), signed meter values, reservations,
+smart charging, GetReport (B08), local list management, certificates, firmware, logs and monitoring.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any, Callable
+
+from ..devicemodel import DeviceModel
+from ..devicemodel.model import split_list
+from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, SampledValue, Sample, Status, StatusChanged,
+                      StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
+from ..engine.datatransfer import DataTransferRegistry
+from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
+                   SchemaRegistry, Timeout)
+from ..store import StoreError
+from ..v16.adapter import Hooks
+from . import messages as m
+from .devmodel import REPORT_BASES, base_report, get_variables, set_variables
+from .settings import Settings201
+
+log = logging.getLogger("secure_cp.v201")
+
+#: CSMS->station actions this adapter answers; every other action with a 2.0.1 schema gets NotSupported, an action
+#: without one NotImplemented (the Endpoint's supported_actions).
+CS_ACTIONS = frozenset({
+    "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetTransactionStatus", "GetVariables",
+    "RequestStartTransaction", "RequestStopTransaction", "Reset", "SetVariables", "TriggerMessage",
+    "UnlockConnector",
+})
+#: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
+TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
+#: BootReasonEnumType (Part 2 §3.5).
+BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "PowerUp", "RemoteReset",
+                          "ScheduledReset", "Triggered", "Unknown", "Watchdog"})
+#: The transaction start/stop points the engine implements (Part 2 E §1.1.2, OCPP 1.6 compatible transactions).
+TX_START_POINT = ("PowerPathClosed",)
+TX_STOP_POINT = ("EVConnected", "Authorized")
+VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
+DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected (B02.FR.07, B03.FR.05)
+TOKEN_TYPES_KEPT = 200        # idToken types learned from RequestStartTransaction, newest kept
+MARK_OFFLINE_LIMIT = 1000     # queued events looked at when the connection drops (E11.FR.07)
+ENERGY = "Energy.Active.Import.Register"
+
+
+@dataclass
+class _Call:
+    """A non-transaction CALL waiting in memory; ``on_result`` gets the response payload, or None on failure."""
+    action: str
+    payload: dict
+    on_result: Callable[[dict | None], None] | None = None
+
+
+@dataclass
+class _Inflight:
+    kind: str                 # "boot" | "heartbeat" | "status" | "call" | "outbox"
+    action: str
+    ref: Any = None
+
+
+def _restrict(model: DeviceModel, variable: str, members: tuple[str, ...]) -> None:
+    """Make TxCtrlr.<variable> report and accept only what the engine does (force the value, narrow the
+    valuesList, reject any other set of members)."""
+    d = model.definition("TxCtrlr", variable)
+    if d is None:
+        return
+    wanted = frozenset(members)
+    model.define(replace(d, values_list=members, default=",".join(members),
+                         validator=lambda value, _current: frozenset(split_list(value)) == wanted))
+    if model.get("TxCtrlr", variable) != ",".join(members):
+        model.set("TxCtrlr", variable, ",".join(members), force=True)
+
+
+class Ocpp201Adapter:
+    version = "2.0.1"
+    subprotocol = "ocpp2.0.1"
+
+    def __init__(self, *, engine: Engine, model: DeviceModel, settings, db, outbox, transactions, kv,
+                 station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
+                 datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
+                 call_timeout: float = 30.0):
+        self.engine = engine
+        self.model = model
+        self.settings = settings                  # the engine's settings (shared variables)
+        self.s201 = Settings201(model)            # the 2.0.1-only variables
+        self.db = db
+        self.outbox = outbox
+        self.transactions = transactions
+        self.kv = kv
+        self.station_info = station_info
+        self.layout = dict(layout) or {cid: (cid, 1) for cid in engine.connectors}
+        for cid in engine.connectors:             # a connector the layout forgot is an EVSE of its own
+            self.layout.setdefault(cid, (max(e for e, _ in self.layout.values()) + 1, 1))
+        self._by_location = {loc: cid for cid, loc in self.layout.items()}
+        self.datatransfer = datatransfer or DataTransferRegistry()
+        self.hooks = hooks or Hooks()
+        self.registry = registry or SchemaRegistry("2.0.1")
+        self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
+                                 supported_actions=lambda a: a in CS_ACTIONS)
+        self.registration = "none"      # none | pending | accepted | rejected
+        self.next_boot_at = 0.0
+        self._boot_now = False          # TriggerMessage(BootNotification) while not Accepted
+        self.online = False
+        self.last_sent_at = 0.0
+        self.heartbeat_interval = self.s201.heartbeat_interval
+        self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
+        self._inflight: _Inflight | None = None
+        self._volatile: collections.deque[_Call] = collections.deque()   # sent once Accepted
+        self._priority: collections.deque[_Call] = collections.deque()   # also while Pending (B02.FR.02)
+        self._statuses: list[tuple[int, str, float]] = []    # unsent (connector, connectorStatus, time), oldest first
+        self._sent_status: dict[int, str] = {}
+        self._after_reply: list[Callable[[], None]] = []
+        self._reset_scheduled: set[int] = set()            # OnIdle resets waiting: 0 = station, else EVSE id
+        self._transmitted: set[int] = set()                # outbox seqs sent at least once on some connection
+        self._offline_since: float | None = None
+        self._msg_size: int | None = None
+        self._now = 0.0                                    # the latest ``now``, for callbacks of queued CALLs
+        self._head_cache = None
+        self._head_stale = True
+        self._token_types: dict[str, str] = dict(kv.get("token_types", {}))
+        self._remote_ids: dict[str, int] = dict(kv.get("remote_starts", {}))
+        _restrict(model, "TxStartPoint", TX_START_POINT)
+        _restrict(model, "TxStopPoint", TX_STOP_POINT)
+
+    # ---- small helpers ------------------------------------------------------------------------------------------
+    def _head(self):
+        """The oldest pending outbox item; cached, because every timer and frame asks for it."""
+        if self._head_stale:
+            self._head_cache = self.outbox.head()
+            self._head_stale = False
+        return self._head_cache
+
+    def _connectors_of(self, evse_id: int) -> list[int]:
+        return sorted(cid for cid, (e, _) in self.layout.items() if e == evse_id)
+
+    def _token_type(self, id_tag: str) -> str:
+        return self._token_types.get(id_tag) or m.token_type_guess(id_tag)
+
+    def _learn_token_type(self, id_tag: str, token_type: str) -> None:
+        self._token_types.pop(id_tag, None)
+        self._token_types[id_tag] = token_type
+        while len(self._token_types) > TOKEN_TYPES_KEPT:
+            self._token_types.pop(next(iter(self._token_types)))
+        self.kv.set("token_types", self._token_types)
+
+    def _set_state(self, component: str, evse_id: int, connector_id: int, value: str) -> None:
+        """Keep an AvailabilityState variable current (ReadOnly, not persistent: Part 2 §2.13.2)."""
+        if self.model.get(component, "AvailabilityState", evse_id=evse_id, connector_id=connector_id) == value:
+            return
+        self.model.set(component, "AvailabilityState", value, evse_id=evse_id, connector_id=connector_id,
+                       force=True)
+
+    # ---- connection -------------------------------------------------------------------------------------------
+    def connected(self, now: float) -> list[str]:
+        self._now = now
+        self.online = True
+        self.engine.set_online(True, now)
+        if (self.registration == "accepted" and self._offline_since is not None
+                and now - self._offline_since > self.s201.offline_threshold):
+            # B04.FR.01: offline longer than OfflineThreshold -> the status of every connector (B04.FR.02 otherwise:
+            # only the changed ones, which the queue of statuses holds)
+            self._sent_status.clear()
+            for cid in sorted(self.layout):
+                self._queue_status(cid, self._connector_status(cid, self.engine.status_of(cid)), now)
+        self._offline_since = None
+        return self.poll(now)
+
+    def disconnected(self, now: float) -> None:
+        """The connection dropped: an outstanding CALL is not a CSMS failure and burns no attempt (E13)."""
+        self._now = now
+        self.online = False
+        self._offline_since = now
+        self.endpoint.reset()
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and inflight.kind == "status":   # unanswered: it goes again, before anything newer
+            self._statuses.insert(0, inflight.ref)
+        latest = {entry[0]: entry for entry in self._statuses}   # offline from now: the latest per connector
+        self._statuses = [entry for entry in self._statuses if latest[entry[0]] is entry]
+        if inflight is not None and inflight.kind == "call" and inflight.ref.on_result:
+            inflight.ref.on_result(None)
+        # F06.FR.09: triggered messages give current information, so they are not kept for the next connection
+        for call in [c for c in self._priority if c.action != "NotifyReport"]:
+            self._priority.remove(call)
+            if call.on_result:
+                call.on_result(None)
+        self._mark_offline()
+        self.engine.set_online(False, now)
+        self._process_effects(now)
+
+    def _mark_offline(self) -> None:
+        """E11.FR.07: every TransactionEvent still queued when the connection goes offline is sent with offline
+        true. Only events never transmitted are changed: a retry must repeat its first transmission exactly."""
+        for item in self.outbox.pending(limit=MARK_OFFLINE_LIMIT):
+            if (item.action != "TransactionEvent" or item.seq in self._transmitted
+                    or item.payload.get("offline")):
+                continue
+            self.outbox.update_payload(item.seq, {**item.payload, "offline": True})
+            self._head_stale = True
+
+    # ---- effects of the engine --------------------------------------------------------------------------------
+    def _process_effects(self, now: float) -> None:
+        for eff in self.engine.drain():
+            self._effect(eff, now)
+
+    def _effect(self, eff, now: float) -> None:
+        if isinstance(eff, StatusChanged):
+            self._on_status(eff, now)
+        elif isinstance(eff, AuthorizeRequest):
+            self._queue_authorize(eff.id_tag, now)
+        elif isinstance(eff, TxStarted):
+            self._enqueue_started(eff.tx_key, now)
+        elif isinstance(eff, TxStopped):
+            self._enqueue_ended(eff, now)
+        elif isinstance(eff, TxMeterValues):
+            self._enqueue_meter(eff, now)
+        elif isinstance(eff, ResetNow):
+            self.reset_requested = eff.hard
+        elif isinstance(eff, Notice):
+            log.info("connector %s: %s", eff.connector_id, eff.text)
+
+    def _connector_status(self, cid: int, status: Status) -> str:
+        """ConnectorStatusEnumType. The engine's Preparing also means "authorized, waiting for the cable"; in 2.0.1
+        a connector is Occupied only once something is plugged in (G01.FR.03)."""
+        c = self.engine.connectors.get(cid)
+        if status == Status.PREPARING and c is not None and not c.plugged:
+            return "Available"
+        return m.CONNECTOR_STATUS[status]
+
+    def _on_status(self, eff: StatusChanged, now: float) -> None:
+        if eff.connector_id == 0:
+            # G01 / Part 2 G note 2: StatusNotification reports connectors only; the station's state is in the
+            # device model
+            self._set_state("ChargingStation", 0, 0,
+                            "Available" if eff.status == Status.AVAILABLE else "Unavailable")
+            return
+        loc = self.layout.get(eff.connector_id)
+        if loc is None:
+            log.error("status of connector %d, which has no EVSE in the layout; not reported", eff.connector_id)
+            return
+        status = self._connector_status(eff.connector_id, eff.status)
+        self._set_state("Connector", loc[0], loc[1], status)
+        states = {self.model.get("Connector", "AvailabilityState", evse_id=loc[0], connector_id=k)
+                  for e, k in self.layout.values() if e == loc[0]}
+        for candidate in ("Occupied", "Reserved", "Available", "Faulted", "Unavailable"):
+            if candidate in states:
+                self._set_state("EVSE", loc[0], 0, candidate)
+                break
+        self._queue_status(eff.connector_id, status, eff.timestamp or now)
+        self._charging_state_changed(eff, now)
+
+    def _queue_status(self, cid: int, status: str, timestamp: float) -> None:
+        """Online every change is reported in order (G01); offline only the latest per connector is kept (B04: the
+        current status of each connector that changed). Engine changes that map to the same connectorStatus (e.g.
+        Preparing -> Charging, both Occupied) are no change in 2.0.1 terms. Before the BootNotification is
+        Accepted nothing goes out (B01.FR.08), and the Accepted brings the current status of each (B01.FR.05)."""
+        queued = [entry for entry in self._statuses if entry[0] == cid]
+        if queued and queued[-1][1] == status:
+            return
+        if not self.online or self.registration != "accepted":
+            self._statuses = [entry for entry in self._statuses if entry[0] != cid]
+        self._statuses.append((cid, status, timestamp))
+
+    def _charging_state_changed(self, eff: StatusChanged, now: float) -> None:
+        """E02.FR.13 / E01.FR.18: a change of charging state during a transaction is a TransactionEvent Updated
+        with triggerReason ChargingStateChanged (e.g. SuspendedEVSE after an invalid idToken, E05.FR.02)."""
+        cs = m.CHARGING_STATE.get(eff.status)
+        tx = self.engine.tx_on(eff.connector_id)
+        if cs is None or tx is None or not tx.extra.get("q_start") or tx.extra.get("q_stop") \
+                or tx.extra.get("cs") == cs:
+            return
+        payload = m.transaction_event("Updated", rfc3339(eff.timestamp or now), "ChargingStateChanged", tx.tx_key,
+                                      offline=not self.online, charging_state=cs)
+        self._append_event(tx, payload, {"cs": cs}, now)
+
+    def _queue_call(self, queue: collections.deque, call: _Call) -> None:
+        if queue is self._volatile and len(queue) >= VOLATILE_LIMIT:
+            dropped = queue.popleft()
+            log.warning("offline queue full: dropping %s", dropped.action)
+            if dropped.on_result:
+                dropped.on_result(None)
+        queue.append(call)
+
+    def _queue_authorize(self, id_tag: str, now: float) -> None:
+        """C01: Authorize with the identifier and its type; the engine gets a 1.6-style idTagInfo back."""
+        payload = {"idToken": m.id_token(id_tag, self._token_type(id_tag))}
+        try:
+            self.registry.validate_request("Authorize", payload)
+        except SchemaError as exc:   # e.g. longer than IdTokenType.idToken string[36]
+            log.warning("identifier cannot be sent in OCPP 2.0.1 (%s): treated as Invalid", exc.description)
+            self.engine.on_authorize_result(id_tag, {"status": "Invalid"}, now)
+            return
+        if not self.online or self.registration != "accepted":
+            self.engine.on_authorize_result(id_tag, None, now)
+            return
+
+        def done(res: dict | None, tag: str = id_tag) -> None:
+            info = res.get("idTokenInfo") if res else None
+            self.engine.on_authorize_result(tag, m.auth_info_16(info) if info else None, self._now)
+        self._queue_call(self._volatile, _Call("Authorize", payload, done))
+
+    # ---- transaction events -----------------------------------------------------------------------------------
+    def _append_event(self, tx, payload: dict, extra: dict, now: float, **fields) -> bool:
+        """Durably queue a TransactionEvent with the next seqNo of its transaction, in one store transaction with
+        the record's flags: after a power cut either both exist or neither (no seqNo repeated, none skipped)."""
+        try:
+            self.registry.validate_request("TransactionEvent", payload)
+        except SchemaError as exc:
+            log.error("refusing to queue an invalid TransactionEvent %s for transaction %s: %s",
+                      payload.get("eventType"), tx.tx_key, exc.description)
+            return False
+        with self.db.tx():
+            payload["seqNo"] = self.transactions.next_seq_no(tx.tx_key)
+            self.outbox.append("TransactionEvent", payload, tx_key=tx.tx_key, now=now)
+            tx.extra.update(extra)
+            self.transactions.update(tx.tx_key, extra=tx.extra, **fields)
+        self._head_stale = True
+        return True
+
+    def _current_charging_state(self, tx) -> str:
+        c = self.engine.connectors.get(tx.connector_id)
+        if c is not None and c.tx_key == tx.tx_key:
+            return m.CHARGING_STATE.get(self.engine.status_of(c.id), "Charging")
+        return "Charging"
+
+    def _begin_values(self, tx) -> list[dict]:
+        """meterValue of Started: TxStartedMeasurands with context Transaction.Begin (E01.FR.09). The engine keeps a
+        begin reading of the measurands it was asked for; the energy register is always known (meterStart)."""
+        wanted = self.s201.tx_started_measurands
+        if not wanted:
+            return []
+        started = parse_rfc3339(tx.started_at)
+        begin = next((Sample.from_json(s) for s in tx.extra.get("samples", []) if s.get("c") == "Transaction.Begin"),
+                     Sample(started, "Transaction.Begin", ()))
+        values = [v for v in begin.values if v.measurand in wanted]
+        if ENERGY in wanted and not any(v.measurand == ENERGY for v in values):
+            values.insert(0, SampledValue(ENERGY, Decimal(tx.meter_start_wh), "Wh"))
+        mv = m.meter_value(Sample(started, "Transaction.Begin", tuple(values)))
+        return [mv] if mv else []
+
+    def _enqueue_started(self, tx_key: str, now: float) -> None:
+        tx = self.transactions.get(tx_key)
+        if tx is None or tx.extra.get("q_start"):
+            return
+        token_type = self._token_type(tx.id_tag)
+        remote_id = self._remote_ids.get(tx.id_tag) if tx.extra.get("remote") else None
+        trigger = "RemoteStart" if tx.extra.get("remote") else "Authorized"   # F02.FR.21 / E02.FR.01
+        cs = self._current_charging_state(tx)
+        payload = m.transaction_event(
+            "Started", tx.started_at, trigger, tx_key, offline=not self.online, charging_state=cs,
+            remote_start_id=remote_id, evse=self.layout.get(tx.connector_id, (tx.evse_id, 1)),
+            token=m.id_token(tx.id_tag, token_type), meter_values=self._begin_values(tx))
+        if self._append_event(tx, payload, {"q_start": True, "cs": cs, "tt": token_type}, now, transaction_id=tx_key):
+            if remote_id is not None:
+                del self._remote_ids[tx.id_tag]
+                self.kv.set("remote_starts", self._remote_ids)
+
+    def _enqueue_ended(self, eff: TxStopped, now: float) -> None:
+        tx = self.transactions.get(eff.tx_key)
+        if tx is None or tx.extra.get("q_stop"):
+            return
+        if not tx.extra.get("q_start"):
+            self._enqueue_started(tx.tx_key, now)
+            tx = self.transactions.get(eff.tx_key)
+        try:
+            reason = StopReason(tx.stop_reason)
+        except ValueError:
+            reason = StopReason.OTHER
+        trigger, stopped = m.STOP_REASONS[reason]
+        token = None
+        if tx.stop_id_tag:   # E07.FR.02: the idToken that ended the authorization
+            same = tx.stop_id_tag == tx.id_tag and tx.extra.get("tt")
+            token = m.id_token(tx.stop_id_tag, same or self._token_type(tx.stop_id_tag))
+        c = self.engine.connectors.get(tx.connector_id)
+        cs = "EVConnected" if c is not None and c.plugged else "Idle"
+        # E06.FR.11: TxEndedMeasurands with Transaction.End, plus the begin reading; intermediate readings only when
+        # TxEndedInterval asks for them (Part 2 E §1.5 "meterValue")
+        keep_all = self.s201.tx_ended_interval > 0
+        values = [mv for s in eff.transaction_data
+                  if keep_all or s.context in ("Transaction.Begin", "Transaction.End")
+                  for mv in [m.meter_value(s)] if mv]
+        payload = m.transaction_event(
+            "Ended", tx.stopped_at or rfc3339(now), trigger, tx.tx_key, offline=not self.online,
+            charging_state=cs if tx.extra.get("cs") != cs else None, stopped_reason=stopped, token=token,
+            meter_values=values)
+        self._append_event(tx, payload, {"q_stop": True, "cs": cs}, now)
+
+    def _enqueue_meter(self, eff: TxMeterValues, now: float, trigger: str | None = None) -> None:
+        values = [mv for s in eff.samples for mv in [m.meter_value(s)] if mv]
+        loc = self.layout.get(eff.connector_id, (0, 0))
+        if eff.tx_key is None:     # J01: not transaction-related, best effort, not persisted
+            if values:
+                self._queue_call(self._volatile, _Call("MeterValues", {"evseId": loc[0], "meterValue": values}))
+            return
+        tx = self.transactions.get(eff.tx_key)
+        if tx is None or not tx.extra.get("q_start") or tx.extra.get("q_stop"):
+            return
+        if not values and trigger is None:
+            return
+        reason = trigger or m.METER_TRIGGERS.get(eff.samples[0].context, "MeterValuePeriodic")
+        cs = self._current_charging_state(tx) if reason == "Trigger" else None   # F06.FR.07: chargingState
+        payload = m.transaction_event("Updated", rfc3339(eff.samples[0].timestamp if eff.samples else now), reason,
+                                      tx.tx_key, offline=not self.online, charging_state=cs, meter_values=values)
+        self._append_event(tx, payload, {"cs": cs} if cs else {}, now)
+
+    def data_transfer(self, vendor_id: str, message_id: str | None, data, on_result: Callable[[dict | None], None]
+                      ) -> None:
+        """P02 DataTransfer to the CSMS: on_result gets the response payload, or None if it failed / offline."""
+        payload: dict[str, Any] = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        self.registry.validate_request("DataTransfer", payload)   # SchemaError to the caller: bad arguments
+        if not self.online or self.registration != "accepted":
+            on_result(None)
+            return
+        self._queue_call(self._volatile, _Call("DataTransfer", payload, on_result))
+
+    # ---- input from the CSMS ----------------------------------------------------------------------------------
+    def received(self, text: str, now: float) -> list[str]:
+        self._now = now
+        self._msg_size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
+        out: list[str] = []
+        for ev in self.endpoint.receive(text, now):
+            if isinstance(ev, Reply):
+                out.append(ev.text)
+            elif isinstance(ev, IncomingCall):
+                reply = self._handle_call(ev, now)
+                if reply is not None:
+                    out.append(reply)
+                after, self._after_reply = self._after_reply, []
+                for fn in after:
+                    self._run_after_reply(fn)
+            elif isinstance(ev, Response):
+                self._on_response(ev.payload, now)
+            elif isinstance(ev, ErrorResponse):
+                self._on_failure(f"{ev.code}: {ev.description}", now)
+        self._process_effects(now)
+        out.extend(self.poll(now))
+        return out
+
+    def _run_after_reply(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except StoreError:
+            raise
+        except Exception:  # the reply is out; a failing follow-up must not take the station down
+            log.exception("follow-up of a CSMS request failed")
+
+    def _handle_call(self, call: IncomingCall, now: float) -> str | None:
+        if self.registration == "rejected":   # B03.FR.08
+            return self.endpoint.reply_error(call, ErrorKind.SECURITY_ERROR,
+                                             "the CSMS rejected this station's BootNotification")
+        handler = getattr(self, "_cs_" + call.action, None)
+        if handler is None:
+            return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
+        try:
+            with self.db.tx():   # a SAVEPOINT: a handler that fails leaves the store as it was
+                payload = handler(call.payload, now)
+        except OcppError as exc:
+            self._after_reply.clear()
+            return self.endpoint.reply_exception(call, exc)
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
+            log.exception("handling %s failed", call.action)
+            self._after_reply.clear()
+            return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
+        return self.endpoint.reply(call, payload)
+
+    # ---- CSMS -> station handlers (Part 2) ------------------------------------------------------------------------
+    def _cs_GetVariables(self, p: dict, now: float) -> dict:
+        return get_variables(self.model, p, message_size=self._msg_size)   # B06
+
+    def _cs_SetVariables(self, p: dict, now: float) -> dict:
+        result, changed = set_variables(self.model, p, message_size=self._msg_size)   # B05
+        for d in changed:
+            self._after_reply.append(lambda d=d: self._variable_changed(d, now))
+        return result
+
+    def _variable_changed(self, d, now: float) -> None:
+        name = (d.component.casefold(), d.variable.casefold())
+        value = self.model.get(d.component, d.variable, variable_instance=d.variable_instance,
+                               evse_id=d.evse_id, connector_id=d.connector_id)
+        if name == ("ocppcommctrlr", "heartbeatinterval"):
+            self.heartbeat_interval = self.s201.heartbeat_interval
+        elif name in (("sampleddatactrlr", "txupdatedinterval"), ("aligneddatactrlr", "interval")):
+            self.engine.settings_changed(now)
+        elif name == ("ocppcommctrlr", "websocketpinginterval"):
+            self.hooks.config_changed("WebSocketPingInterval", value or "")
+        elif name == ("securityctrlr", "basicauthpassword"):
+            self.hooks.config_changed("AuthorizationKey", value or "")   # A01: reconnect with the new password
+
+    def _cs_GetBaseReport(self, p: dict, now: float) -> dict:
+        """B07: Accepted, then the report as NotifyReport CALLs after the response (they may be sent while Pending,
+        B02.FR.02); NotSupported for an unknown base (B07.FR.02), Rejected when it cannot be built (B07.FR.13)."""
+        if p["reportBase"] not in REPORT_BASES:
+            return {"status": "NotSupported"}
+        try:
+            parts = base_report(self.model, p["requestId"], p["reportBase"], generated_at=rfc3339(now),
+                                items_per_message=self.s201.report_items_per_message,
+                                bytes_per_message=self.s201.report_bytes_per_message)
+        except ValueError as exc:
+            log.error("GetBaseReport %s cannot be built: %s", p["reportBase"], exc)
+            return {"status": "Rejected"}
+        if not any(part.get("reportData") for part in parts):
+            return {"status": "EmptyResultSet"}
+
+        def queue() -> None:
+            for part in parts:
+                self._queue_call(self._priority, _Call("NotifyReport", part))
+        self._after_reply.append(queue)
+        return {"status": "Accepted"}
+
+    def _cs_RequestStartTransaction(self, p: dict, now: float) -> dict:
+        if self.registration != "accepted":   # B02.FR.05
+            return {"status": "Rejected"}
+        token = p["idToken"]
+        tag, token_type = token["idToken"], token["type"]
+        if "chargingProfile" in p:   # F01.FR.12: a station without smart charging ignores it
+            log.info("RequestStartTransaction carries a charging profile; Smart Charging is not supported")
+        if "evseId" in p:
+            candidates = self._connectors_of(p["evseId"])
+            if not candidates or any(self.engine.connectors[cid].tx_key for cid in candidates):
+                return {"status": "Rejected"}   # F01.FR.24, E01.FR.14: one transaction per EVSE
+            # a plugged connector of the EVSE first (F01: cable plugged in first)
+            candidates.sort(key=lambda cid: not self.engine.connectors[cid].plugged)
+        else:
+            candidates = [None]   # F01.FR.20: the engine picks the EVSE
+        # remembered before the engine acts: the transaction may start within remote_start (AuthorizeRemoteStart
+        # false and the cable already in), and its Started event needs both
+        self._learn_token_type(tag, token_type)
+        self._remote_ids[tag] = p["remoteStartId"]
+        self.kv.set("remote_starts", self._remote_ids)
+        for cid in candidates:
+            if self.engine.remote_start(tag, cid, now):
+                return {"status": "Accepted"}
+        del self._remote_ids[tag]
+        self.kv.set("remote_starts", self._remote_ids)
+        return {"status": "Rejected"}   # F01.FR.23/24: unavailable, faulted or busy
+
+    def _find_tx(self, transaction_id: str):
+        return self.transactions.get(transaction_id) or self.transactions.by_transaction_id(transaction_id)
+
+    def _cs_RequestStopTransaction(self, p: dict, now: float) -> dict:
+        if self.registration != "accepted":   # B02.FR.05
+            return {"status": "Rejected"}
+        tx = self._find_tx(p["transactionId"])
+        if tx is None or tx.stopped_at is not None:   # F03.FR.08
+            return {"status": "Rejected"}
+        return {"status": "Accepted" if self.engine.remote_stop(tx.tx_key, now) else "Rejected"}   # F03.FR.07
+
+    def _cs_Reset(self, p: dict, now: float) -> dict:
+        """B11/B12. Immediate: the transactions end (ImmediateReset) and the station reboots, or for an EVSE only its
+        transaction ends. OnIdle with a transaction: Scheduled, done when the last one has ended (B12.FR.01/03)."""
+        evse = p.get("evseId")
+        if evse is not None and evse != 0:
+            cids = self._connectors_of(evse)
+            if not cids:
+                return {"status": "Rejected"}
+        else:
+            evse, cids = 0, sorted(self.layout)
+        busy = [cid for cid in cids if self.engine.connectors[cid].tx_key]
+        if p["type"] == "OnIdle" and busy:
+            self._reset_scheduled.add(evse)
+            return {"status": "Scheduled"}
+        if evse == 0:
+            # soft, so the runtime lets the queued Ended events go out before it reboots (B12.FR.04/05)
+            self._after_reply.append(lambda: self.engine.reset(False, now))
+        else:
+            def stop() -> None:
+                for cid in busy:
+                    tx_key = self.engine.connectors[cid].tx_key
+                    if tx_key:
+                        self.engine.stop_transaction(tx_key, StopReason.SOFT_RESET, now)
+                log.info("EVSE %d reset", evse)
+            self._after_reply.append(stop)
+        return {"status": "Accepted"}
+
+    def _run_scheduled_resets(self, now: float) -> None:
+        for evse in sorted(self._reset_scheduled):
+            cids = self._connectors_of(evse) if evse else sorted(self.layout)
+            if any(self.engine.connectors[cid].tx_key for cid in cids):
+                continue
+            self._reset_scheduled.discard(evse)
+            if evse == 0:
+                log.info("scheduled reset: the last transaction has ended, rebooting")
+                self.engine.reset(False, now)
+            else:
+                log.info("scheduled reset of EVSE %d: its transaction has ended", evse)
+
+    def _cs_ChangeAvailability(self, p: dict, now: float) -> dict:
+        """G03/G04: the station (no evse), an EVSE (each of its connectors) or one connector; Scheduled while a
+        transaction runs (G03.FR.05, G04.FR.06); the state persists (the engine stores it)."""
+        operative = p["operationalStatus"] == "Operative"
+        evse = p.get("evse")
+        if evse is None or evse["id"] == 0:
+            return {"status": self.engine.change_availability(0, operative, now)}
+        if "connectorId" in evse:
+            cid = self._by_location.get((evse["id"], evse["connectorId"]))
+            cids = [cid] if cid is not None else []
+        else:
+            cids = self._connectors_of(evse["id"])
+        if not cids:
+            return {"status": "Rejected"}
+        results = [self.engine.change_availability(cid, operative, now) for cid in cids]
+        if "Rejected" in results:
+            return {"status": "Rejected"}
+        return {"status": "Scheduled" if "Scheduled" in results else "Accepted"}
+
+    def _cs_UnlockConnector(self, p: dict, now: float) -> dict:
+        cid = self._by_location.get((p["evseId"], p["connectorId"]))
+        if cid is None:
+            return {"status": "UnknownConnector"}   # F05.FR.03
+        c = self.engine.connectors[cid]
+        if c.tx_key and not c.invalid_suspended:
+            return {"status": "OngoingAuthorizedTransaction"}   # F05.FR.02: neither unlock nor stop
+        result = self.engine.unlock(cid, now)   # F05.FR.06: tried even without a cable
+        return {"status": "Unlocked" if result == "Unlocked" else "UnlockFailed"}
+
+    def _cs_TriggerMessage(self, p: dict, now: float) -> dict:
+        """F06: the response first (F06.FR.04), then the message; NotImplemented for what this station cannot
+        send (F06.FR.08)."""
+        what, evse = p["requestedMessage"], p.get("evse")
+        if what not in TRIGGERABLE:
+            return {"status": "NotImplemented"}
+        if what == "BootNotification":
+            if self.registration == "accepted":   # F06.FR.17
+                return {"status": "Rejected"}
+
+            def boot() -> None:
+                self._boot_now = True
+            self._after_reply.append(boot)
+            return {"status": "Accepted"}
+        if what == "Heartbeat":
+            self._after_reply.append(lambda: self._queue_call(self._priority, _Call(
+                "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime")))))
+            return {"status": "Accepted"}
+        if evse is not None and evse["id"] != 0:
+            cids = self._connectors_of(evse["id"])
+            if "connectorId" in evse:
+                cids = [c for c in cids if self.layout[c][1] == evse["connectorId"]]
+            if not cids:
+                return {"status": "Rejected"}
+        else:
+            cids = sorted(self.layout)
+        if what == "StatusNotification":
+            if evse is None or "connectorId" not in evse:   # F06.FR.12
+                return {"status": "Rejected"}
+            cid = cids[0]
+            self._after_reply.append(lambda: self._trigger_status(cid, now))
+            return {"status": "Accepted"}
+        if what == "MeterValues":
+            if not [x for x in self.settings.sampled_measurands if x in m.MEASURANDS_201]:
+                return {"status": "Rejected"}   # nothing to measure: an empty MeterValues cannot be sent
+            self._after_reply.append(lambda: self._trigger_meter("MeterValues", cids, now))
+            return {"status": "Accepted"}
+        # TransactionEvent (F06.FR.07): only for running transactions whose Started is queued, once Accepted
+        if self.registration != "accepted" or not any(self._running_tx(cid) for cid in cids):
+            return {"status": "Rejected"}
+        self._after_reply.append(lambda: self._trigger_meter("TransactionEvent", cids, now))
+        return {"status": "Accepted"}
+
+    def _running_tx(self, cid: int):
+        tx = self.engine.tx_on(cid)
+        return tx if tx is not None and tx.extra.get("q_start") and not tx.extra.get("q_stop") else None
+
+    def _trigger_status(self, cid: int, now: float) -> None:
+        status = self._connector_status(cid, self.engine.status_of(cid))
+        evse_id, connector_id = self.layout[cid]
+
+        def sent(res: dict | None) -> None:
+            if res is not None:
+                self._sent_status[cid] = status
+        self._queue_call(self._priority, _Call("StatusNotification",
+                                               m.status_notification(evse_id, connector_id, status, now), sent))
+
+    def _trigger_meter(self, mode: str, cids: list[int], now: float) -> None:
+        """A reading now (context Trigger): MeterValues per EVSE (F06.FR.06), or an Updated event with
+        triggerReason Trigger for each running transaction (F06.FR.07)."""
+        self._process_effects(now)
+        covered: set[str] = set()
+        for cid in cids:
+            self.engine.trigger_meter(cid, now)
+            for eff in self.engine.drain():
+                if not (isinstance(eff, TxMeterValues) and eff.samples and eff.samples[0].context == "Trigger"):
+                    self._effect(eff, now)
+                    continue
+                if mode == "MeterValues":
+                    values = [mv for s in eff.samples for mv in [m.meter_value(s)] if mv]
+                    if values:
+                        self._queue_call(self._priority, _Call("MeterValues", {
+                            "evseId": self.layout[eff.connector_id][0], "meterValue": values}))
+                elif eff.tx_key and self._running_tx(eff.connector_id):
+                    self._enqueue_meter(eff, now, trigger="Trigger")
+                    covered.add(eff.tx_key)
+        if mode == "TransactionEvent":   # F06.FR.10: accepted means sent, with or without a reading
+            for cid in cids:
+                tx = self._running_tx(cid)
+                if tx is not None and tx.tx_key not in covered:
+                    self._enqueue_meter(TxMeterValues(tx.tx_key, cid, ()), now, trigger="Trigger")
+
+    def _cs_DataTransfer(self, p: dict, now: float) -> dict:
+        status, data = self.datatransfer.handle(p["vendorId"], p.get("messageId"), p.get("data"))   # P01
+        return {"status": status, **({"data": data} if data is not None else {})}
+
+    def _cs_ClearCache(self, p: dict, now: float) -> dict:
+        if not self.s201.auth_cache_enabled:   # C11.FR.04
+            return {"status": "Rejected"}
+        return {"status": "Accepted" if self.engine.clear_cache() else "Rejected"}
+
+    def _cs_GetTransactionStatus(self, p: dict, now: float) -> dict:
+        """E14: whether the transaction runs and whether transaction messages wait in the queue (for it, or at all
+        when no transactionId is given: E14.FR.06-08)."""
+        if "transactionId" not in p:
+            return {"messagesInQueue": self.outbox.pending_count() > 0}
+        tx = self._find_tx(p["transactionId"])
+        if tx is None:   # E14.FR.01
+            return {"ongoingIndicator": False, "messagesInQueue": False}
+        return {"ongoingIndicator": tx.stopped_at is None,
+                "messagesInQueue": bool(self.outbox.pending_for(tx.tx_key))}
+
+    # ---- responses to our CALLs -------------------------------------------------------------------------------
+    def _on_response(self, payload: dict, now: float) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        if inflight.kind == "boot":
+            self._on_boot(payload, now)
+        elif inflight.kind == "heartbeat":
+            self._sync_clock(payload.get("currentTime"))
+        elif inflight.kind == "status":
+            cid, status, _ = inflight.ref
+            self._sent_status[cid] = status
+        elif inflight.kind == "call":
+            if inflight.ref.on_result:
+                inflight.ref.on_result(payload)
+        elif inflight.kind == "outbox":
+            self._on_tx_delivered(inflight.ref, payload, now)
+
+    def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
+        self.outbox.remove(item.seq)
+        self._transmitted.discard(item.seq)
+        self._head_stale = True
+        info, token = payload.get("idTokenInfo"), item.payload.get("idToken")
+        if not info or not token or token.get("type") == "NoAuthorization":   # C02.FR.03: never cached
+            return
+        info16 = m.auth_info_16(info)
+        tx = self.transactions.get(item.tx_key) if item.tx_key else None
+        if tx is not None and item.payload.get("eventType") != "Ended" and token.get("idToken") == tx.id_tag:
+            # E05: not Accepted -> StopTxOnInvalidId / MaxEnergyOnInvalidId apply (the engine decides)
+            self.engine.on_tx_confirmed(tx.tx_key, info16, now)
+        else:
+            self.engine.auth.learn(token["idToken"], info16, now)
+
+    def _on_failure(self, error: str, now: float) -> None:
+        """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts (E13)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        log.warning("%s failed: %s", inflight.action, error)
+        if inflight.kind == "boot":
+            self.next_boot_at = now + DEFAULT_BOOT_RETRY
+        elif inflight.kind == "call":
+            if inflight.ref.on_result:
+                inflight.ref.on_result(None)
+        elif inflight.kind == "outbox":
+            self._tx_failed(inflight.ref, error, now)
+
+    def _tx_failed(self, item, error: str, now: float) -> None:
+        """E13.FR.02-04: retry MessageAttempts[TransactionEvent] times, waiting MessageAttemptInterval times the
+        number of transmissions so far; then skip it (kept in the store as failed, never deleted)."""
+        attempts_allowed = max(1, self.s201.message_attempts)
+        self._head_stale = True
+        attempts = item.attempts + 1
+        if attempts >= attempts_allowed:
+            self.outbox.record_failure(item.seq, error, next_attempt_at=None)
+            self.outbox.give_up(item.seq, error)
+            log.error("TransactionEvent (outbox #%d) given up after %d attempts: %s; kept in the store", item.seq,
+                      attempts, error)
+        else:
+            delay = self.s201.message_attempt_interval * attempts
+            self.outbox.record_failure(item.seq, error, next_attempt_at=now + delay)
+
+    def _on_boot(self, payload: dict, now: float) -> None:
+        status, interval = payload["status"], payload["interval"]
+        self._sync_clock(payload.get("currentTime"))
+        log.info("BootNotification: %s (interval %s s)", status, interval)
+        if status == "Accepted":
+            self.registration = "accepted"
+            if interval > 0:   # B01.FR.04
+                self.heartbeat_interval = interval
+                if self.model.set("OCPPCommCtrlr", "HeartbeatInterval", str(interval)) not in ("Accepted",
+                                                                                              "RebootRequired"):
+                    log.warning("heartbeat interval %s from the CSMS not stored", interval)
+            self.kv.delete("boot_reason")
+            self.engine.kv.delete("boot_reason")
+            self._sent_status.clear()      # B01.FR.05: the current status of every connector after the boot
+            self._statuses.clear()
+            self.engine.resend_statuses(now)
+        else:   # B02.FR.07/08, B03.FR.05/06
+            self.registration = status.lower()
+            self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
+
+    def _sync_clock(self, current_time: str | None) -> None:
+        if not current_time:
+            return
+        try:
+            self.hooks.set_clock(parse_rfc3339(current_time))
+        except ValueError:
+            log.warning("CSMS sent an unusable currentTime %r", current_time)
+
+    # ---- sending ----------------------------------------------------------------------------------------------
+    def poll(self, now: float) -> list[str]:
+        """Timers and the next CALL to send, if the line is free."""
+        self._now = now
+        timeout = self.endpoint.poll(now)
+        if isinstance(timeout, Timeout):
+            self._on_failure("no response (timeout)", now)
+        self._process_effects(now)
+        if self._reset_scheduled:
+            self._run_scheduled_resets(now)
+            self._process_effects(now)
+        if not self.online or self.endpoint.busy:
+            return []
+        text = self._next_call(now)
+        return [text] if text else []
+
+    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
+        try:
+            _, text = self.endpoint.send_call(action, payload, now)
+        except SchemaError as exc:
+            log.error("not sending invalid %s: %s", action, exc.description)
+            return None
+        self._inflight = _Inflight(kind, action, ref)
+        self.last_sent_at = now
+        return text
+
+    def _boot_reason(self) -> str:
+        if self._boot_now:
+            return "Triggered"
+        reason = self.kv.get("boot_reason") or self.engine.kv.get("boot_reason") or "PowerUp"
+        return reason if reason in BOOT_REASONS else "Unknown"
+
+    def _send_queued(self, queue: collections.deque, now: float) -> str | None:
+        while queue:
+            call = queue.popleft()
+            text = self._send("call", call.action, call.payload, call, now)
+            if text:
+                return text
+            if call.on_result:
+                call.on_result(None)
+        return None
+
+    def _next_call(self, now: float) -> str | None:
+        if self.registration != "accepted":
+            # B01.FR.08 / B02.FR.02 / B03.FR.02: nothing but BootNotification, and while Pending what the CSMS asked
+            # for (TriggerMessage, GetBaseReport)
+            if self._boot_now or now >= self.next_boot_at:
+                text = self._send("boot", "BootNotification",
+                                  m.boot_notification(self.station_info, self._boot_reason()), None, now)
+                self._boot_now = False
+                return text
+            if self.registration == "pending":
+                return self._send_queued(self._priority, now)
+            return None
+        # what the CSMS asked for first; then statuses and transaction events in the order they happened (a status
+        # change that happened before an Authorize goes before it: E02 plug-in first, G01.FR.03)
+        text = self._send_queued(self._priority, now)
+        if text:
+            return text
+        head = self._tx_head()
+        if head is not None and self._statuses and head.created_at <= self._statuses[0][2]:
+            # the transaction event happened first: keep the order of events
+            text = self._next_outbox(now)
+            if text:
+                return text
+        while self._statuses:
+            cid, status, ts = self._statuses.pop(0)
+            if self._sent_status.get(cid) == status:
+                continue   # changed and changed back (or Preparing -> Charging): nothing new in 2.0.1 terms
+            evse_id, connector_id = self.layout[cid]
+            text = self._send("status", "StatusNotification",
+                              m.status_notification(evse_id, connector_id, status, ts), (cid, status, ts), now)
+            if text:
+                return text
+        text = self._send_queued(self._volatile, now) or self._next_outbox(now)
+        if text:
+            return text
+        if self.heartbeat_interval > 0 and now - self.last_sent_at >= self.heartbeat_interval:
+            return self._send("heartbeat", "Heartbeat", {}, None, now)
+        return None
+
+    def _tx_head(self):
+        """The outbox head if it is ours; a 1.6 message waits for a 1.6 connection (the runtime pins the version)."""
+        item = self._head()
+        return item if item is not None and item.action == "TransactionEvent" else None
+
+    def _next_outbox(self, now: float) -> str | None:
+        while True:
+            item = self._tx_head()
+            if item is None or (item.next_attempt_at is not None and item.next_attempt_at > now):
+                return None
+            text = self._send("outbox", item.action, dict(item.payload), item, now)
+            if text:
+                self._transmitted.add(item.seq)
+                return text
+            self.outbox.give_up(item.seq, "payload fails the OCPP 2.0.1 schema")
+            self._head_stale = True
+
+    def next_deadline(self) -> float | None:
+        """When poll() has something to do next (the runtime sleeps until then unless input arrives)."""
+        times = [self.endpoint.next_deadline(), self.engine.next_deadline()]
+        if self.online and not self.endpoint.busy:
+            if self.registration != "accepted":
+                times.append(0.0 if self._boot_now else self.next_boot_at)
+                if self.registration == "pending" and self._priority:
+                    times.append(0.0)
+            else:
+                if self.heartbeat_interval > 0:
+                    times.append(self.last_sent_at + self.heartbeat_interval)
+                item = self._tx_head()
+                if item is not None:
+                    times.append(item.next_attempt_at or 0.0)
+                if self._priority or self._volatile or self._statuses:
+                    times.append(0.0)
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[str]:
+        self.engine.tick(now)
+        return self.poll(now)
