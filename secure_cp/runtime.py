@@ -116,6 +116,7 @@ class Station:
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks)
         self.adapter = self.adapters[self._preferred_protocol()]
+        self.engine.protocol = self.adapter.version
         self.hal.set_listener(self._on_hal)
 
     def _evse_sizes(self) -> list[int]:
@@ -136,21 +137,28 @@ class Station:
     _TX_ACTION_VERSION = {"StartTransaction": "ocpp1.6", "StopTransaction": "ocpp1.6", "MeterValues": "ocpp1.6",
                           "TransactionEvent": "ocpp2.0.1"}
 
-    def _preferred_protocol(self) -> str:
-        """Queued transaction messages pin the version they were written in: a transaction begun under one
-        version is finished in it. Otherwise the configured order decides."""
+    _SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
+
+    def _pinned_protocol(self) -> str | None:
+        """A transaction begun under one version is finished in it: queued transaction messages, and open
+        transactions, pin the version they were written in (None: nothing pins)."""
         head = self.outbox.head()
         if head is not None:
             pinned = self._TX_ACTION_VERSION.get(head.action)
             if pinned in self.adapters:
                 return pinned
-        return self.cfg.protocols[0]
+        for tx in self.transactions.open():
+            pinned = self._SUBPROTOCOL.get(tx.protocol)
+            if pinned in self.adapters:
+                return pinned
+        return None
+
+    def _preferred_protocol(self) -> str:
+        return self._pinned_protocol() or self.cfg.protocols[0]
 
     def offered_protocols(self) -> list[str]:
-        pinned = self._preferred_protocol()
-        if self.outbox.head() is not None:
-            return [pinned]
-        return list(self.cfg.protocols)
+        pinned = self._pinned_protocol()
+        return [pinned] if pinned else list(self.cfg.protocols)
 
     def _station_info(self) -> dict:
         c = self.cfg
@@ -221,6 +229,7 @@ class Station:
         if subprotocol != self.adapter.subprotocol and subprotocol in self.adapters:
             log.info("OCPP version now %s (was %s)", subprotocol, self.adapter.subprotocol)
             self.adapter = self.adapters[subprotocol]
+        self.engine.protocol = self.adapter.version   # recorded on the transactions that start from now on
         self._send_all(self._event(self.adapter.connected, self.clock.now()))
 
     def _on_message(self, text: str) -> None:
