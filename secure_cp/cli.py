@@ -101,7 +101,7 @@ def _cmd_outbox(args) -> int:
 def _cmd_demo(args) -> int:
     logsetup.setup(args.log_level or "WARNING", "text")
     from .sim.demo import run_demo
-    return asyncio.run(run_demo(verbose=args.verbose, seconds=args.seconds))
+    return asyncio.run(run_demo(verbose=args.verbose, seconds=args.seconds, protocol=args.protocol))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="a full charging session against an embedded CSMS")
     d.add_argument("--seconds", type=float, default=8.0, help="how long the EV charges")
     d.add_argument("--verbose", action="store_true", help="print every OCPP frame")
+    d.add_argument("--protocol", choices=["ocpp1.6", "ocpp2.0.1"], default="ocpp1.6", help="OCPP version to run")
     d.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     d.set_defaults(func=_cmd_demo)
     o = sub.add_parser("outbox", help="list queued and given-up transaction messages")
