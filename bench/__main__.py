@@ -1,7 +1,9 @@
 """``python -m bench``: run every measurement once, print the table (and ``--json FILE``). Exit 0 even on MISS.
 
-Run from the project root with the venv's interpreter: ``.venv/bin/python -m bench`` (about 50 s on 2 cores),
-``--quick`` (about 20 s). ``--profile`` adds a cProfile run of client (c) and a per-step CPU breakdown.
+Run from the project root with the venv's interpreter: ``.venv/bin/python -m bench`` (about 75 s on 2 cores),
+``--quick`` (about 35 s). ``--profile`` adds a cProfile run of client (c) on 1.6 and on 2.0.1 and the 1.6 per-step
+CPU breakdown. Sections (``--only``): ``roundtrip`` (1.6 MeterValues), ``roundtrip201`` (2.0.1 TransactionEvent
+Updated), ``process``, ``queue``, ``getconf`` (1.6), ``basereport`` (2.0.1 GetBaseReport FullInventory).
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ from .common import ROOT, die_with_parent, filesystem_of, python
 from .process import cold_and_idle, offline_queue
 
 KINDS = ("raw", "ocpp", "securecp")
-SECTIONS = ("roundtrip", "process", "queue", "getconf")
+SECTIONS = ("roundtrip", "roundtrip201", "process", "queue", "getconf", "basereport")
+#: section -> OCPP version of its round trips
+ROUNDTRIP_VERSIONS = {"roundtrip": "1.6", "roundtrip201": "2.0.1"}
 
 
 def _say(text: str) -> None:
@@ -58,8 +62,10 @@ class CsmsProcess:
         self._log.close()
 
 
-def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Path | None = None) -> dict:
-    cmd = [python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup", str(warmup)]
+def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Path | None = None,
+               ocpp: str = "1.6") -> dict:
+    cmd = [python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup", str(warmup),
+           "--ocpp", ocpp]
     if kind == "securecp":
         data_dir = tmp / f"securecp-{time.monotonic_ns()}"
         cmd += ["--data-dir", str(data_dir)]
@@ -71,14 +77,15 @@ def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Pat
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def roundtrips(n: int, warmup: int, tmp: Path) -> dict:
-    csms = CsmsProcess(tmp / "csms.log")
+def roundtrips(n: int, warmup: int, tmp: Path, ocpp: str = "1.6") -> dict:
+    """The three clients, one after the other, against one fresh CSMS process (per OCPP version)."""
+    csms = CsmsProcess(tmp / f"csms-{ocpp}.log")
     try:
-        out: dict = {"csms_url": csms.url}
+        out: dict = {"csms_url": csms.url, "ocpp": ocpp}
         for kind in KINDS:
-            _say(f"  round trips: {kind} ...")
+            _say(f"  round trips {ocpp}: {kind} ...")
             before = csms.stats()["cpu_s"]
-            res = run_client(kind, csms.url, n, warmup, tmp)
+            res = run_client(kind, csms.url, n, warmup, tmp, ocpp=ocpp)
             res["csms_cpu_us"] = (csms.stats()["cpu_s"] - before) / (n + warmup) * 1e6   # incl. boot + start
             out[kind] = res
         out["csms"] = csms.stats()
@@ -96,19 +103,28 @@ def getconf(data_dir: Path, calls: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def profile_securecp(n: int, warmup: int, tmp: Path, top: int) -> str:
+def basereport(data_dir: Path, runs: int) -> dict:
+    """GetBaseReport FullInventory timing (bench.basereport) in a fresh process: CSMS there, station its child."""
+    done = subprocess.run([python(), "-m", "bench.basereport", "--data-dir", str(data_dir), "--runs", str(runs)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=die_with_parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"GetBaseReport measurement failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def profile_securecp(n: int, warmup: int, tmp: Path, top: int, ocpp: str = "1.6") -> str:
     """cProfile of client (c)'s measured loop (a separate run: profiling inflates CPU); the top entries."""
-    csms = CsmsProcess(tmp / "csms-profile.log")
+    csms = CsmsProcess(tmp / f"csms-profile-{ocpp}.log")
     try:
-        prof = tmp / "securecp.prof"
-        res = run_client("securecp", csms.url, n, warmup, tmp, profile=prof)
+        prof = tmp / f"securecp-{ocpp}.prof"
+        res = run_client("securecp", csms.url, n, warmup, tmp, profile=prof, ocpp=ocpp)
     finally:
         csms.close()
     buf = io.StringIO()
     stats = pstats.Stats(str(prof), stream=buf)
     stats.strip_dirs()
-    buf.write(f"cProfile of (c) (timer: process CPU time), {n} round trips ({res['cpu_us']:.0f} us CPU/RT under "
-              "the profiler)\n")
+    buf.write(f"cProfile of (c) on OCPP {ocpp} (timer: process CPU time), {n} round trips ({res['cpu_us']:.0f} us "
+              "CPU/RT under the profiler)\n")
     buf.write(f"\n--- top {top} by own time (tottime) ---\n")
     stats.sort_stats("tottime").print_stats(top)
     buf.write(f"\n--- top {top} by cumulative time ---\n")
@@ -120,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short run (~20 s): fewer round trips, shorter idle")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    p.add_argument("--n", type=int, help="measured MeterValues round trips per client (default 2000, quick 200)")
+    p.add_argument("--n", type=int, help="measured round trips per client and OCPP version (default 2000, quick 200)")
     p.add_argument("--warmup", type=int, help="unmeasured round trips first (default 100, quick 20)")
     p.add_argument("--cold-starts", type=int, help="cold starts to time (median; default 3, quick 1)")
     p.add_argument("--idle-wait", type=float, help="idle seconds after boot before RSS (default 5, quick 2)")
@@ -128,14 +144,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--queued", type=int, default=10_000, help="offline messages prefilled (default 10000)")
     p.add_argument("--settle", type=float, help="seconds after the offline boot before RSS (default 3, quick 1)")
     p.add_argument("--getconf-calls", type=int, default=200, help="GetConfiguration calls timed (default 200)")
+    p.add_argument("--report-runs", type=int, help="GetBaseReport FullInventory reports timed, per CSMS "
+                   "(default 20, quick 10)")
     p.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
     p.add_argument("--profile", action="store_true",
-                   help="also cProfile client (c), print the top entries and the per-step CPU breakdown")
+                   help="also cProfile client (c) (1.6 and 2.0.1, as selected), print the top entries and the "
+                        "1.6 per-step CPU breakdown")
     p.add_argument("--profile-top", type=int, default=25)
     a = p.parse_args(argv)
     quick = a.quick
     defaults = {"n": (2000, 200), "warmup": (100, 20), "cold_starts": (3, 1), "idle_wait": (5.0, 2.0),
-                "idle_window": (10.0, 5.0), "settle": (3.0, 1.0)}
+                "idle_window": (10.0, 5.0), "settle": (3.0, 1.0), "report_runs": (20, 10)}
     for key, (full, short) in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, short if quick else full)
@@ -156,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         results["meta"]["data_fs"] = filesystem_of(tmp)
         if "roundtrip" in a.sections:
-            _say("MeterValues round trips (a) raw, (b) ocpp, (c) secure-cp ...")
-            results["roundtrip"] = roundtrips(a.n, a.warmup, tmp)
+            _say("OCPP 1.6 MeterValues round trips (a) raw, (b) ocpp, (c) secure-cp ...")
+            results["roundtrip"] = roundtrips(a.n, a.warmup, tmp, "1.6")
+        if "roundtrip201" in a.sections:
+            _say("OCPP 2.0.1 TransactionEvent Updated round trips (a) raw, (b) ocpp, (c) secure-cp ...")
+            results["roundtrip201"] = roundtrips(a.n, a.warmup, tmp, "2.0.1")
         if "process" in a.sections:
             _say(f"cold start x{a.cold_starts}, RSS after {a.idle_wait:g} s idle, "
                  f"idle CPU over {a.idle_window:g} s ...")
@@ -169,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         if "getconf" in a.sections:
             _say(f"GetConfiguration x{a.getconf_calls} ...")
             results["getconf"] = getconf(tmp / "getconf", a.getconf_calls)
-        profile_text = profile_securecp(a.n, a.warmup, tmp, a.profile_top) if a.profile else None
+        if "basereport" in a.sections:
+            _say(f"OCPP 2.0.1 GetBaseReport FullInventory x{a.report_runs} (strict CSMS, then minimal CSMS) ...")
+            results["basereport"] = basereport(tmp / "basereport", a.report_runs)
+        profile_text = None
+        if a.profile:
+            versions = [v for sec, v in ROUNDTRIP_VERSIONS.items() if sec in a.sections] or ["1.6"]
+            profile_text = "\n".join(profile_securecp(a.n, a.warmup, tmp, a.profile_top, v) for v in versions)
     results["meta"]["seconds"] = time.monotonic() - t0
     results["meta"]["loadavg_end"] = os.getloadavg()[0]
     report.derive(results)
@@ -178,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text:
         from .breakdown import breakdown, format_rows
         print()
-        print("CPU per step of one (c) round trip, each step timed alone (python -m bench.breakdown):")
+        print("CPU per step of one (c) OCPP 1.6 round trip, each step timed alone (python -m bench.breakdown):")
         print(format_rows(breakdown(a.n)))
         print()
         print(profile_text)

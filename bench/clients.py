@@ -1,4 +1,10 @@
-"""The three MeterValues round-trip clients: ``python -m bench.clients {raw,ocpp,securecp} --url URL ...``.
+"""The three round-trip clients: ``python -m bench.clients {raw,ocpp,securecp} --url URL [--ocpp 2.0.1] ...``.
+
+OCPP 1.6 (default): MeterValues round trips, described below. OCPP 2.0.1 (``--ocpp 2.0.1``, subprotocol
+``ocpp2.0.1``): the same, with TransactionEvent Updated (triggerReason Trigger, 10 sampled values) after a
+TransactionEvent Started for the same transactionId (the CSMS's ledger wants the Started first), seqNo counting
+up from 1; secure-cp runs a 2.0.1 transaction (its transactionId, its seqNos) and takes the reading through
+``Station.trigger_meter_values``, which the 2.0.1 adapter turns into exactly such an Updated event.
 
 Each runs in a fresh process of its own, so that the CPU it reports (``time.process_time()``: all threads of
 the process, user + system) is the station process's and nothing else's. Each connects to the same CSMS,
@@ -30,8 +36,9 @@ import time
 import uuid
 from typing import Awaitable, Callable
 
-from .common import (CONTEXT, ID_TAG, MEASURAND_NAMES, FakeMeter, UniqueMs, bench_hardware, meter_values_payload,
-                     rfc3339_ms)
+from .common import (CONTEXT, ID_TAG, MEASURAND_NAMES, MEASURAND_NAMES_201, FakeMeter, UniqueMs,
+                     bench_hardware, meter_values_payload, rfc3339_ms, transaction_event_started,
+                     transaction_event_updated)
 
 RoundTrip = Callable[[], Awaitable[None]]
 
@@ -146,6 +153,98 @@ async def run_ocpp(url: str, n: int, warmup: int, profile: str | None) -> dict:
     return result
 
 
+# ---- (a) and (b) on OCPP 2.0.1 -----------------------------------------------------------------------------------
+
+
+async def run_raw201(url: str, n: int, warmup: int, profile: str | None) -> dict:
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{url}/BENCH-A-RAW-201", subprotocols=["ocpp2.0.1"]) as ws:
+        if ws.subprotocol != "ocpp2.0.1":
+            raise RuntimeError(f"the CSMS chose {ws.subprotocol!r}, not ocpp2.0.1")
+
+        async def call(action: str, payload: dict) -> dict:
+            uid = str(uuid.uuid4())
+            await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg[0] in (3, 4) and msg[1] == uid:
+                    break
+            if msg[0] != 3:
+                raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
+            return msg[2]
+
+        clock = UniqueMs()
+        boot = await call("BootNotification", {"chargingStation": {"model": "raw", "vendorName": "bench"},
+                                               "reason": "PowerUp"})
+        if boot["status"] != "Accepted":
+            raise RuntimeError(f"BootNotification {boot}")
+        tid = uuid.uuid4().hex   # 32 characters, like secure-cp's transactionId
+        await call("TransactionEvent", transaction_event_started(tid, rfc3339_ms(clock())))
+        meter = FakeMeter()
+        seq = 0
+
+        async def round_trip() -> None:
+            nonlocal seq
+            seq += 1
+            await call("TransactionEvent", transaction_event_updated(tid, seq, rfc3339_ms(clock()),
+                                                                     meter.sampled_values_201()))
+
+        result = await measure(round_trip, n, warmup, profile)
+    result["kind"] = "raw"
+    result["transaction_id"] = tid
+    return result
+
+
+async def run_ocpp201(url: str, n: int, warmup: int, profile: str | None) -> dict:
+    from ocpp.v201 import ChargePoint, call, datatypes, enums
+    from websockets.asyncio.client import connect
+
+    async with connect(f"{url}/BENCH-B-OCPP-201", subprotocols=["ocpp2.0.1"]) as ws:
+        if ws.subprotocol != "ocpp2.0.1":
+            raise RuntimeError(f"the CSMS chose {ws.subprotocol!r}, not ocpp2.0.1")
+        cp = ChargePoint("BENCH-B-OCPP-201", ws)
+        reader = asyncio.create_task(cp.start())
+        clock = UniqueMs()
+        await cp.call(call.BootNotification(
+            charging_station=datatypes.ChargingStationType(vendor_name="bench", model="ocpp"),
+            reason=enums.BootReasonEnumType.power_up), suppress=False)
+        tid = uuid.uuid4().hex
+        charging = enums.ChargingStateEnumType.charging
+        await cp.call(call.TransactionEvent(
+            event_type=enums.TransactionEventEnumType.started, timestamp=rfc3339_ms(clock()),
+            trigger_reason=enums.TriggerReasonEnumType.authorized, seq_no=0,
+            transaction_info=datatypes.TransactionType(transaction_id=tid, charging_state=charging),
+            evse=datatypes.EVSEType(id=1, connector_id=1),
+            id_token=datatypes.IdTokenType(id_token=ID_TAG, type=enums.IdTokenEnumType.central)), suppress=False)
+        meter = FakeMeter()
+        context = enums.ReadingContextEnumType(CONTEXT)
+        seq = 0
+
+        async def round_trip() -> None:
+            nonlocal seq
+            seq += 1
+            ts = rfc3339_ms(clock())
+            sampled = [datatypes.SampledValueType(
+                value=sv["value"], context=context, measurand=enums.MeasurandEnumType(sv["measurand"]),
+                unit_of_measure=datatypes.UnitOfMeasureType(unit=sv["unitOfMeasure"]["unit"])
+                if "unitOfMeasure" in sv else None)
+                for sv in meter.sampled_values_201()]
+            await cp.call(call.TransactionEvent(
+                event_type=enums.TransactionEventEnumType.updated, timestamp=ts,
+                trigger_reason=enums.TriggerReasonEnumType.trigger, seq_no=seq,
+                transaction_info=datatypes.TransactionType(transaction_id=tid, charging_state=charging),
+                meter_value=[datatypes.MeterValueType(timestamp=ts, sampled_value=sampled)]), suppress=False)
+
+        try:
+            result = await measure(round_trip, n, warmup, profile)
+        finally:
+            reader.cancel()
+    result["kind"] = "ocpp"
+    result["transaction_id"] = tid
+    return result
+
+
 # ---- (c) secure-cp -----------------------------------------------------------------------------------------------
 
 
@@ -197,19 +296,33 @@ async def _quiet(station, timeout: float = 10.0) -> None:
             last, since = station.rx_count, time.monotonic()
 
 
-async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_dir: str) -> dict:
+def _tx_running(station, ocpp201: bool) -> bool:
+    """The transaction is open at the CSMS: 1.6 StartTransaction confirmed (it has the CSMS's transactionId);
+    2.0.1 Started queued and delivered (the outbox is empty again)."""
+    tx = station.engine.tx_on(1)
+    if tx is None:
+        return False
+    if not ocpp201:
+        return tx.transaction_id is not None
+    return bool(tx.extra.get("q_start")) and station.outbox.pending_count() == 0
+
+
+async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_dir: str,
+                       ocpp201: bool = False) -> dict:
     from pathlib import Path
 
     from secure_cp.config import StationConfig
 
-    cfg = StationConfig(identity="BENCH-C-SECURECP", vendor="bench", model="secure-cp", serial="B1",
-                        firmware_version="0.1", data_dir=Path(data_dir), csms_url=url, reconnect_min=0.05,
-                        reconnect_max=0.5, call_timeout=10.0,
+    measurands = MEASURAND_NAMES_201 if ocpp201 else MEASURAND_NAMES
+    cfg = StationConfig(identity="BENCH-C-SECURECP" + ("-201" if ocpp201 else ""), vendor="bench",
+                        model="secure-cp", serial="B1", firmware_version="0.1", data_dir=Path(data_dir),
+                        csms_url=url, reconnect_min=0.05, reconnect_max=0.5, call_timeout=10.0,
+                        protocols=["ocpp2.0.1" if ocpp201 else "ocpp1.6"],
                         ocpp_config={"MeterValueSampleInterval": "0", "HeartbeatInterval": "300",
-                                     "MeterValuesSampledData": ",".join(MEASURAND_NAMES)})
+                                     "MeterValuesSampledData": ",".join(measurands)})
     # No state_file: the simulator's register file (a JSON write per reading) is the simulator's business,
     # not the stack's; a real meter is read over Modbus/SML, not from a file.
-    hw = bench_hardware(1)
+    hw = bench_hardware(1, ocpp201=ocpp201)
     station = _bench_station_class()(cfg, hw)
     runner = asyncio.create_task(station.run())
     try:
@@ -217,8 +330,8 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
         await _quiet(station)
         hw.ev_plug(1, True)
         hw.present_tag(ID_TAG)
-        await _until(lambda: (tx := station.engine.tx_on(1)) is not None and tx.transaction_id is not None, 10,
-                     "StartTransaction confirmed")
+        await _until(lambda: _tx_running(station, ocpp201), 10,
+                     "TransactionEvent Started delivered" if ocpp201 else "StartTransaction confirmed")
         await _quiet(station)
         clock = UniqueMs()
         sent = 0
@@ -230,9 +343,12 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
             sent += 1
 
         result = await measure(round_trip, n, warmup, profile)
-        result["outbox_pending_after"] = station.adapter.pending_messages()   # undelivered (delivered rows
-        # may wait up to 2 s for their deletion to ride on a durable write)
+        # undelivered (1.6: delivered rows may wait up to 2 s for their deletion to ride on a durable write)
+        result["outbox_pending_after"] = getattr(station.adapter, "pending_messages", station.outbox.pending_count)()
         result["sent"] = sent
+        result["subprotocol"] = station.adapter.subprotocol
+        tx = station.engine.tx_on(1)
+        result["transaction_id"] = tx.transaction_id if tx is not None else None
     finally:
         await station.stop()
         await asyncio.wait_for(runner, 10)
@@ -248,16 +364,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--data-dir", help="secure-cp's data directory (securecp only)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the measured loop into FILE")
+    p.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6",
+                   help="protocol version: 1.6 MeterValues (default) or 2.0.1 TransactionEvent Updated")
     a = p.parse_args(argv)
+    v201 = a.ocpp == "2.0.1"
     if a.kind == "raw":
-        coro = run_raw(a.url, a.n, a.warmup, a.profile)
+        coro = (run_raw201 if v201 else run_raw)(a.url, a.n, a.warmup, a.profile)
     elif a.kind == "ocpp":
-        coro = run_ocpp(a.url, a.n, a.warmup, a.profile)
+        coro = (run_ocpp201 if v201 else run_ocpp)(a.url, a.n, a.warmup, a.profile)
     else:
         if not a.data_dir:
             p.error("securecp needs --data-dir")
-        coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir)
+        coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir, ocpp201=v201)
     result = asyncio.run(coro)
+    result["ocpp"] = a.ocpp
     print(json.dumps(result), flush=True)
 
 

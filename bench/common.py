@@ -32,6 +32,12 @@ MEASURANDS: tuple[tuple[str, str | None], ...] = (
     ("Power.Offered", "W"),
 )
 MEASURAND_NAMES = tuple(m for m, _ in MEASURANDS)
+
+#: The OCPP 2.0.1 round trips send 10 sampled values too. Temperature is no 2.0.1 measurand (MeasurandEnumType,
+#: Part 2 §3.50; secure-cp's 2.0.1 adapter leaves it out), so Energy.Active.Export.Register takes its place.
+MEASURANDS_201: tuple[tuple[str, str | None], ...] = tuple(
+    ("Energy.Active.Export.Register", "Wh") if m == "Temperature" else (m, u) for m, u in MEASURANDS)
+MEASURAND_NAMES_201 = tuple(m for m, _ in MEASURANDS_201)
 CONTEXT = "Trigger"        # what Engine.trigger_meter puts on its sample
 ID_TAG = "TAG1"            # accepted by the CSMS's default authorization list
 MAX_POWER_W = 11000.0
@@ -92,6 +98,38 @@ class FakeMeter:
         return out
 
 
+    def sampled_values_201(self) -> list[dict]:
+        """One reading as OCPP 2.0.1 SampledValueType dicts: numbers (not strings, Part 2 §2.53), the unit in
+        ``unitOfMeasure`` - the shape secure-cp's 2.0.1 adapter produces (``secure_cp.v201.messages``)."""
+        elapsed = time.monotonic() - self._t0
+        energy = int(MAX_POWER_W * elapsed / 3600.0)
+        current = round(MAX_POWER_W / (VOLTAGE_V * PHASES), 2)
+        values = (energy, MAX_POWER_W, current, round(current, 1), VOLTAGE_V, min(100, 20 + energy // 600), 0,
+                  50.0, 0.98, MAX_POWER_W)
+        out = []
+        for (measurand, unit), value in zip(MEASURANDS_201, values):
+            sv: dict = {"value": value, "context": CONTEXT, "measurand": measurand}
+            if unit:
+                sv["unitOfMeasure"] = {"unit": unit}
+            out.append(sv)
+        return out
+
+
+def transaction_event_updated(transaction_id: str, seq_no: int, timestamp: str, sampled: list[dict]) -> dict:
+    """A TransactionEventRequest Updated with one meterValue, as secure-cp sends for a reading taken on request:
+    triggerReason Trigger with the current chargingState (F06.FR.07; Part 2 §1.58)."""
+    return {"eventType": "Updated", "timestamp": timestamp, "triggerReason": "Trigger", "seqNo": seq_no,
+            "transactionInfo": {"transactionId": transaction_id, "chargingState": "Charging"},
+            "meterValue": [{"timestamp": timestamp, "sampledValue": sampled}]}
+
+
+def transaction_event_started(transaction_id: str, timestamp: str) -> dict:
+    """The Started event (seqNo 0) that opens the transaction in the CSMS's ledger (E01/E02)."""
+    return {"eventType": "Started", "timestamp": timestamp, "triggerReason": "Authorized", "seqNo": 0,
+            "transactionInfo": {"transactionId": transaction_id, "chargingState": "Charging"},
+            "evse": {"id": 1, "connectorId": 1}, "idToken": {"idToken": ID_TAG, "type": "Central"}}
+
+
 def meter_values_payload(connector_id: int, transaction_id: int | None, timestamp: str, sampled: list[dict]) -> dict:
     """A MeterValues.req payload with one meterValue (OCPP 1.6 §6.31)."""
     payload: dict = {"connectorId": connector_id}
@@ -104,9 +142,12 @@ def meter_values_payload(connector_id: int, transaction_id: int | None, timestam
 # ---- the simulated meter with 10 measurands (client c) ----------------------------------------------------
 
 
-def bench_hardware(connectors: int = 1, **kw):
+def bench_hardware(connectors: int = 1, *, ocpp201: bool = False, **kw):
     """A :class:`~secure_cp.hal.simulated.SimulatedHardware` whose meter also reports Frequency, Power.Factor
     and Power.Offered, so that MeterValuesSampledData can name the same 10 measurands the other clients send.
+
+    With ``ocpp201`` it also measures Energy.Active.Export.Register (always 0: nothing is fed back), the tenth
+    2.0.1 measurand (:data:`MEASURANDS_201`).
 
     Built lazily (a function, not a module-level class) so that importing :mod:`bench.common` does not import
     secure_cp: the floor clients must not pay for modules they do not use.
@@ -114,7 +155,7 @@ def bench_hardware(connectors: int = 1, **kw):
     from secure_cp.hal.api import MeterReading
     from secure_cp.hal.simulated import MEASURANDS as SIM_MEASURANDS, SimulatedHardware
 
-    extra = {"Frequency", "Power.Factor", "Power.Offered"}
+    extra = {"Frequency", "Power.Factor", "Power.Offered"} | ({"Energy.Active.Export.Register"} if ocpp201 else set())
 
     class BenchHardware(SimulatedHardware):
         def supported_measurands(self) -> set[str]:
@@ -126,6 +167,8 @@ def bench_hardware(connectors: int = 1, **kw):
             values["Frequency"] = Decimal("50.0")
             values["Power.Factor"] = Decimal("0.98")
             values["Power.Offered"] = Decimal(f"{self.max_power_w:.1f}")
+            if ocpp201:
+                values["Energy.Active.Export.Register"] = Decimal(0)
             return MeterReading(energy_wh=reading.energy_wh, values=values)
 
     kw.setdefault("max_power_w", MAX_POWER_W)

@@ -4,9 +4,12 @@ It is the project's strict CSMS (``secure_cp.sim.csms.Csms``: the ``ocpp`` packa
 validation), the same server for all three round-trip clients so that the comparison is fair, and in its own
 process so that its CPU is never counted as the station's.
 
+It accepts both versions (``ocpp2.0.1`` preferred, ``ocpp1.6``): a client gets the one it offers.
+
 Protocol on stdin/stdout (one JSON object per line): on start it prints ``{"url": ...}``; each line ``stats``
 on stdin is answered with what it has seen (violations, duplicates, per-station action counts, the shape of
-the last MeterValues per station, its own CPU time); end of stdin stops it.
+the last MeterValues / TransactionEvent Updated per station, the 2.0.1 TransactionEvent ledger: events and
+missing seqNos per transaction, its own CPU time); end of stdin stops it.
 """
 from __future__ import annotations
 
@@ -21,27 +24,40 @@ from collections import Counter, defaultdict
 def _stats(csms) -> dict:
     actions: dict[str, Counter] = defaultdict(Counter)
     last_mv: dict[str, dict] = {}
+    last_te: dict[str, dict] = {}
     for r in csms.received:
         actions[r.identity][r.action] += 1
         if r.action == "MeterValues":
             last_mv[r.identity] = r.payload
-    shapes = {}
-    for identity, payload in last_mv.items():
-        mv = payload.get("meterValue", [])
-        shapes[identity] = {
-            "meter_values": len(mv),
-            "sampled_values": len(mv[0].get("sampledValue", [])) if mv else 0,
-            "bytes": len(json.dumps(payload, separators=(",", ":"))),
-        }
+        elif r.action == "TransactionEvent" and r.payload.get("eventType") == "Updated":
+            last_te[r.identity] = r.payload
     return {
         "violations": len(csms.violations),
         "violation_samples": csms.violations[:5],
         "duplicates": len(csms.duplicates),
         "refused": len(csms.refused),
         "actions": {k: dict(v) for k, v in actions.items()},
-        "meter_values_shape": shapes,
+        "meter_values_shape": _shapes(last_mv),
+        "transaction_event_shape": _shapes(last_te),
+        "transactions201": {tid: {"identity": tx.identity, "events": len(tx.events),
+                                  "trigger_reasons": dict(Counter(e["triggerReason"] for e in tx.events)),
+                                  "seq_gaps": len(tx.seq_gaps())}
+                            for tid, tx in csms.transactions201.items()},
         "cpu_s": time.process_time(),
     }
+
+
+def _shapes(last: dict[str, dict]) -> dict:
+    """Per station: meterValues, sampledValues in the first, compact JSON bytes of the last such payload."""
+    shapes = {}
+    for identity, payload in last.items():
+        mv = payload.get("meterValue", [])
+        shapes[identity] = {
+            "meter_values": len(mv),
+            "sampled_values": len(mv[0].get("sampledValue", [])) if mv else 0,
+            "bytes": len(json.dumps(payload, separators=(",", ":"), default=str)),
+        }
+    return shapes
 
 
 async def _main() -> None:

@@ -32,8 +32,10 @@ class Target:
 
 
 TARGETS = (
-    Target("ratio_c_a", "CPU/RT ratio (c)/(a)", 1.5, "x"),
-    Target("ratio_c_b", "CPU/RT ratio (c)/(b)", 0.4, "x"),
+    Target("ratio_c_a", "OCPP 1.6 MeterValues CPU/RT ratio (c)/(a)", 1.5, "x"),
+    Target("ratio_c_b", "OCPP 1.6 MeterValues CPU/RT ratio (c)/(b)", 0.4, "x"),
+    Target("ratio201_c_a", "OCPP 2.0.1 TransactionEvent CPU/RT ratio (c)/(a)", 1.5, "x"),
+    Target("ratio201_c_b", "OCPP 2.0.1 TransactionEvent CPU/RT ratio (c)/(b)", 0.4, "x"),
     Target("cold_start_ms", "cold start to BootNotification on the wire", 300, "ms", "{:.0f}"),
     Target("rss_idle_mb", "RSS idle (connected, boot + idle wait)", 40, "MB", "{:.1f}"),
     Target("rss_queue_over_idle_mb", "RSS with queued offline messages - RSS idle", 2, "MB", "{:+.2f}"),
@@ -41,8 +43,17 @@ TARGETS = (
            "{:+.2f}"),
     Target("idle_cpu_pct", "idle CPU (connected, no transaction)", 0.2, "%", "{:.3f}"),
     Target("idle_extra_wakeups", "wake-ups beyond the OCPP timers", 0, "", "{:.0f}"),
-    Target("getconf_p99_ms", "GetConfiguration, all keys, p99", 5, "ms", "{:.3f}"),
+    Target("getconf_p99_ms", "OCPP 1.6 GetConfiguration, all keys, p99", 5, "ms", "{:.3f}"),
+    Target("basereport_p99_ms", "OCPP 2.0.1 GetBaseReport FullInventory sent, p99, strict CSMS", 50, "ms", "{:.1f}"),
+    Target("basereport_min_csms_p99_ms", "OCPP 2.0.1 GetBaseReport FullInventory sent, p99, minimal CSMS", 50, "ms",
+           "{:.1f}"),
 )
+#: round-trip section -> (OCPP version, ratio keys (c)/(a) and (c)/(b), what is sent)
+ROUNDTRIP_SECTIONS = {
+    "roundtrip": ("1.6", "ratio_c_a", "ratio_c_b", "MeterValues"),
+    "roundtrip201": ("2.0.1", "ratio201_c_a", "ratio201_c_b", "TransactionEvent Updated"),
+}
+_TARGET = {t.key: t for t in TARGETS}
 
 
 def allowed_idle_wakeups(window_s: float) -> int:
@@ -52,11 +63,12 @@ def allowed_idle_wakeups(window_s: float) -> int:
 
 def derive(r: dict) -> dict:
     """Add the figures the targets are stated in (ratios, MB, excess wake-ups) to the raw results."""
-    rt = r.get("roundtrip")
-    if rt:
-        a, b, c = rt["raw"]["cpu_us"], rt["ocpp"]["cpu_us"], rt["securecp"]["cpu_us"]
-        r["ratio_c_a"] = c / a
-        r["ratio_c_b"] = c / b
+    for section, (_, key_a, key_b, _) in ROUNDTRIP_SECTIONS.items():
+        rt = r.get(section)
+        if rt:
+            a, b, c = rt["raw"]["cpu_us"], rt["ocpp"]["cpu_us"], rt["securecp"]["cpu_us"]
+            r[key_a] = c / a
+            r[key_b] = c / b
     p = r.get("process")
     if p:
         r["cold_start_ms"] = p["cold_start_ms"]
@@ -74,6 +86,10 @@ def derive(r: dict) -> dict:
     g = r.get("getconf")
     if g:
         r["getconf_p99_ms"] = g["getconf_p99_ms"]
+    br = r.get("basereport")
+    if br:
+        r["basereport_p99_ms"] = br["basereport_p99_ms"]
+        r["basereport_min_csms_p99_ms"] = br["basereport_min_csms_p99_ms"]
     r["targets"] = {t.key: {"label": t.label, "limit": t.limit, "unit": t.unit, "value": r.get(t.key),
                             "verdict": t.verdict(r.get(t.key))} for t in TARGETS}
     return r
@@ -91,34 +107,10 @@ def format_table(r: dict) -> str:
            f"{m['mode']} (N={m['n']} round trips after {m['warmup']} warm-up)",
            f"load average (1 min) at start {m['loadavg_start']:.2f}, at end {m.get('loadavg_end', float('nan')):.2f} "
            "(other work on the machine shows up in wall times, much less in CPU times)", ""]
-    rt = r.get("roundtrip")
-    if rt:
-        csms = rt["csms"]
-        shape = csms["meter_values_shape"]
-        out += [
-            "MeterValues round trips: CSMS = secure_cp.sim.csms.Csms (ocpp package + strict schema validation) in a",
-            "process of its own, the same server for all three; each client in a fresh process; CPU = process CPU",
-            "(user+sys, all threads) over the N measured round trips. Payload: 1 meterValue x "
-            f"{_same(shape, 'sampled_values')} sampledValues, {_same(shape, 'bytes')} bytes of compact JSON.",
-            "",
-            f"  {'client':<44} {'CPU/RT us':>10} {'user':>8} {'sys':>8} {'wall/RT us':>11} {'p99 wall':>9} "
-            f"{'CSMS CPU/RT':>11}",
-        ]
-        names = {"raw": "(a) raw websockets + json (the floor)", "ocpp": "(b) ocpp package ChargePoint",
-                 "securecp": "(c) secure-cp Station (validated, persisted)"}
-        for kind in ("raw", "ocpp", "securecp"):
-            x = rt[kind]
-            out.append(f"  {names[kind]:<44} {x['cpu_us']:>10.1f} {x['user_us']:>8.1f} {x['sys_us']:>8.1f} "
-                       f"{x['wall_us']:>11.1f} {x['wall_p99_us']:>9.1f} {x.get('csms_cpu_us', float('nan')):>11.1f}")
-        out += ["",
-                f"ratio (c)/(a) = {r['ratio_c_a']:.2f}   target <= 1.5   {TARGETS[0].verdict(r['ratio_c_a'])}",
-                f"ratio (c)/(b) = {r['ratio_c_b']:.2f}   target <= 0.4   {TARGETS[1].verdict(r['ratio_c_b'])}",
-                f"CSMS checks: {csms['violations']} schema/protocol violations, {csms['duplicates']} duplicates; "
-                f"secure-cp outbox after the run: {rt['securecp'].get('outbox_pending_after')} pending",
-                "(c) = Station + SimulatedHardware with Frequency, Power.Factor, Power.Offered added to its 7",
-                f"measurands, SQLite in a temp dir on {m.get('data_fs', '?')} (synchronous=FULL); one sample per round "
-                "trip through Engine.trigger_meter + adapter.poll (the runtime's path after a hardware event).", ""]
-    p, q, g = r.get("process"), r.get("queue"), r.get("getconf")
+    for section in ROUNDTRIP_SECTIONS:
+        if r.get(section):
+            out += _roundtrip_block(r, section)
+    p, q, g, br = r.get("process"), r.get("queue"), r.get("getconf"), r.get("basereport")
     out.append("Targets:")
     for t in TARGETS:
         if r.get(t.key) is not None:
@@ -151,10 +143,72 @@ def format_table(r: dict) -> str:
             f"{g['getconf_calls']} calls in-process: median {g['getconf_median_ms']:.3f} ms, "
             f"p99 {g['getconf_p99_ms']:.3f} ms, max {g['getconf_max_ms']:.3f} ms (wall); CPU median "
             f"{g['getconf_cpu_median_ms']:.3f} ms, p99 {g['getconf_cpu_p99_ms']:.3f} ms")
+    if br:
+        out += [
+            f"  OCPP 2.0.1 GetBaseReport FullInventory ({br['basereport_items']} reportData in "
+            f"{br['basereport_parts']} NotifyReport parts, {br['basereport_bytes']} bytes), {br['basereport_runs']} "
+            "reports,",
+            "    from the CSMS sending GetBaseReport to the last NotifyReport part (tbc=false) received at the CSMS:",
+            f"    strict CSMS (Csms, jsonschema on every part): median {br['basereport_median_ms']:.1f} ms, p99 "
+            f"{br['basereport_p99_ms']:.1f} ms, min {br['basereport_min_ms']:.1f} ms; CPU per report: station "
+            f"{br['basereport_station_cpu_median_ms']:.1f} ms, CSMS {br['basereport_csms_cpu_median_ms']:.1f} ms "
+            f"(median); {br['basereport_violations']} violations",
+            f"    minimal CSMS (websockets + json, no validation; the station's own time): median "
+            f"{br['basereport_min_csms_median_ms']:.1f} ms, p99 {br['basereport_min_csms_p99_ms']:.1f} ms; "
+            f"station CPU per report {br['basereport_min_csms_station_cpu_median_ms']:.1f} ms (median)",
+        ]
     misses = [t.label for t in TARGETS if t.verdict(r.get(t.key)) == "MISS"]
     out += ["", f"MISSED TARGETS ({len(misses)}): " + "; ".join(misses) if misses else "All targets met.",
             "(a missed target is a measurement: exit code 0)"]
     return "\n".join(out)
+
+
+def _roundtrip_block(r: dict, section: str) -> list[str]:
+    """The table of one round-trip section (1.6 MeterValues or 2.0.1 TransactionEvent Updated)."""
+    version, key_a, key_b, what = ROUNDTRIP_SECTIONS[section]
+    rt, m = r[section], r["meta"]
+    csms = rt["csms"]
+    shape = csms["meter_values_shape" if version == "1.6" else "transaction_event_shape"]
+    tag = f"[OCPP {version}]"
+    out = [
+        f"OCPP {version}: {what} round trips. CSMS = secure_cp.sim.csms.Csms (ocpp package + strict schema "
+        "validation) in a",
+        "process of its own, the same server for all three; each client in a fresh process; CPU = process CPU",
+        f"(user+sys, all threads) over the N measured round trips. Payload: 1 meterValue x "
+        f"{_same(shape, 'sampled_values')} sampledValues, {_same(shape, 'bytes')} bytes of compact JSON.",
+        "",
+        f"  {'client (OCPP ' + version + ')':<44} {'CPU/RT us':>10} {'user':>8} {'sys':>8} {'wall/RT us':>11} "
+        f"{'p99 wall':>9} {'CSMS CPU/RT':>11}",
+    ]
+    names = {"raw": "(a) raw websockets + json (the floor)", "ocpp": "(b) ocpp package ChargePoint",
+             "securecp": "(c) secure-cp Station (validated, persisted)"}
+    for kind in ("raw", "ocpp", "securecp"):
+        x = rt[kind]
+        out.append(f"  {names[kind]:<44} {x['cpu_us']:>10.1f} {x['user_us']:>8.1f} {x['sys_us']:>8.1f} "
+                   f"{x['wall_us']:>11.1f} {x['wall_p99_us']:>9.1f} {x.get('csms_cpu_us', float('nan')):>11.1f}")
+    checks = (f"CSMS checks: {csms['violations']} schema/protocol violations, {csms['duplicates']} duplicates")
+    if version == "2.0.1":
+        ledger = csms.get("transactions201", {})
+        checks += (f", {sum(t['seq_gaps'] for t in ledger.values())} missing seqNos in "
+                   f"{len(ledger)} transactions")
+    out += ["",
+            f"ratio (c)/(a) = {r[key_a]:.2f}   target <= 1.5   {_TARGET[key_a].verdict(r[key_a])}   {tag}",
+            f"ratio (c)/(b) = {r[key_b]:.2f}   target <= 0.4   {_TARGET[key_b].verdict(r[key_b])}   {tag}",
+            f"{checks}; secure-cp outbox after the run: {rt['securecp'].get('outbox_pending_after')} pending"]
+    if version == "1.6":
+        out += ["(c) = Station + SimulatedHardware with Frequency, Power.Factor, Power.Offered added to its 7",
+                f"measurands, SQLite in a temp dir on {m.get('data_fs', '?')} (synchronous=FULL); one sample per "
+                "round trip through",
+                "Engine.trigger_meter + adapter.poll (the runtime's path after a hardware event)."]
+    else:
+        out += ["(a), (b): TransactionEvent Started (seqNo 0), then Updated, triggerReason Trigger, seqNo 1, 2, ...;",
+                "(c) = Station(protocols=[\"ocpp2.0.1\"]) in a transaction, Station.trigger_meter_values(1) per round "
+                "trip (the",
+                "2.0.1 adapter makes it an Updated event, triggerReason Trigger, queued in the persistent outbox); "
+                "Temperature",
+                "(no 2.0.1 measurand) replaced by Energy.Active.Export.Register in all three payloads."]
+    out.append("")
+    return out
 
 
 def _same(shapes: dict, key: str) -> str:

@@ -23,6 +23,9 @@ def decimal_text(value: Decimal) -> str:
     """Plain notation keeps the text a meter or CSMS sent ("2935.600", "0.0000001"); exponents stay exponents."""
     if not value.is_finite():
         raise ValueError(f"{value} is not a JSON number")
+    text = str(value)
+    if "E" not in text:        # the common case: str() is already the plain, exact text
+        return text
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and -40 <= exponent <= 0:
         return format(value, "f")
@@ -35,6 +38,10 @@ def _default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _bare(match: re.Match) -> str:
+    return match.group(1)      # a function, not a template: re's template expansion is the slower path
+
+
 def dumps(value: Any) -> str:
     """Compact JSON (no spaces, UTF-8 text); Decimal as exact number text; NaN / infinity raise ValueError.
 
@@ -43,11 +50,11 @@ def dumps(value: Any) -> str:
     """
     text = json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     if _MARK_JSON[:6] in text:
-        text = _MARKED.sub(r"\1", text)
+        text = _MARKED.sub(_bare, text)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             text = json.dumps(value, default=_default, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-            text = _MARKED.sub(r"\1", text)
+            text = _MARKED.sub(_bare, text)
     return text

@@ -100,7 +100,7 @@ class Station:
         self.settings = Settings16(self.config)
         self.cache = AuthCache(self.db)
         self.engine = Engine(self.hal, self.settings, self.transactions, self.kv, Authorizer(self.settings, self.cache),
-                             protocol="1.6")
+                             protocol="1.6", evse_of={cid: evse for cid, (evse, _) in evses.items()})
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
         self.adapters: dict = {}
         for proto in cfg.protocols:   # one adapter per offered version; the negotiated one is active

@@ -12,8 +12,9 @@ T0 = 1_800_000_000.0   # 2027-01-15T08:00:00Z
 
 
 class World:
-    def __init__(self, path, connectors=1, **settings):
+    def __init__(self, path, connectors=1, evse_of=None, **settings):
         self.t = T0
+        self.evse_of = evse_of
         self.hw = SimulatedHardware(connectors, clock=lambda: self.t, max_power_w=3600.0)
         self.path = path
         self.settings = StaticSettings(**settings)
@@ -23,7 +24,7 @@ class World:
         self.db = Database(self.path / "s.db")
         self.tx = Transactions(self.db)
         self.engine = Engine(self.hw, self.settings, self.tx, KeyValue(self.db, "engine"),
-                             Authorizer(self.settings, AuthCache(self.db)))
+                             Authorizer(self.settings, AuthCache(self.db)), evse_of=self.evse_of)
         self.hw.set_listener(lambda ev: self.engine.on_hal(ev, self.t))
         self.engine.boot(self.t)
         self.engine.set_online(True, self.t)
@@ -199,3 +200,211 @@ def test_emergency_stop_ends_all_transactions(tmp_path):
     assert w.engine.remote_start("T2", 2, w.t) is False
     w.hw.emergency_stop(False)
     assert w.engine.status_of(2) == Status.AVAILABLE
+
+
+# ---- transaction start / stop points (OCPP 2.0.1 E01-E06, engine side; the 1.6 transaction is the default) -------
+from secure_cp.engine.model import StopReason, TxUpdated   # noqa: E402
+from secure_cp.v16.settings import Settings16              # noqa: E402
+
+
+def accept(w, tag="T1"):
+    """Answer the Authorize the engine asked for."""
+    assert [e.id_tag for e in w.effects(AuthorizeRequest)] == [tag]
+    w.engine.on_authorize_result(tag, {"status": "Accepted"}, w.t)
+
+
+def updates(effects):
+    return [e.trigger for e in effects if isinstance(e, TxUpdated)]
+
+
+@pytest.mark.parametrize("point,trigger", [("EVConnected", "CablePluggedIn"), ("ParkingBayOccupancy", "EVDetected")])
+def test_e01_fr_01_02_start_on_plug_then_authorized_update(tmp_path, point, trigger):
+    """E01 S1/S2, E02: the plug starts the transaction without an identifier and without power; the identifier
+    later is an update (Authorized) that closes the power path."""
+    w = World(tmp_path, tx_start_points={point})
+    w.effects()
+    w.hw.ev_plug(1)
+    started = w.effects(TxStarted)
+    assert len(started) == 1
+    rec = w.tx.get(started[0].tx_key)
+    assert rec.id_tag == "" and rec.extra["trigger"] == trigger
+    assert not w.hw.connectors[1].permitted and w.hw.connectors[1].locked
+    assert w.engine.status_of(1) == Status.PREPARING
+    w.hw.present_tag("T1")
+    accept(w)
+    eff = w.effects()
+    assert updates(eff) == ["Authorized"] and not [e for e in eff if isinstance(e, TxStarted)]
+    assert w.tx.get(rec.tx_key).id_tag == "T1" and w.hw.connectors[1].permitted
+    assert w.engine.status_of(1) == Status.CHARGING
+
+
+def test_e01_fr_03_start_on_authorized_then_cable_update(tmp_path):
+    """E01 S3, E03: the identifier starts the transaction before the cable; the plug is an update
+    (CablePluggedIn) that closes the power path and locks the cable."""
+    w = World(tmp_path, tx_start_points={"Authorized"})
+    w.hw.present_tag("T1")
+    accept(w)
+    started = w.effects(TxStarted)
+    assert len(started) == 1 and w.tx.get(started[0].tx_key).id_tag == "T1"
+    assert w.tx.get(started[0].tx_key).extra["trigger"] == "Authorized"
+    assert not w.hw.connectors[1].permitted and not w.hw.connectors[1].locked
+    w.advance(5)
+    w.hw.ev_plug(1)
+    assert updates(w.effects()) == ["CablePluggedIn"]
+    assert w.hw.connectors[1].permitted and w.hw.connectors[1].locked
+
+
+def test_e03_no_cable_within_connection_timeout_ends_the_transaction(tmp_path):
+    w = World(tmp_path, tx_start_points={"Authorized"}, connection_timeout=30)
+    w.hw.present_tag("T1")
+    accept(w)
+    key = w.effects(TxStarted)[0].tx_key
+    assert w.engine.next_deadline() == pytest.approx(w.t + 30)
+    w.advance(29)
+    assert w.effects(TxStopped) == []
+    w.advance(1)
+    assert [e.tx_key for e in w.effects(TxStopped)] == [key]
+    assert w.tx.get(key).stop_reason == StopReason.TIMEOUT.value
+
+
+@pytest.mark.parametrize("point", ["PowerPathClosed", "EnergyTransfer", "DataSigned"])
+def test_e01_fr_04_05_06_start_needs_plug_and_authorization(tmp_path, point):
+    w = World(tmp_path, tx_start_points={point})
+    w.hw.ev_plug(1)
+    assert w.effects(TxStarted) == []
+    w.hw.present_tag("T1")
+    accept(w)
+    started = w.effects(TxStarted)
+    assert len(started) == 1 and w.tx.get(started[0].tx_key).extra["trigger"] == "Authorized"
+    assert w.hw.connectors[1].permitted
+
+
+def test_e06_stop_point_evconnected_only_deauthorize_keeps_transaction_until_unplug(tmp_path):
+    """TxStopPoint EVConnected: the same tag again opens the power path (Updated Deauthorized) but the transaction
+    goes on; the unplug ends it (EVDisconnected)."""
+    w = World(tmp_path, tx_stop_points={"EVConnected"})
+    key = start_tx(w)
+    w.hw.present_tag("T1")
+    eff = w.effects()
+    assert updates(eff) == ["Deauthorized"] and not [e for e in eff if isinstance(e, TxStopped)]
+    assert not w.hw.connectors[1].permitted and w.engine.tx_on(1).tx_key == key
+    assert w.engine.status_of(1) == Status.PREPARING
+    w.hw.ev_plug(1, False)
+    assert [e.tx_key for e in w.effects(TxStopped)] == [key]
+    assert w.tx.get(key).stop_reason == "EVDisconnected"
+
+
+def test_e06_stop_point_authorized_only_unplug_keeps_transaction_tag_ends_it(tmp_path):
+    w = World(tmp_path, tx_stop_points={"Authorized"})
+    key = start_tx(w)
+    w.hw.ev_plug(1, False)
+    eff = w.effects()
+    assert updates(eff) == ["EVCommunicationLost"] and not [e for e in eff if isinstance(e, TxStopped)]
+    w.hw.ev_plug(1)
+    assert updates(w.effects()) == ["CablePluggedIn"]
+    w.hw.present_tag("T1")
+    assert [e.tx_key for e in w.effects(TxStopped)] == [key]
+    assert w.tx.get(key).stop_reason == "Local"
+
+
+@pytest.mark.parametrize("how", ["unplug", "tag"])
+def test_e06_stop_point_power_path_closed_ends_on_either(tmp_path, how):
+    w = World(tmp_path, tx_stop_points={"PowerPathClosed"})
+    key = start_tx(w)
+    if how == "unplug":
+        w.hw.ev_plug(1, False)
+    else:
+        w.hw.present_tag("T1")
+    assert [e.tx_key for e in w.effects(TxStopped)] == [key]
+
+
+def test_e06_remote_stop_always_ends(tmp_path):
+    w = World(tmp_path, tx_start_points={"EVConnected"}, tx_stop_points={"EVConnected"})
+    w.hw.ev_plug(1)
+    key = w.effects(TxStarted)[0].tx_key
+    assert w.engine.remote_stop(key, w.t)
+    assert w.tx.get(key).stop_reason == "Remote"
+
+
+def test_remote_start_authorizes_a_transaction_waiting_for_its_identifier(tmp_path):
+    w = World(tmp_path, tx_start_points={"EVConnected"}, authorize_remote_tx=False)
+    w.hw.ev_plug(1)
+    key = w.effects(TxStarted)[0].tx_key
+    assert w.engine.remote_start("R1", 1, w.t)
+    assert updates(w.effects()) == ["RemoteStart"]
+    assert w.tx.get(key).id_tag == "R1" and w.hw.connectors[1].permitted
+
+
+def test_e01_fr_14_one_transaction_per_evse(tmp_path):
+    """Two connectors of one EVSE: while connector 1 has a transaction, connector 2 starts none."""
+    w = World(tmp_path, connectors=2, evse_of={1: 1, 2: 1})
+    start_tx(w, cid=1)
+    w.hw.ev_plug(2)
+    assert not w.engine.remote_start("T2", 2, w.t)
+    w.hw.present_tag("T2", 2)
+    assert w.effects(TxStarted) == [] and w.engine.tx_on(2) is None
+    w.db.close()
+
+
+def test_trigger_meter_with_measurands(world):
+    world.engine.trigger_meter(1, world.t, measurands=["Energy.Active.Import.Register"])
+    mv = world.effects(TxMeterValues)
+    assert len(mv) == 1 and mv[0].samples[0].context == "Trigger"
+    assert [v.measurand for v in mv[0].samples[0].values] == ["Energy.Active.Import.Register"]
+    world.engine.trigger_meter(1, world.t, measurands=[])
+    assert world.effects(TxMeterValues) == []
+
+
+def test_c02_fr_03_answer_not_cached_when_asked(world):
+    world.hw.present_tag("N1")
+    world.effects()
+    world.engine.on_authorize_result("N1", {"status": "Accepted"}, world.t, cache=False)
+    assert world.engine.auth.cache.get("N1") is None
+    world.hw.present_tag("N1")      # cancels the pending authorization
+    world.hw.present_tag("C1")
+    world.effects()
+    world.engine.on_authorize_result("C1", {"status": "Accepted"}, world.t)
+    assert world.engine.auth.cache.get("C1") is not None
+
+
+class _FakeModel:
+    def __init__(self, values):
+        self.values = values
+
+    def get(self, component, variable, **_):
+        return self.values.get((component, variable))
+
+
+class _FakeConfig:
+    def __init__(self, model, bools):
+        self.model, self.bools = model, bools
+
+    def get_bool(self, key):
+        return self.bools[key]
+
+    def get_int(self, key):
+        raise KeyError(key)
+
+    def get_list(self, key):
+        raise KeyError(key)
+
+
+def test_settings16_points_follow_the_active_protocol():
+    """1.6: the fixed 1.6 transaction; 2.0.1 (Engine.protocol -> use_protocol): TxCtrlr.TxStartPoint/TxStopPoint."""
+    model = _FakeModel({("TxCtrlr", "TxStartPoint"): "EVConnected,Authorized", ("TxCtrlr", "TxStopPoint"): "EVConnected"})
+    s = Settings16(_FakeConfig(model, {"StopTransactionOnEVSideDisconnect": False}))
+    assert s.tx_start_points == {"PowerPathClosed"} and s.tx_stop_points == {"Authorized"}
+    s.use_protocol("2.0.1")
+    assert s.tx_start_points == {"EVConnected", "Authorized"} and s.tx_stop_points == {"EVConnected"}
+    s.use_protocol("1.6")
+    s._c.bools["StopTransactionOnEVSideDisconnect"] = True
+    assert s.tx_stop_points == {"Authorized", "EVConnected"}
+
+
+def test_engine_protocol_is_passed_to_the_settings(tmp_path):
+    calls = []
+    w = World(tmp_path)
+    w.settings.use_protocol = calls.append
+    w.engine.protocol = "2.0.1"
+    assert calls == ["2.0.1"] and w.engine.protocol == "2.0.1"
+    w.db.close()

@@ -160,14 +160,15 @@ async def test_tc_b_30_rejected_station_answers_security_error_and_sends_nothing
 
 async def test_tc_b_06_b_09_b_11_b_39_get_and_set_variables(csms, make_station):
     """TC_B_06/09/11/39_CS (B05, B06): values are read and written in the shared device model; a bad value and
-    a ReadOnly variable are Rejected; TxStartPoint accepts only the start point the engine implements."""
+    a ReadOnly variable are Rejected; TxStartPoint / TxStopPoint accept every valid member list (E01, E06)."""
     await booted(csms, make_station)
     assert await set_var(csms, "OCPPCommCtrlr", "HeartbeatInterval", "120") == "Accepted"
     assert await get_var(csms, "OCPPCommCtrlr", "HeartbeatInterval") == "120"
     assert await set_var(csms, "OCPPCommCtrlr", "HeartbeatInterval", "abc") == "Rejected"
     assert await set_var(csms, "ChargingStation", "Model", "other") == "Rejected"
-    assert await set_var(csms, "TxCtrlr", "TxStartPoint", "EVConnected") == "Rejected"
-    assert await set_var(csms, "TxCtrlr", "TxStopPoint", "EVConnected") == "Rejected"
+    assert await set_var(csms, "TxCtrlr", "TxStartPoint", "EVConnected") == "Accepted"
+    assert await set_var(csms, "TxCtrlr", "TxStopPoint", "EVConnected") == "Accepted"
+    assert await set_var(csms, "TxCtrlr", "TxStopPoint", "DataSigned") == "Rejected"   # no stop point (§2.6.6.2)
     assert await set_var(csms, "TxCtrlr", "TxStopPoint", "Authorized,EVConnected") == "Accepted"
     assert await set_var(csms, "TxCtrlr", "TxStartPoint", "PowerPathClosed") == "Accepted"
     res = await csms.call(ID, "GetVariables", {"getVariableData": [
@@ -188,7 +189,8 @@ async def test_tc_b_13_b_14_get_base_report_full_and_summary_inventory(csms, mak
             ("ChargingStation", "AvailabilityState"), ("EVSE", "AvailabilityState")} <= names
     start_point = next(d for d in data if d["variable"]["name"] == "TxStartPoint")
     assert start_point["variableAttribute"][0]["value"] == "PowerPathClosed"
-    assert start_point["variableCharacteristics"]["valuesList"] == "PowerPathClosed"
+    assert start_point["variableCharacteristics"]["valuesList"] == \
+        "ParkingBayOccupancy,EVConnected,Authorized,DataSigned,PowerPathClosed,EnergyTransfer"
     assert await csms.call(ID, "GetBaseReport", {"requestId": 8, "reportBase": "SummaryInventory"}) == \
         {"status": "Accepted"}
     summary = await csms.wait_report(ID, 8)

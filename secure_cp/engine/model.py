@@ -37,6 +37,9 @@ class StopReason(str, enum.Enum):
     REMOTE = "Remote"
     SOFT_RESET = "SoftReset"
     UNLOCK_COMMAND = "UnlockCommand"
+    # Not a 1.6 reason: a transaction started before the cable (TxStartPoint Authorized) whose cable never came
+    # within ConnectionTimeOut (2.0.1 E03: EVConnectTimeout / Timeout). A 1.6 transaction never starts that way.
+    TIMEOUT = "Timeout"
 
 
 # Measurand -> default unit (OCPP 1.6 UnitOfMeasure / 2.0.1 unitOfMeasure.unit); absent = dimensionless
@@ -98,6 +101,15 @@ class TxStarted:
 
 
 @dataclass(frozen=True)
+class TxUpdated:
+    """Something changed inside a running transaction that is no meter reading (OCPP 2.0.1 TransactionEvent
+    Updated; 1.6 has no such message and ignores it). ``trigger`` uses the 2.0.1 TriggerReasonEnumType names the
+    engine can produce: Authorized, RemoteStart, CablePluggedIn, Deauthorized, EVCommunicationLost."""
+    tx_key: str
+    trigger: str
+
+
+@dataclass(frozen=True)
 class TxMeterValues:
     tx_key: str | None           # None: a meter value outside any transaction
     connector_id: int
@@ -123,7 +135,7 @@ class Notice:
     text: str
 
 
-Effect = StatusChanged | AuthorizeRequest | TxStarted | TxMeterValues | TxStopped | ResetNow | Notice
+Effect = StatusChanged | AuthorizeRequest | TxStarted | TxUpdated | TxMeterValues | TxStopped | ResetNow | Notice
 
 
 def rfc3339(ts: float) -> str:

@@ -26,6 +26,11 @@ class EngineSettings(Protocol):
     stop_txn_sampled_measurands: list[str]
     stop_txn_aligned_measurands: list[str]
     minimum_status_duration: int       # s
+    # Transaction start/stop points (OCPP 2.0.1 TxCtrlr.TxStartPoint / TxStopPoint member names, Part 2 E §1.1.2).
+    # A transaction starts when ANY start point holds and ends when a stop point's condition ends. The OCPP 1.6
+    # transaction is {"PowerPathClosed"} / {"Authorized"} (+ "EVConnected" with StopTransactionOnEVSideDisconnect).
+    tx_start_points: set[str]
+    tx_stop_points: set[str]
 
 
 class StaticSettings:
@@ -49,7 +54,19 @@ class StaticSettings:
         self.stop_txn_sampled_measurands = []
         self.stop_txn_aligned_measurands = []
         self.minimum_status_duration = 0
+        self.tx_start_points = {"PowerPathClosed"}
+        self._tx_stop_points: set[str] | None = None     # None: the 1.6 rule, from stop_on_ev_side_disconnect
         for k, v in overrides.items():
             if not hasattr(self, k):
                 raise AttributeError(k)
             setattr(self, k, v)
+
+    @property
+    def tx_stop_points(self) -> set[str]:
+        if self._tx_stop_points is not None:
+            return set(self._tx_stop_points)
+        return {"Authorized"} | ({"EVConnected"} if self.stop_on_ev_side_disconnect else set())
+
+    @tx_stop_points.setter
+    def tx_stop_points(self, value: set[str]) -> None:
+        self._tx_stop_points = set(value)

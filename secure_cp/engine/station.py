@@ -18,13 +18,24 @@ from ..store.tables import TxRecord   # the record type only: the engine never o
 from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
 from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
-                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, rfc3339)
+                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, TxUpdated, rfc3339)
 from .settings import EngineSettings
 
 log = logging.getLogger("secure_cp.engine")
 
 ENERGY = "Energy.Active.Import.Register"
 MAX_STOP_SAMPLES = 200      # cap of StopTxn*Data samples kept per transaction (begin and end always kept)
+#: Start/stop points whose condition is "an EV is there" (no parking bay sensor: occupancy = a plugged cable).
+PLUG_POINTS = frozenset({"EVConnected", "ParkingBayOccupancy"})
+#: Start points that need both halves (plugged AND authorized): the power path can close only then. DataSigned is
+#: treated alike (the meter signs at the start of the energy transfer).
+BOTH_POINTS = frozenset({"PowerPathClosed", "EnergyTransfer", "DataSigned"})
+#: Stop points ended by a de-authorization: Authorized itself, and the power path / energy transfer, which open
+#: when the authorization goes (EnergyTransfer is implemented as "the power path opens": the engine cannot see a
+#: pause of the EV apart from it).
+AUTH_STOP_POINTS = frozenset({"Authorized", "PowerPathClosed", "EnergyTransfer"})
+#: Stop points ended by unplugging.
+PLUG_STOP_POINTS = frozenset({"EVConnected", "ParkingBayOccupancy", "PowerPathClosed", "EnergyTransfer"})
 
 
 @dataclass
@@ -52,6 +63,8 @@ class Connector:
     locked_for: str | None = None         # cable kept locked after a DeAuthorized stop, for this identifier
     invalid_suspended: bool = False
     ev_side_disconnected: bool = False
+    tx_authorized: bool = False           # the running transaction has an accepted identifier now
+    tx_deadline: float | None = None      # started on Authorized without a cable: ConnectionTimeOut for the plug
     next_sample: float | None = None
     last_energy: int = 0
     # status reporting (MinimumStatusDuration)
@@ -67,10 +80,15 @@ class _AuthQuery:
 
 
 class Engine:
-    """One charging station. ``protocol`` ("1.6" / "2.0.1") is recorded on transactions, nothing more."""
+    """One charging station. ``protocol`` ("1.6" / "2.0.1") is recorded on transactions and passed on to the
+    settings (``use_protocol``, when the settings object has it: the start/stop points depend on it).
+
+    ``evse_of`` maps connector -> EVSE (default: each connector its own EVSE); one transaction per EVSE
+    (2.0.1 E01.FR.14)."""
 
     def __init__(self, hal: HardwareAdapter, settings: EngineSettings, transactions, kv, authorizer: Authorizer,
-                 *, protocol: str = "1.6", new_key: Callable[[], str] | None = None):
+                 *, protocol: str = "1.6", new_key: Callable[[], str] | None = None,
+                 evse_of: dict[int, int] | None = None):
         self.hal = hal
         self.settings = settings
         self.transactions = transactions
@@ -79,6 +97,7 @@ class Engine:
         self.protocol = protocol
         self._new_key = new_key or (lambda: uuid.uuid4().hex)
         self.connectors: dict[int, Connector] = {cid: Connector(cid) for cid in hal.connector_ids()}
+        self.evse_of: dict[int, int] = {cid: (evse_of or {}).get(cid, cid) for cid in self.connectors}
         self.station_operative = True
         self.station_status_reported: tuple | None = None
         self.effects: list[Effect] = []
@@ -139,6 +158,32 @@ class Engine:
             for tag in list(self._queries):
                 self.on_authorize_result(tag, None, now)
 
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, value: str) -> None:
+        self._protocol = value
+        use = getattr(self.settings, "use_protocol", None)
+        if use is not None:
+            use(value)
+
+    def _start_points(self) -> set[str]:
+        points = set(self.settings.tx_start_points)
+        return points or {"PowerPathClosed"}   # none configured: the 1.6 transaction rather than none at all
+
+    def _stops_on_auth_loss(self) -> bool:
+        return bool(set(self.settings.tx_stop_points) & AUTH_STOP_POINTS)
+
+    def _stops_on_unplug(self) -> bool:
+        return bool(set(self.settings.tx_stop_points) & PLUG_STOP_POINTS)
+
+    def _evse_busy(self, c: Connector) -> bool:
+        """E01.FR.14: another connector of the same EVSE has a transaction."""
+        evse = self.evse_of.get(c.id, c.id)
+        return any(o.tx_key for o in self.connectors.values() if o.id != c.id and self.evse_of.get(o.id) == evse)
+
     def drain(self) -> list[Effect]:
         out, self.effects = self.effects, []
         return out
@@ -188,14 +233,22 @@ class Engine:
         if plugged:
             c.ev_side_disconnected = False
             c.finishing = False
-            self._maybe_start(c, now)
+            if c.tx_key:   # the cable of a running transaction (started on Authorized, or back after an unplug)
+                c.tx_deadline = None
+                self.hal.lock_connector(c.id, True)
+                if c.tx_authorized and not c.invalid_suspended:
+                    self.hal.permit_charging(c.id, True)
+                self.effects.append(TxUpdated(c.tx_key, "CablePluggedIn"))
+                return
+            self._maybe_start(c, now, "plug")
             return
         c.finishing = False
         if c.tx_key:
-            if self.settings.stop_on_ev_side_disconnect:
+            if self._stops_on_unplug():
                 self._stop(c, StopReason.EV_DISCONNECTED, now, unlock=self.settings.unlock_on_ev_side_disconnect)
             else:  # 1.6 §4.9: keep the transaction, report SuspendedEV "EV side disconnected", keep the cable locked
                 c.ev_side_disconnected = True
+                self.effects.append(TxUpdated(c.tx_key, "EVCommunicationLost"))
 
     def _on_emergency(self, active: bool, now: float) -> None:
         """Emergency stop: every transaction ends (reason EmergencyStop), every connector Faulted until released."""
@@ -222,9 +275,9 @@ class Engine:
     # ---- authorization ---------------------------------------------------------------------------------------
     def present_tag(self, id_tag: str, connector_id: int, now: float) -> None:
         """A driver presented an identifier (RFID): stop their transaction or authorize a new one."""
-        c = self.find_tx(lambda tx: tx.id_tag == id_tag)
-        if c is not None:  # the same identifier ends its own transaction without asking anybody
-            self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
+        c = self.find_tx(lambda tx: tx.id_tag == id_tag and self.connectors[tx.connector_id].tx_authorized)
+        if c is not None:  # the same identifier ends its own transaction (or authorization) without asking anybody
+            self._end_authorization(c, now, id_tag)
             self._refresh(c, now)
             return
         for lc in self.connectors.values():   # the owner of a cable kept locked after DeAuthorized returns
@@ -252,12 +305,13 @@ class Engine:
             self.effects.append(AuthorizeRequest(id_tag))
         self._queries[id_tag] = _AuthQuery(connector_id, remote)
 
-    def on_authorize_result(self, id_tag: str, info: dict | None, now: float) -> None:
-        """The CSMS answered an Authorize (info = idTagInfo) or could not (None: timeout, error, offline)."""
+    def on_authorize_result(self, id_tag: str, info: dict | None, now: float, *, cache: bool = True) -> None:
+        """The CSMS answered an Authorize (info = idTagInfo) or could not (None: timeout, error, offline).
+        ``cache`` False: the answer is not put in the authorization cache (2.0.1 C02.FR.03: NoAuthorization)."""
         q = self._queries.pop(id_tag, None)
         if info is None:
             info = self.auth.decide_offline(id_tag, now)
-        else:
+        elif cache:
             self.auth.learn(id_tag, info, now)
         if q is not None:
             self._authorized(id_tag, info, q.connector_id, now, q.remote)
@@ -266,25 +320,65 @@ class Engine:
         parent = info.get("parentIdTag")
         if info_valid(info, now) and parent:
             # 1.6 §3.5.3: an identifier of the same group (parentIdTag) may end the transaction
-            c = self.find_tx(lambda tx: tx.extra.get("parent") == parent)
+            c = self.find_tx(lambda tx: tx.extra.get("parent") == parent
+                             and self.connectors[tx.connector_id].tx_authorized)
             if c is not None and not remote:
-                self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
+                self._end_authorization(c, now, id_tag)
                 self._refresh(c, now)
                 return
         if not info_valid(info, now):
             self.effects.append(Notice(connector_id, f"identifier {id_tag} not accepted ({info.get('status')})"))
+            return
+        t = self._unauthorized_tx(connector_id)
+        if t is not None:   # a transaction started without an identifier (EVConnected ...): it is now authorized
+            self._authorize_tx(t, id_tag, parent, remote, now)
+            self._refresh(t, now)
             return
         c = self._pick_connector(connector_id)
         if c is None:
             self.effects.append(Notice(connector_id, "no connector available"))
             return
         c.auth = PendingAuth(id_tag, parent, now + max(self.settings.connection_timeout, 1), remote)
-        self._maybe_start(c, now)
+        self._maybe_start(c, now, "auth")
         self._refresh(c, now)
+
+    def _unauthorized_tx(self, connector_id: int) -> Connector | None:
+        """The connector whose running transaction waits for an identifier (the given one, or the first)."""
+        for c in self.connectors.values():
+            if c.tx_key and not c.tx_authorized and c.fault is None and connector_id in (0, c.id):
+                return c
+        return None
+
+    def _authorize_tx(self, c: Connector, id_tag: str, parent: str | None, remote: bool, now: float) -> None:
+        tx = self.transactions.get(c.tx_key)
+        tx.extra["parent"] = parent
+        if remote:
+            tx.extra["remote"] = True
+        self.transactions.update(c.tx_key, id_tag=id_tag, extra=tx.extra)
+        c.tx_authorized = True
+        c.invalid_suspended = False
+        if c.plugged:
+            self.hal.permit_charging(c.id, True)
+        log.info("transaction %s on connector %d authorized for %s", c.tx_key, c.id, id_tag)
+        self.effects.append(TxUpdated(c.tx_key, "RemoteStart" if remote else "Authorized"))
+
+    def _end_authorization(self, c: Connector, now: float, id_tag: str) -> None:
+        """The driver (same identifier or group) ends the authorization: the transaction ends when Authorized (or
+        the power path) is a stop point, else only the power path opens and the transaction goes on until a stop
+        point ends it (2.0.1 E06: e.g. TxStopPoint EVConnected waits for the unplug)."""
+        if self._stops_on_auth_loss():
+            self._stop(c, StopReason.LOCAL, now, id_tag=id_tag)
+            return
+        self._deauthorize(c)
+
+    def _deauthorize(self, c: Connector) -> None:
+        c.tx_authorized = False
+        self.hal.permit_charging(c.id, False)
+        self.effects.append(TxUpdated(c.tx_key, "Deauthorized"))
 
     def _usable(self, c: Connector) -> bool:
         return (c.tx_key is None and c.fault is None and not self.emergency and c.operative
-                and self.station_operative)
+                and self.station_operative and not self._evse_busy(c))
 
     def _pick_connector(self, connector_id: int) -> Connector | None:
         if connector_id:
@@ -297,7 +391,9 @@ class Engine:
     # ---- remote commands -----------------------------------------------------------------------------------
     def remote_start(self, id_tag: str, connector_id: int | None, now: float) -> bool:
         """RemoteStartTransaction / RequestStartTransaction: Accepted (True) or Rejected (False)."""
-        c = self._pick_connector(connector_id or 0)
+        # a transaction already running without an identifier (TxStartPoint EVConnected, cable first) is
+        # authorized by the remote start (2.0.1 F02: Updated with triggerReason RemoteStart)
+        c = self._unauthorized_tx(connector_id or 0) or self._pick_connector(connector_id or 0)
         if c is None:
             return False
         if self.settings.authorize_remote_tx:
@@ -314,18 +410,22 @@ class Engine:
         self._refresh(c, now)
         return True
 
-    def on_tx_confirmed(self, tx_key: str, info: dict | None, now: float) -> None:
-        """StartTransaction.conf: the CSMS's verdict on the identifier (1.6 §4.8, StopTransactionOnInvalidId)."""
+    def on_tx_confirmed(self, tx_key: str, info: dict | None, now: float, *, cache: bool = True) -> None:
+        """StartTransaction.conf: the CSMS's verdict on the identifier (1.6 §4.8, StopTransactionOnInvalidId).
+        ``cache`` False: not put in the authorization cache (2.0.1 C02.FR.03: NoAuthorization)."""
         tx = self.transactions.get(tx_key)
-        if tx is None or info is None:
+        if tx is None or info is None or not tx.id_tag:
             return
-        self.auth.learn(tx.id_tag, info, now)
+        if cache:
+            self.auth.learn(tx.id_tag, info, now)
         if info.get("status") == "Accepted" or tx.stopped_at is not None:
             return
         c = self.connectors.get(tx.connector_id)
-        if c is None or c.tx_key != tx_key:
+        if c is None or c.tx_key != tx_key or not c.tx_authorized:
             return
-        if self.settings.stop_on_invalid_id:
+        if self.settings.stop_on_invalid_id and not self._stops_on_auth_loss():
+            self._deauthorize(c)   # 2.0.1: the power path opens; the transaction waits for its stop point
+        elif self.settings.stop_on_invalid_id:
             # 1.6 §3.5.4: keep the cable locked until the owner presents the identifier again
             self._stop(c, StopReason.DE_AUTHORIZED, now, unlock=False)
             c.locked_for = tx.id_tag
@@ -401,11 +501,13 @@ class Engine:
         self.auth.cache.clear()
         return True
 
-    def trigger_meter(self, connector_id: int, now: float) -> None:
-        """TriggerMessage MeterValues: one sample per connector (0 = all) with context Trigger."""
+    def trigger_meter(self, connector_id: int, now: float, measurands: list[str] | None = None) -> None:
+        """TriggerMessage MeterValues: one sample per connector (0 = all) with context Trigger, of ``measurands``
+        (default: the sampled measurands)."""
+        wanted = list(measurands) if measurands is not None else self.settings.sampled_measurands
         for c in self.connectors.values():
             if connector_id in (0, c.id):
-                sample = self._sample(c, self.settings.sampled_measurands, "Trigger", now)
+                sample = self._sample(c, wanted, "Trigger", now)
                 if sample is not None:
                     self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
 
@@ -417,29 +519,56 @@ class Engine:
             self._refresh(c, now, force=True)
 
     # ---- transactions ---------------------------------------------------------------------------------------
-    def _maybe_start(self, c: Connector, now: float) -> None:
-        if c.auth is None or not c.plugged or c.tx_key or c.fault is not None or self.emergency:
+    def _start_trigger(self, c: Connector, cause: str, points: set[str]) -> str | None:
+        """Whether a start point holds, and which event started the transaction (2.0.1 TriggerReason names,
+        E01 S1-S6): None = no start point holds. A start that needed both halves keeps the 1.6-compatible
+        "Authorized" (the identifier is what the driver did last or the plug completes an authorization)."""
+        plugged, authorized = c.plugged, c.auth is not None
+        if cause == "plug" and plugged and points & PLUG_POINTS:
+            return "CablePluggedIn" if "EVConnected" in points else "EVDetected"
+        if cause == "auth" and authorized and "Authorized" in points:
+            return "Authorized"
+        if plugged and authorized and points & (BOTH_POINTS | PLUG_POINTS | {"Authorized"}):
+            return "Authorized"
+        if plugged and points & PLUG_POINTS:
+            return "CablePluggedIn" if "EVConnected" in points else "EVDetected"
+        if authorized and "Authorized" in points:
+            return "Authorized"
+        return None
+
+    def _maybe_start(self, c: Connector, now: float, cause: str = "") -> None:
+        """Start a transaction when any start point holds (EngineSettings.tx_start_points); the power path closes
+        only when the connector is plugged AND authorized."""
+        if c.tx_key or c.fault is not None or self.emergency or self._evse_busy(c):
             return
         if not (c.operative and self.station_operative):
+            return
+        trigger = self._start_trigger(c, cause, self._start_points())
+        if trigger is None:
             return
         auth, c.auth = c.auth, None
         reading = self._read(c, now, persist=False)
         tx_key = self._new_key()
         begin = self._stop_sample(reading, "Transaction.Begin", now)
-        rec = TxRecord(tx_key=tx_key, evse_id=c.id, connector_id=c.id, id_tag=auth.id_tag, started_at=rfc3339(now),
+        rec = TxRecord(tx_key=tx_key, evse_id=self.evse_of.get(c.id, c.id), connector_id=c.id,
+                       id_tag=auth.id_tag if auth else "", started_at=rfc3339(now),
                        meter_start_wh=reading.energy_wh, protocol=self.protocol, last_meter_wh=reading.energy_wh,
                        last_meter_at=rfc3339(now),
-                       extra={"parent": auth.parent_id_tag, "remote": auth.remote,
-                              "samples": [begin.to_json()] if begin else []})
+                       extra={"parent": auth.parent_id_tag if auth else None, "remote": bool(auth and auth.remote),
+                              "trigger": trigger, "samples": [begin.to_json()] if begin else []})
         self.transactions.create(rec)
         c.tx_key = tx_key
+        c.tx_authorized = auth is not None
+        c.tx_deadline = None if c.plugged else now + max(self.settings.connection_timeout, 1)
         c.invalid_suspended = False
         c.finishing = False
-        self.hal.lock_connector(c.id, True)
-        self.hal.permit_charging(c.id, True)
+        if c.plugged:
+            self.hal.lock_connector(c.id, True)
+        if c.plugged and c.tx_authorized:
+            self.hal.permit_charging(c.id, True)
         c.next_sample = now + self.settings.sample_interval if self.settings.sample_interval > 0 else None
-        log.info("transaction %s started on connector %d for %s at %d Wh", tx_key, c.id, auth.id_tag,
-                 reading.energy_wh)
+        log.info("transaction %s started on connector %d (%s) for %r at %d Wh", tx_key, c.id, trigger,
+                 auth.id_tag if auth else "", reading.energy_wh)
         self.effects.append(TxStarted(tx_key))
 
     def _stop(self, c: Connector, reason: StopReason, now: float, *, id_tag: str | None = None,
@@ -448,6 +577,8 @@ class Engine:
         self.hal.permit_charging(c.id, False)
         reading = self._read(c, now, persist=False)
         c.tx_key = None
+        c.tx_authorized = False
+        c.tx_deadline = None
         c.next_sample = None
         c.invalid_suspended = False
         c.ev_side_disconnected = False
@@ -553,6 +684,7 @@ class Engine:
         times = [self._next_aligned]
         for c in self.connectors.values():
             times.append(c.next_sample)
+            times.append(c.tx_deadline)
             if c.auth:
                 times.append(c.auth.deadline)
             if c.shown != c.reported and c.shown is not None:
@@ -565,6 +697,9 @@ class Engine:
             if c.auth and now >= c.auth.deadline:    # ConnectionTimeOut: the cable never came (B1)
                 log.info("connector %d: authorization of %s timed out (ConnectionTimeOut)", c.id, c.auth.id_tag)
                 c.auth = None
+            if c.tx_key and c.tx_deadline is not None and now >= c.tx_deadline:   # 2.0.1 E03: EVConnectTimeout
+                log.info("connector %d: transaction %s: no cable within ConnectionTimeOut", c.id, c.tx_key)
+                self._stop(c, StopReason.TIMEOUT, now)
             if c.tx_key and c.next_sample is not None and now >= c.next_sample:
                 iv = self.settings.sample_interval
                 c.next_sample = (c.next_sample + iv) if iv > 0 else None
@@ -612,6 +747,8 @@ class Engine:
         if c.tx_key:
             if c.ev_side_disconnected:
                 return Status.SUSPENDED_EV, code, info or "EV side disconnected", vendor
+            if not c.plugged or not c.tx_authorized:   # a transaction waiting for its cable or identifier
+                return Status.PREPARING, code, info, vendor
             if not c.evse_ready or c.invalid_suspended:
                 return Status.SUSPENDED_EVSE, code, info, vendor
             if not c.ev_ready:

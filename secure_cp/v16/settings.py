@@ -1,10 +1,46 @@
-"""EngineSettings read from the OCPP 1.6 configuration keys (which live in the shared device model)."""
+"""EngineSettings read from the OCPP 1.6 configuration keys (which live in the shared device model).
+
+The runtime gives the engine this one settings object whatever protocol is active. Only the transaction start /
+stop points differ by protocol: 1.6 has a fixed transaction (starts when plugged AND authorized, ends on
+de-authorization and, with StopTransactionOnEVSideDisconnect, on unplug), 2.0.1 configures it in
+TxCtrlr.TxStartPoint / TxStopPoint. The engine tells this object which protocol is active through
+``use_protocol`` (called by the ``Engine.protocol`` setter, which the runtime sets on every connection), so
+the choice follows the negotiated version without the runtime or the adapters knowing about it.
+"""
 from __future__ import annotations
+
+from ..devicemodel.model import split_list
+
+#: The 2.0.1 default of TxCtrlr.TxStartPoint / TxStopPoint when the variable cannot be read.
+DEFAULT_START_201 = frozenset({"PowerPathClosed"})
+DEFAULT_STOP_201 = frozenset({"EVConnected", "Authorized"})
 
 
 class Settings16:
-    def __init__(self, config):
+    def __init__(self, config, *, protocol: str = "1.6"):
         self._c = config
+        self.protocol = protocol
+
+    def use_protocol(self, protocol: str) -> None:
+        """The active protocol ("1.6" / "2.0.1"): decides where tx_start_points / tx_stop_points come from."""
+        self.protocol = protocol
+
+    def _points_201(self, variable: str, default: frozenset[str]) -> set[str]:
+        model = getattr(self._c, "model", None) or getattr(self._c, "_model", None)
+        raw = model.get("TxCtrlr", variable) if model is not None else None
+        return set(split_list(raw)) if raw is not None else set(default)
+
+    @property
+    def tx_start_points(self) -> set[str]:
+        if self.protocol == "2.0.1":
+            return self._points_201("TxStartPoint", DEFAULT_START_201)
+        return {"PowerPathClosed"}
+
+    @property
+    def tx_stop_points(self) -> set[str]:
+        if self.protocol == "2.0.1":
+            return self._points_201("TxStopPoint", DEFAULT_STOP_201)
+        return {"Authorized"} | ({"EVConnected"} if self.stop_on_ev_side_disconnect else set())
 
     def _int(self, key: str, default: int) -> int:
         try:

@@ -5,10 +5,10 @@ call in one store transaction. Engine effects become CALLs: TransactionEvent thr
 seqNo and the idempotency flags q_start / q_stop on the transaction record), everything else through small
 in-memory queues. CSMS->station CALLs become engine commands or device-model reads and writes.
 
-What the engine's transaction is in 2.0.1 terms: it starts when an EV is connected AND a driver is authorized and
-ends on the 1.6 stop events, i.e. TxStartPoint "PowerPathClosed", TxStopPoint "EVConnected,Authorized" (Part 2 E
-§1.1.2, Table 95). The device model is made to report exactly that, and a SetVariables asking for anything else is
-Rejected until the engine supports other start/stop points.
+Transactions follow TxCtrlr.TxStartPoint / TxStopPoint (Part 2 E §1.1.2): the engine reads them through its
+settings while 2.0.1 is the active protocol (v16.settings.Settings16.use_protocol) and reports what happens inside
+a transaction as TxUpdated effects, which become TransactionEvent Updated with their triggerReason. Every valid
+member list is accepted by SetVariables (the device model checks the members).
 
 Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
 connectors (an EVSE command applies to each of its connectors), idTokenInfo.evseId restrictions (C01.FR.21), the
@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
 from ..devicemodel import DeviceModel
-from ..devicemodel.model import split_list
 from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, SampledValue, Sample, Status, StatusChanged,
                       StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
+from ..engine.model import TxUpdated
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
 from ..store import StoreError
@@ -50,9 +50,6 @@ TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", 
 #: BootReasonEnumType (Part 2 §3.5).
 BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "PowerUp", "RemoteReset",
                           "ScheduledReset", "Triggered", "Unknown", "Watchdog"})
-#: The transaction start/stop points the engine implements (Part 2 E §1.1.2, OCPP 1.6 compatible transactions).
-TX_START_POINT = ("PowerPathClosed",)
-TX_STOP_POINT = ("EVConnected", "Authorized")
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected (B02.FR.07, B03.FR.05)
 TOKEN_TYPES_KEPT = 200        # idToken types learned from RequestStartTransaction, newest kept
@@ -73,19 +70,6 @@ class _Inflight:
     kind: str                 # "boot" | "heartbeat" | "status" | "call" | "outbox"
     action: str
     ref: Any = None
-
-
-def _restrict(model: DeviceModel, variable: str, members: tuple[str, ...]) -> None:
-    """Make TxCtrlr.<variable> report and accept only what the engine does (force the value, narrow the
-    valuesList, reject any other set of members)."""
-    d = model.definition("TxCtrlr", variable)
-    if d is None:
-        return
-    wanted = frozenset(members)
-    model.define(replace(d, values_list=members, default=",".join(members),
-                         validator=lambda value, _current: frozenset(split_list(value)) == wanted))
-    if model.get("TxCtrlr", variable) != ",".join(members):
-        model.set("TxCtrlr", variable, ",".join(members), force=True)
 
 
 class Ocpp201Adapter:
@@ -136,8 +120,6 @@ class Ocpp201Adapter:
         self._head_stale = True
         self._token_types: dict[str, str] = dict(kv.get("token_types", {}))
         self._remote_ids: dict[str, int] = dict(kv.get("remote_starts", {}))
-        _restrict(model, "TxStartPoint", TX_START_POINT)
-        _restrict(model, "TxStopPoint", TX_STOP_POINT)
 
     # ---- small helpers ------------------------------------------------------------------------------------------
     def _head(self):
@@ -226,6 +208,8 @@ class Ocpp201Adapter:
             self._queue_authorize(eff.id_tag, now)
         elif isinstance(eff, TxStarted):
             self._enqueue_started(eff.tx_key, now)
+        elif isinstance(eff, TxUpdated):
+            self._enqueue_updated(eff, now)
         elif isinstance(eff, TxStopped):
             self._enqueue_ended(eff, now)
         elif isinstance(eff, TxMeterValues):
@@ -280,7 +264,7 @@ class Ocpp201Adapter:
     def _charging_state_changed(self, eff: StatusChanged, now: float) -> None:
         """E02.FR.13 / E01.FR.18: a change of charging state during a transaction is a TransactionEvent Updated
         with triggerReason ChargingStateChanged (e.g. SuspendedEVSE after an invalid idToken, E05.FR.02)."""
-        cs = m.CHARGING_STATE.get(eff.status)
+        cs = self._charging_state(eff.connector_id, eff.status)
         tx = self.engine.tx_on(eff.connector_id)
         if cs is None or tx is None or not tx.extra.get("q_start") or tx.extra.get("q_stop") \
                 or tx.extra.get("cs") == cs:
@@ -310,9 +294,11 @@ class Ocpp201Adapter:
             self.engine.on_authorize_result(id_tag, None, now)
             return
 
+        cache = self._token_type(id_tag) != "NoAuthorization"   # C02.FR.03: never cached
+
         def done(res: dict | None, tag: str = id_tag) -> None:
             info = res.get("idTokenInfo") if res else None
-            self.engine.on_authorize_result(tag, m.auth_info_16(info) if info else None, self._now)
+            self.engine.on_authorize_result(tag, m.auth_info_16(info) if info else None, self._now, cache=cache)
         self._queue_call(self._volatile, _Call("Authorize", payload, done))
 
     # ---- transaction events -----------------------------------------------------------------------------------
@@ -328,15 +314,25 @@ class Ocpp201Adapter:
         with self.db.tx():
             payload["seqNo"] = self.transactions.next_seq_no(tx.tx_key)
             self.outbox.append("TransactionEvent", payload, tx_key=tx.tx_key, now=now)
+            changed = any(tx.extra.get(k) != v for k, v in extra.items())
             tx.extra.update(extra)
-            self.transactions.update(tx.tx_key, extra=tx.extra, **fields)
+            if changed or fields:   # a periodic Updated changes no flag: no second row write
+                self.transactions.update(tx.tx_key, extra=tx.extra, **fields)
         self._head_stale = True
         return True
+
+    def _charging_state(self, cid: int, status: Status) -> str | None:
+        """ChargingStateEnumType of a connector in a transaction: Idle without a cable (a transaction started on
+        Authorized, or after an unplug that is no stop point), else from the engine's status."""
+        c = self.engine.connectors.get(cid)
+        if c is not None and c.tx_key and not c.plugged:
+            return "Idle"
+        return m.CHARGING_STATE.get(status)
 
     def _current_charging_state(self, tx) -> str:
         c = self.engine.connectors.get(tx.connector_id)
         if c is not None and c.tx_key == tx.tx_key:
-            return m.CHARGING_STATE.get(self.engine.status_of(c.id), "Charging")
+            return self._charging_state(c.id, self.engine.status_of(c.id)) or "Charging"
         return "Charging"
 
     def _begin_values(self, tx) -> list[dict]:
@@ -358,18 +354,44 @@ class Ocpp201Adapter:
         tx = self.transactions.get(tx_key)
         if tx is None or tx.extra.get("q_start"):
             return
-        token_type = self._token_type(tx.id_tag)
+        token_type = self._token_type(tx.id_tag) if tx.id_tag else None
         remote_id = self._remote_ids.get(tx.id_tag) if tx.extra.get("remote") else None
-        trigger = "RemoteStart" if tx.extra.get("remote") else "Authorized"   # F02.FR.21 / E02.FR.01
+        # F02.FR.21: RemoteStart; else what started it (E01 S1-S6, E02.FR.01, E03): CablePluggedIn / EVDetected
+        # (EVConnected / ParkingBayOccupancy, no identifier yet) or Authorized
+        trigger = "RemoteStart" if tx.extra.get("remote") else tx.extra.get("trigger") or "Authorized"
         cs = self._current_charging_state(tx)
         payload = m.transaction_event(
             "Started", tx.started_at, trigger, tx_key, offline=not self.online, charging_state=cs,
             remote_start_id=remote_id, evse=self.layout.get(tx.connector_id, (tx.evse_id, 1)),
-            token=m.id_token(tx.id_tag, token_type), meter_values=self._begin_values(tx))
+            token=m.id_token(tx.id_tag, token_type) if token_type else None, meter_values=self._begin_values(tx))
         if self._append_event(tx, payload, {"q_start": True, "cs": cs, "tt": token_type}, now, transaction_id=tx_key):
             if remote_id is not None:
                 del self._remote_ids[tx.id_tag]
                 self.kv.set("remote_starts", self._remote_ids)
+
+    def _enqueue_updated(self, eff: TxUpdated, now: float) -> None:
+        """E02/E03/E06/E09: what changed inside the transaction, as Updated with its triggerReason, the current
+        chargingState and, when an identifier authorized the transaction, its idToken (E02.FR.09, F02.FR.21 with
+        remoteStartId). The chargingState is recorded so the status change that follows adds no second event."""
+        tx = self.transactions.get(eff.tx_key)
+        if tx is None or tx.stopped_at is not None or tx.extra.get("q_stop"):
+            return
+        if not tx.extra.get("q_start"):
+            self._enqueue_started(tx.tx_key, now)   # contains the change already
+            return
+        cs = self._current_charging_state(tx)
+        token, extra, remote_id = None, {"cs": cs}, None
+        if eff.trigger in ("Authorized", "RemoteStart") and tx.id_tag:
+            token_type = self._token_type(tx.id_tag)
+            token, extra["tt"] = m.id_token(tx.id_tag, token_type), token_type
+            if eff.trigger == "RemoteStart":
+                remote_id = self._remote_ids.get(tx.id_tag)
+        payload = m.transaction_event("Updated", rfc3339(now), eff.trigger, tx.tx_key, offline=not self.online,
+                                      charging_state=cs if tx.extra.get("cs") != cs else None,
+                                      remote_start_id=remote_id, token=token)
+        if self._append_event(tx, payload, extra, now) and remote_id is not None:
+            del self._remote_ids[tx.id_tag]
+            self.kv.set("remote_starts", self._remote_ids)
 
     def _enqueue_ended(self, eff: TxStopped, now: float) -> None:
         tx = self.transactions.get(eff.tx_key)
@@ -538,8 +560,11 @@ class Ocpp201Adapter:
             log.info("RequestStartTransaction carries a charging profile; Smart Charging is not supported")
         if "evseId" in p:
             candidates = self._connectors_of(p["evseId"])
-            if not candidates or any(self.engine.connectors[cid].tx_key for cid in candidates):
+            busy = [cid for cid in candidates if self.engine.connectors[cid].tx_key]
+            if not candidates or any(self.engine.connectors[cid].tx_authorized for cid in busy):
                 return {"status": "Rejected"}   # F01.FR.24, E01.FR.14: one transaction per EVSE
+            if busy:   # F02: a transaction waiting for its identifier (TxStartPoint EVConnected): authorize it
+                candidates = busy
             # a plugged connector of the EVSE first (F01: cable plugged in first)
             candidates.sort(key=lambda cid: not self.engine.connectors[cid].plugged)
         else:

@@ -49,6 +49,7 @@ STOP_REASONS: dict[StopReason, tuple[str, str]] = {
     StopReason.DE_AUTHORIZED: ("Deauthorized", "DeAuthorized"),          # E05.FR.10
     StopReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
     StopReason.OTHER: ("AbnormalCondition", "Other"),                    # E06.FR.16 (a fault ended it)
+    StopReason.TIMEOUT: ("EVConnectTimeout", "Timeout"),                # E03: no cable within EVConnectionTimeOut
 }
 
 #: Engine sample context -> TriggerReasonEnumType of the Updated event carrying it (J02).

@@ -1,0 +1,259 @@
+"""The power-cut harness shared by the OCPP 1.6 and 2.0.1 power-cut tests (tests/test_powercut.py,
+tests/test_powercut_v201.py).
+
+The station runs as ``python -m secure_cp.cli run --config station.toml`` with the simulator REST API, which is the
+only way the tests drive it (plug, idTag, unplug). A :class:`KillPlan` per cycle says where the SIGKILL lands (a
+phase of the session and its n-th occurrence, plus a delay); :func:`run_power_cuts` runs the cycles and
+:func:`restart_and_settle` brings the station up one last time and waits until it delivered everything it had
+queued, then stops it cleanly. What is checked afterwards (the CSMS ledger) is protocol-specific and stays in the
+test modules.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from secure_cp.sim.csms import Csms
+
+REPO = Path(__file__).resolve().parent.parent
+IDENTITY = "CP-POWERCUT"
+TAG = "TAG1"
+# where a kill is armed; "boot" fires from the spawn (recovery itself gets cut), "random" from the API being up
+PHASES = ("boot", "plug", "tag", "charging", "stop_tag", "unplug", "random")
+HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StationProcess:
+    """``secure-cp run`` as a child process, its output appended to one log file."""
+
+    def __init__(self, config: Path, log: Path, api_port: int):
+        self.config, self.log = config, log
+        self.base = f"http://127.0.0.1:{api_port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def spawn(self) -> None:
+        self.starts += 1
+        with self.log.open("a") as out:
+            out.write(f"\n===== start #{self.starts} =====\n")
+            out.flush()
+            self.proc = subprocess.Popen([sys.executable, "-m", "secure_cp.cli", "run", "--config", str(self.config)],
+                                         cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    async def wait_api(self, http: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"station exited with {self.proc.returncode} while starting:\n{self.tail()}")
+            with contextlib.suppress(*HTTP_ERRORS):
+                async with http.get(self.base + "/api/websocket") as resp:
+                    if resp.status == 200:
+                        return
+            if loop.time() > end:
+                raise AssertionError(f"the simulator API did not come up within {timeout}s:\n{self.tail()}")
+            await asyncio.sleep(0.02)
+
+    def kill(self) -> None:
+        """The power cut. Safe to call more than once, and on a process that already exited (then it is a bug)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def wait_exit(self, timeout: float = 15.0, what: str = "exit") -> int:
+        assert self.proc is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.proc.poll() is None:
+            if loop.time() > end:
+                self.kill()
+                raise AssertionError(f"{what} not reached within {timeout}s:\n{self.tail()}")
+            await asyncio.sleep(0.01)
+        return self.proc.returncode
+
+
+@dataclass
+class KillPlan:
+    """One cycle: where the kill is armed (phase, its n-th occurrence), how long after, and the session timing."""
+    phase: str
+    nth: int
+    delay: float
+    charge_s: float
+    gaps: tuple[float, float, float]
+    wait_registered: bool
+    session_seed: int
+    counts: collections.Counter = field(default_factory=collections.Counter)
+    armed: bool = False
+
+    @classmethod
+    def draw(cls, rng: random.Random, phase: str) -> "KillPlan":
+        charge_s = rng.uniform(0.4, 2.0)
+        if phase == "boot":
+            delay = rng.uniform(0.0, 0.9)                # import, store open, recovery, connect
+        elif phase == "random":
+            delay = rng.uniform(0.0, 3.5)
+        elif phase == "charging":
+            delay = rng.uniform(0.05, charge_s)          # MeterValues sampled and queued meanwhile
+        else:                                            # "right after": at once, within a CALL, or a bit later
+            delay = rng.choice((0.0, rng.uniform(0.0, 0.05), rng.uniform(0.0, 0.6)))
+        return cls(phase=phase, nth=1 if rng.random() < 0.75 else 2, delay=delay, charge_s=charge_s,
+                   gaps=(rng.uniform(0.02, 0.3), rng.uniform(0.02, 0.3), rng.uniform(0.02, 0.3)),
+                   wait_registered=rng.random() < 0.3, session_seed=rng.getrandbits(32))
+
+    def reached(self, phase: str, station: StationProcess) -> None:
+        self.counts[phase] += 1
+        if not self.armed and phase == self.phase and self.counts[phase] == self.nth:
+            self.arm(station)
+
+    def arm(self, station: StationProcess) -> None:
+        self.armed = True
+        asyncio.get_running_loop().call_later(self.delay, station.kill)
+
+
+class Driver:
+    """A driver and an EV, through the REST API only: plug, tag, charge, tag again (mostly), unplug; again and
+    again until the power goes."""
+
+    def __init__(self, http: aiohttp.ClientSession, station: StationProcess):
+        self.http, self.st = http, station
+
+    async def _call(self, method: str, path: str, body: dict | None = None):
+        async with self.http.request(method, self.st.base + path, json=body) as resp:
+            data = await resp.json()
+            assert resp.status == 200, f"{method} {path} {body} -> {resp.status} {data}"
+            return data
+
+    async def run(self, plan: KillPlan) -> None:
+        rng = random.Random(plan.session_seed)
+        gap_plug, gap_stop, gap_unplug = plan.gaps
+        while True:
+            await self._call("POST", "/api/connector/1/evse", {"evPlugged": True})
+            plan.reached("plug", self.st)
+            await asyncio.sleep(gap_plug * rng.random())
+            await self._call("POST", "/api/connector/1/transaction", {"idTag": TAG})
+            plan.reached("tag", self.st)
+            if await self._started():
+                plan.reached("charging", self.st)
+                await asyncio.sleep(plan.charge_s)
+                if rng.random() < 0.8:     # else the driver just pulls the cable: EVDisconnected
+                    await self._call("POST", "/api/connector/1/transaction", {"idTag": TAG})
+                    plan.reached("stop_tag", self.st)
+                    await asyncio.sleep(gap_stop)
+            await self._call("POST", "/api/connector/1/evse", {"evPlugged": False})
+            plan.reached("unplug", self.st)
+            await asyncio.sleep(gap_unplug)
+
+    async def _started(self, timeout: float = 3.0) -> bool:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end:
+            if await self._call("GET", "/api/connector/1/transaction") is not None:
+                return True
+            await asyncio.sleep(0.02)
+        return False   # not authorized in time (e.g. the answer comes late): the unplug ends whatever starts
+
+
+def read_store(db_path: Path) -> tuple[int, int]:
+    """(pending outbox items, open transactions), read-only beside the running station (WAL allows it)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        pending = conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
+        open_tx = conn.execute("SELECT COUNT(*) FROM transactions WHERE stopped_at IS NULL").fetchone()[0]
+        return pending, open_tx
+    finally:
+        conn.close()
+
+
+async def settle(csms: Csms, station: StationProcess, db_path: Path, boot_index: int, timeout: float = 60.0) -> None:
+    """Wait until the restarted station has registered (its recovery ran before it connected) and delivered
+    everything it had queued."""
+    await csms.wait_for("BootNotification", identity=IDENTITY, after=boot_index, timeout=timeout)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        pending, open_tx = read_store(db_path)
+        if pending == 0 and open_tx == 0:
+            return
+        if loop.time() > end:
+            raise AssertionError(f"not settled: {pending} outbox items pending, {open_tx} transactions open\n"
+                                 f"{station.tail()}")
+        await asyncio.sleep(0.1)
+
+
+async def run_power_cuts(csms: Csms, station: StationProcess, http: aiohttp.ClientSession, rng: random.Random,
+                         phases: list[str], where: str, registered: Callable[[dict], bool],
+                         have_transaction: Callable[[], bool]) -> None:
+    """One spawn + session + SIGKILL per entry of ``phases``. ``registered`` matches the StatusNotification payload
+    that shows the station is registered (its authorization of TAG1 needs the CSMS until ``have_transaction()``
+    says a transaction has started once: afterwards TAG1 is in the authorization cache and may start offline)."""
+    driver = Driver(http, station)
+    for phase in phases:
+        plan = KillPlan.draw(rng, phase)
+        boot_index = len(csms.received)
+        station.spawn()
+        if phase == "boot":            # cut while importing, opening the store, recovering, connecting
+            plan.arm(station)
+            code = await station.wait_exit()
+            assert code == -signal.SIGKILL, f"{where}: station died by itself ({code}):\n{station.tail()}"
+            continue
+        await station.wait_api(http)
+        if plan.wait_registered or not have_transaction():
+            with contextlib.suppress(TimeoutError):
+                await csms.wait_for("StatusNotification", registered, identity=IDENTITY, after=boot_index,
+                                    timeout=10)
+        if phase == "random":
+            plan.arm(station)
+        session = asyncio.create_task(driver.run(plan))
+        exit_wait = asyncio.create_task(station.wait_exit(timeout=30, what=f"kill point {plan}"))
+        done, _ = await asyncio.wait({session, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if exit_wait not in done:
+            # the driver stopped before the kill point: its error, unless the station just died
+            if not isinstance(session.exception(), HTTP_ERRORS):
+                session.result()
+            station.kill()
+            await exit_wait
+        code = exit_wait.result()
+        session.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *HTTP_ERRORS):
+            await session
+        assert code == -signal.SIGKILL, f"{where}: station died by itself ({code}):\n{station.tail()}"
+
+
+async def restart_and_settle(csms: Csms, station: StationProcess, http: aiohttp.ClientSession, db_path: Path,
+                             where: str) -> None:
+    """The last start: recovery, delivery of everything queued, then a clean SIGTERM shutdown (exit code 0)."""
+    boot_index = len(csms.received)
+    station.spawn()
+    await station.wait_api(http)
+    await settle(csms, station, db_path, boot_index)
+    station.proc.send_signal(signal.SIGTERM)
+    assert await station.wait_exit() == 0, f"{where}: unclean exit:\n{station.tail()}"
+
+
+async def stop_if_running(station: StationProcess) -> None:
+    if station.proc is not None and station.proc.poll() is None:
+        station.kill()
+        await station.wait_exit()

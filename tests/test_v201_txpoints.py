@@ -1,0 +1,147 @@
+"""OCPP 2.0.1 transaction start/stop points end to end (Part 2 E01-E06; Part 6 TC_E_xx_CS): a real station
+(engine + 2.0.1 adapter + SQLite + websockets) against the strict CSMS, TxCtrlr.TxStartPoint / TxStopPoint set by
+SetVariables. Every test checks the triggerReason sequence, seqNo without gaps and ``csms.violations == []``."""
+from __future__ import annotations
+
+from test_v201_core import HEX_TAG, assert_complete, barrier, booted, ended, set_var, started, tx_events
+
+TOKEN = {"idToken": HEX_TAG, "type": "ISO14443"}
+
+
+async def configured(csms, make_station, start: str | None = None, stop: str | None = None):
+    csms.authorize[HEX_TAG] = {"status": "Accepted"}
+    st = await booted(csms, make_station)
+    if start is not None:
+        assert await set_var(csms, "TxCtrlr", "TxStartPoint", start) == "Accepted"
+    if stop is not None:
+        assert await set_var(csms, "TxCtrlr", "TxStopPoint", stop) == "Accepted"
+    return st
+
+
+async def updated(csms, tx_id: str, trigger: str, after: int = 0) -> dict:
+    rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
+                              and p["triggerReason"] == trigger
+                              and p["transactionInfo"]["transactionId"] == tx_id, after=after)
+    return rec.payload
+
+
+async def test_tc_e_09_cs_start_point_evconnected_plug_starts_tag_updates(csms, make_station):
+    """TC_E_09_CS (E01.FR.02, E02): TxStartPoint EVConnected: the plug starts the transaction (Started
+    CablePluggedIn, no idToken, chargingState EVConnected, no power); the tag -> Updated Authorized with the
+    idToken and chargingState Charging."""
+    st = await configured(csms, make_station, start="EVConnected")
+    st.hw.ev_plug(1)
+    start = await started(csms)
+    tx_id = start["transactionInfo"]["transactionId"]
+    assert start["triggerReason"] == "CablePluggedIn" and "idToken" not in start
+    assert start["transactionInfo"]["chargingState"] == "EVConnected"
+    assert not st.hw.connectors[1].permitted
+    n = len(csms.received)
+    st.hw.present_tag(HEX_TAG)
+    upd = await updated(csms, tx_id, "Authorized", after=n)
+    assert upd["idToken"] == TOKEN and upd["transactionInfo"]["chargingState"] == "Charging"
+    assert st.hw.connectors[1].permitted
+    st.hw.present_tag(HEX_TAG)
+    end = await ended(csms, tx_id)
+    assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
+
+
+async def test_tc_e_10_cs_start_point_authorized_tag_starts_plug_updates(csms, make_station):
+    """TC_E_10_CS (E01.FR.03, E03): TxStartPoint Authorized: the tag starts the transaction (Started Authorized
+    with idToken, chargingState Idle, no cable yet); the plug -> Updated CablePluggedIn, power on."""
+    st = await configured(csms, make_station, start="Authorized")
+    st.hw.present_tag(HEX_TAG)
+    start = await started(csms)
+    tx_id = start["transactionInfo"]["transactionId"]
+    assert start["triggerReason"] == "Authorized" and start["idToken"] == TOKEN
+    assert start["transactionInfo"]["chargingState"] == "Idle"
+    n = len(csms.received)
+    st.hw.ev_plug(1)
+    upd = await updated(csms, tx_id, "CablePluggedIn", after=n)
+    assert upd["transactionInfo"]["chargingState"] == "Charging"
+    assert st.hw.connectors[1].permitted and st.hw.connectors[1].locked
+    st.hw.ev_plug(1, False)
+    end = await ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
+
+
+async def test_tc_e_01_cs_start_point_power_path_closed(csms, make_station):
+    """TC_E_01_CS (E01.FR.05): TxStartPoint PowerPathClosed (the default, 1.6-compatible): the plug alone starts
+    nothing; the tag starts it with the power path closed."""
+    st = await configured(csms, make_station, start="PowerPathClosed")
+    st.hw.ev_plug(1)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorStatus"] == "Occupied")
+    await barrier(csms)
+    assert tx_events(csms) == []
+    st.hw.present_tag(HEX_TAG)
+    start = await started(csms)
+    tx_id = start["transactionInfo"]["transactionId"]
+    assert start["triggerReason"] == "Authorized" and start["idToken"] == TOKEN
+    assert start["transactionInfo"]["chargingState"] == "Charging"
+    st.hw.present_tag(HEX_TAG)
+    await ended(csms, tx_id)
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
+
+
+async def test_tc_e_20_cs_stop_point_evconnected_only(csms, make_station):
+    """TC_E_20_CS (E06.FR.02, TxStopPoint EVConnected only): the same tag again only de-authorizes (Updated Deauthorized, the
+    power path opens, the transaction goes on); the unplug ends it (EVDisconnected)."""
+    st = await configured(csms, make_station, stop="EVConnected")
+    st.hw.ev_plug(1)
+    st.hw.present_tag(HEX_TAG)
+    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    n = len(csms.received)
+    st.hw.present_tag(HEX_TAG)
+    upd = await updated(csms, tx_id, "Deauthorized", after=n)
+    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
+    assert not st.hw.connectors[1].permitted
+    await barrier(csms)
+    assert not [p for p in tx_events(csms, n) if p["eventType"] == "Ended"]
+    st.hw.ev_plug(1, False)
+    end = await ended(csms, tx_id)
+    assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert end["triggerReason"] == "EVCommunicationLost"
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
+
+
+async def test_tc_e_15_cs_stop_point_authorized_only(csms, make_station):
+    """TC_E_15_CS (E06.FR.03, TxStopPoint Authorized only): unplugging does not end the transaction (Updated
+    EVCommunicationLost, chargingState Idle); plugging back -> Updated CablePluggedIn; the tag ends it."""
+    st = await configured(csms, make_station, stop="Authorized")
+    st.hw.ev_plug(1)
+    st.hw.present_tag(HEX_TAG)
+    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    n = len(csms.received)
+    st.hw.ev_plug(1, False)
+    upd = await updated(csms, tx_id, "EVCommunicationLost", after=n)
+    assert upd["transactionInfo"]["chargingState"] == "Idle"
+    st.hw.ev_plug(1)
+    await updated(csms, tx_id, "CablePluggedIn", after=n)
+    st.hw.present_tag(HEX_TAG)
+    end = await ended(csms, tx_id)
+    assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
+
+
+async def test_f02_remote_start_authorizes_transaction_started_on_plug(csms, make_station):
+    """F02 with TxStartPoint EVConnected: the cable started the transaction; RequestStartTransaction authorizes it
+    -> Updated RemoteStart with the remoteStartId and idToken."""
+    st = await configured(csms, make_station, start="EVConnected")
+    st.hw.ev_plug(1)
+    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    res = await csms.call("CP1", "RequestStartTransaction",
+                          {"idToken": {"idToken": "R1", "type": "Central"}, "remoteStartId": 5, "evseId": 1})
+    assert res["status"] == "Accepted"
+    upd = await updated(csms, tx_id, "RemoteStart")
+    assert upd["transactionInfo"]["remoteStartId"] == 5 and upd["idToken"] == {"idToken": "R1", "type": "Central"}
+    st.hw.ev_plug(1, False)
+    await ended(csms, tx_id)
+    assert_complete(csms, tx_id)
+    assert csms.violations == []
