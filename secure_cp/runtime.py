@@ -21,7 +21,8 @@ from .hal import HardwareAdapter, load_adapter
 from .redact import redact_frame
 from .store import AuthCache, Database, KeyValue, Outbox, SqliteVariableBackend, StoreError, Transactions
 from .transport import Transport, TransportConfig
-from .v16.adapter import Hooks, Ocpp16Adapter
+from .adapter_base import Hooks
+from .v16.adapter import Ocpp16Adapter
 from .v16.settings import Settings16
 
 log = logging.getLogger("secure_cp.runtime")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, TxMeterValues,
-                      TxStarted, TxStopped, parse_rfc3339, rfc3339)
-from ..engine.datatransfer import DataTransferRegistry
+from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..devicemodel import TooManyKeys
+from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, TxMeterValues,
+                      TxStarted, TxStopped, rfc3339)
+from ..engine.datatransfer import DataTransferRegistry
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
 from . import messages
@@ -32,22 +32,9 @@ DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/R
 DELIVERED_FLUSH_AFTER = 2.0   # s a delivered outbox item may wait for a write to piggyback its deletion on
 
 
-@dataclass
-class Hooks:
-    """What the adapter asks of the runtime (all optional)."""
-    set_clock: Callable[[float], None] = lambda ts: None            # CSMS time from Boot/Heartbeat
-    config_changed: Callable[[str, str], None] = lambda k, v: None  # e.g. WebSocketPingInterval, AuthorizationKey
-    on_frame: Callable[[str, str], None] = lambda direction, text: None   # frame log (redaction is the runtime's)
 
 
-@dataclass
-class _Inflight:
-    kind: str                 # "boot" | "heartbeat" | "status" | "volatile" | "outbox"
-    action: str
-    ref: Any = None           # outbox seq, status effect, or a callback
-
-
-class Ocpp16Adapter:
+class Ocpp16Adapter(AdapterBase):
     version = "1.6"
     subprotocol = "ocpp1.6"
 
@@ -71,7 +58,7 @@ class Ocpp16Adapter:
         self.online = False
         self.last_sent_at = 0.0
         self.heartbeat_interval = settings.heartbeat_interval
-        self._inflight: _Inflight | None = None
+        self._inflight: Inflight | None = None
         self._volatile: collections.deque = collections.deque()
         self._statuses: list[StatusChanged] = []         # unsent statuses, oldest first
         self._sent_status: dict[int, tuple] = {}
@@ -424,14 +411,6 @@ class Ocpp16Adapter:
             self.registration = status.lower()
             self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
 
-    def _sync_clock(self, current_time: str | None) -> None:
-        if not current_time:
-            return
-        try:
-            self.hooks.set_clock(parse_rfc3339(current_time))
-        except ValueError:
-            log.warning("CSMS sent an unusable currentTime %r", current_time)
-
     # ---- sending -------------------------------------------------------------------------------------------------
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
@@ -445,16 +424,6 @@ class Ocpp16Adapter:
             return []
         text = self._next_call(now)
         return [text] if text else []
-
-    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
-        try:
-            _, text = self.endpoint.send_call(action, payload, now)
-        except SchemaError as exc:
-            log.error("not sending invalid %s: %s", action, exc.description)
-            return None
-        self._inflight = _Inflight(kind, action, ref)
-        self.last_sent_at = now
-        return text
 
     def _next_call(self, now: float) -> str | None:
         if self.registration != "accepted":
@@ -550,7 +519,3 @@ class Ocpp16Adapter:
                     times.append(0.0)
         times = [t for t in times if t is not None]
         return min(times) if times else None
-
-    def tick(self, now: float) -> list[str]:
-        self.engine.tick(now)
-        return self.poll(now)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
+from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..devicemodel import DeviceModel
 from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, SampledValue, Sample, Status, StatusChanged,
                       StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
@@ -31,7 +32,6 @@ from ..engine.model import TxUpdated
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
 from ..store import StoreError
-from ..v16.adapter import Hooks
 from . import messages as m
 from .devmodel import REPORT_BASES, base_report, get_variables, set_variables
 from .settings import Settings201
@@ -65,14 +65,8 @@ class _Call:
     on_result: Callable[[dict | None], None] | None = None
 
 
-@dataclass
-class _Inflight:
-    kind: str                 # "boot" | "heartbeat" | "status" | "call" | "outbox"
-    action: str
-    ref: Any = None
 
-
-class Ocpp201Adapter:
+class Ocpp201Adapter(AdapterBase):
     version = "2.0.1"
     subprotocol = "ocpp2.0.1"
 
@@ -105,7 +99,7 @@ class Ocpp201Adapter:
         self.last_sent_at = 0.0
         self.heartbeat_interval = self.s201.heartbeat_interval
         self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
-        self._inflight: _Inflight | None = None
+        self._inflight: Inflight | None = None
         self._volatile: collections.deque[_Call] = collections.deque()   # sent once Accepted
         self._priority: collections.deque[_Call] = collections.deque()   # also while Pending (B02.FR.02)
         self._statuses: list[tuple[int, str, float]] = []    # unsent (connector, connectorStatus, time), oldest first
@@ -844,14 +838,6 @@ class Ocpp201Adapter:
             self.registration = status.lower()
             self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
 
-    def _sync_clock(self, current_time: str | None) -> None:
-        if not current_time:
-            return
-        try:
-            self.hooks.set_clock(parse_rfc3339(current_time))
-        except ValueError:
-            log.warning("CSMS sent an unusable currentTime %r", current_time)
-
     # ---- sending ----------------------------------------------------------------------------------------------
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
@@ -867,16 +853,6 @@ class Ocpp201Adapter:
             return []
         text = self._next_call(now)
         return [text] if text else []
-
-    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
-        try:
-            _, text = self.endpoint.send_call(action, payload, now)
-        except SchemaError as exc:
-            log.error("not sending invalid %s: %s", action, exc.description)
-            return None
-        self._inflight = _Inflight(kind, action, ref)
-        self.last_sent_at = now
-        return text
 
     def _boot_reason(self) -> str:
         if self._boot_now:
@@ -968,7 +944,3 @@ class Ocpp201Adapter:
                     times.append(0.0)
         times = [t for t in times if t is not None]
         return min(times) if times else None
-
-    def tick(self, now: float) -> list[str]:
-        self.engine.tick(now)
-        return self.poll(now)

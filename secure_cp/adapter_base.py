@@ -1,0 +1,56 @@
+"""What the OCPP 1.6 and 2.0.1 adapters share: the runtime's hooks, the record of the CALL in flight, sending a
+CALL and taking the CSMS's clock. Everything version-specific stays in v16/ and v201/."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .engine import parse_rfc3339
+from .rpc import SchemaError
+
+log = logging.getLogger("secure_cp.adapter")
+
+
+@dataclass
+class Hooks:
+    """What an adapter asks of the runtime (all optional)."""
+    set_clock: Callable[[float], None] = lambda ts: None            # CSMS time from Boot/Heartbeat
+    config_changed: Callable[[str, str], None] = lambda k, v: None  # e.g. WebSocketPingInterval, AuthorizationKey
+
+
+@dataclass
+class Inflight:
+    """The one CALL on the line (OCPP-J allows one): what it was for, so its answer can be routed."""
+    kind: str                 # e.g. "boot" | "heartbeat" | "status" | "volatile" | "call" | "outbox"
+    action: str
+    ref: Any = None           # outbox item, status effect, or a callback
+
+
+class AdapterBase:
+    """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``hooks``, ``_inflight``,
+    ``last_sent_at`` and implement ``poll``."""
+
+    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
+        """Start a CALL (None if the payload fails its schema: we never send an invalid frame)."""
+        try:
+            _, text = self.endpoint.send_call(action, payload, now)
+        except SchemaError as exc:
+            log.error("not sending invalid %s: %s", action, exc.description)
+            return None
+        self._inflight = Inflight(kind, action, ref)
+        self.last_sent_at = now
+        return text
+
+    def _sync_clock(self, current_time: str | None) -> None:
+        if not current_time:
+            return
+        try:
+            self.hooks.set_clock(parse_rfc3339(current_time))
+        except ValueError:
+            log.warning("CSMS sent an unusable currentTime %r", current_time)
+
+    def tick(self, now: float) -> list[str]:
+        """Timers of the engine, then of the adapter."""
+        self.engine.tick(now)
+        return self.poll(now)
