@@ -257,3 +257,54 @@ async def stop_if_running(station: StationProcess) -> None:
     if station.proc is not None and station.proc.poll() is None:
         station.kill()
         await station.wait_exit()
+
+
+@dataclass
+class PowerCutRun:
+    """A finished power-cut run: the CSMS (still serving, for its ledger) and the station's own records."""
+    csms: Csms
+    station: StationProcess
+    records: list            # the station's TxRecords, read from its store after the clean final stop
+    given_up: list
+    pending: int
+    where: str               # "seed=N": goes into every assertion message so a failure can be replayed
+    kills: int
+
+
+@contextlib.asynccontextmanager
+async def power_cut_run(tmp_path: Path, capsys, *, label: str, default_kills: int,
+                        write_config: Callable[[Path, Path, str, int], None],
+                        registered: Callable[[dict], bool], have_transaction: Callable[[Csms], bool]):
+    """Seed (printed in every run), CSMS, station process, the kill loop, the final settle and clean stop; yields a
+    :class:`PowerCutRun` while the CSMS is still up so the caller checks its ledger."""
+    from secure_cp.store import Database, Outbox, Transactions
+    seed = int(os.environ.get("SECURE_CP_POWERCUT_SEED") or random.SystemRandom().randrange(2**32))
+    kills = int(os.environ.get("SECURE_CP_POWERCUT_KILLS") or default_kills)
+    with capsys.disabled():   # the seed is printed in every run, passing or not
+        print(f"\npower-cut test{label}: seed={seed} kills={kills} (replay with SECURE_CP_POWERCUT_SEED={seed})")
+    rng = random.Random(seed)
+    phases = [PHASES[i % len(PHASES)] for i in range(kills)]
+    rng.shuffle(phases)
+    where = f"seed={seed}"
+    data_dir = tmp_path / "data"
+    db_path = data_dir / "station.db"
+    api_port = free_port()
+    async with Csms("127.0.0.1", 0) as csms, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        config = tmp_path / "station.toml"
+        write_config(config, data_dir, csms.url, api_port)
+        station = StationProcess(config, tmp_path / "station.log", api_port)
+        try:
+            await run_power_cuts(csms, station, http, rng, phases, where, registered=registered,
+                                 have_transaction=lambda: have_transaction(csms))
+            await restart_and_settle(csms, station, http, db_path, where)
+        finally:
+            await stop_if_running(station)
+        db = Database(db_path)
+        try:
+            records = Transactions(db).recent(1000)
+            outbox = Outbox(db)
+            given_up, pending = outbox.failed(), outbox.pending_count()
+        finally:
+            db.close()
+        yield PowerCutRun(csms, station, records, given_up, pending, where, kills)

@@ -21,18 +21,12 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import random
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from powercut_common import (IDENTITY, PHASES, StationProcess, free_port, restart_and_settle, run_power_cuts,
-                             stop_if_running)
-from secure_cp.sim.csms import Csms
-from secure_cp.store import Database, Outbox, Transactions
+from powercut_common import IDENTITY, PHASES, power_cut_run
 
 STOP_REASONS = {"Local", "PowerLoss", "Reboot", "EVDisconnected"}
 
@@ -73,38 +67,11 @@ def meter_value_timestamps(payloads: list[dict]) -> list[str]:
 
 @pytest.mark.slow
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, capsys):
-    seed = int(os.environ.get("SECURE_CP_POWERCUT_SEED") or random.SystemRandom().randrange(2**32))
-    kills = int(os.environ.get("SECURE_CP_POWERCUT_KILLS") or 50)
-    with capsys.disabled():   # the seed is printed in every run, passing or not
-        print(f"\npower-cut test: seed={seed} kills={kills} (replay with SECURE_CP_POWERCUT_SEED={seed})")
-    rng = random.Random(seed)
-    phases = [PHASES[i % len(PHASES)] for i in range(kills)]
-    rng.shuffle(phases)
-    where = f"seed={seed}"
-
-    data_dir = tmp_path / "data"
-    db_path = data_dir / "station.db"
-    api_port = free_port()
-    async with Csms("127.0.0.1", 0) as csms, \
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        config = tmp_path / "station.toml"
-        write_config(config, data_dir, csms.url, api_port)
-        station = StationProcess(config, tmp_path / "station.log", api_port)
-        try:
-            await run_power_cuts(csms, station, http, rng, phases, where,
-                                 registered=lambda p: p["connectorId"] == 0,
-                                 have_transaction=lambda: bool(csms.transactions))
-            await restart_and_settle(csms, station, http, db_path, where)
-        finally:
-            await stop_if_running(station)
-
-        db = Database(db_path)
-        try:
-            records = Transactions(db).recent(1000)
-            outbox = Outbox(db)
-            given_up, pending = outbox.failed(), outbox.pending_count()
-        finally:
-            db.close()
+    async with power_cut_run(tmp_path, capsys, label="", default_kills=50, write_config=write_config,
+                             registered=lambda p: p["connectorId"] == 0,
+                             have_transaction=lambda csms: bool(csms.transactions)) as run:
+        csms, station, records, where, kills = run.csms, run.station, run.records, run.where, run.kills
+        given_up, pending = run.given_up, run.pending
 
         # --- the station's own record: every transaction ended, nothing left behind, nothing given up --------------
         assert records, f"{where}: no transaction was ever started:\n{station.tail()}"
@@ -165,7 +132,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, c
         assert csms.violations == [], f"{where}: {csms.violations}"
 
         with capsys.disabled():
-            print(f"power-cut test: seed={seed}: {kills} kills, {station.starts} starts, {len(records)} transactions "
+            print(f"power-cut test: {where}: {kills} kills, {station.starts} starts, {len(records)} transactions "
                   f"(stop reasons {dict(reasons)}), {meter_messages} MeterValues, {len(csms.duplicates)} exact "
                   f"resends deduplicated by the CSMS {dict(kinds)}")
         if kills >= 2 * len(PHASES):   # the run exercised what it claims: sessions ended by tag and by power cut

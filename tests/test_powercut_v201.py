@@ -24,19 +24,13 @@ Environment: ``SECURE_CP_POWERCUT_SEED`` (replay a run's plan), ``SECURE_CP_POWE
 from __future__ import annotations
 
 import collections
-import os
-import random
 import re
 from decimal import Decimal
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from powercut_common import (IDENTITY, PHASES, StationProcess, free_port, restart_and_settle, run_power_cuts,
-                             stop_if_running)
-from secure_cp.sim.csms import Csms
-from secure_cp.store import Database, Outbox, Transactions
+from powercut_common import IDENTITY, PHASES, power_cut_run
 
 DEFAULT_KILLS = 30
 # stoppedReason (Part 2 §3.67 ReasonEnumType) a session of this test can end with: the stop tag, the cable pulled,
@@ -91,40 +85,13 @@ def energy_readings(event: dict, contexts: set[str] | None = None) -> list[tuple
 @pytest.mark.slow
 async def test_e_1_3_sigkill_at_random_points_transaction_events_complete_without_gaps_or_repeats(tmp_path, capsys):
     """E §1.3 / E §1.3.2 / E11-E13 under power cuts: see the module docstring for what is checked."""
-    seed = int(os.environ.get("SECURE_CP_POWERCUT_SEED") or random.SystemRandom().randrange(2**32))
-    kills = int(os.environ.get("SECURE_CP_POWERCUT_KILLS") or DEFAULT_KILLS)
-    with capsys.disabled():   # the seed is printed in every run, passing or not
-        print(f"\npower-cut test (OCPP 2.0.1): seed={seed} kills={kills} "
-              f"(replay with SECURE_CP_POWERCUT_SEED={seed})")
-    rng = random.Random(seed)
-    phases = [PHASES[i % len(PHASES)] for i in range(kills)]
-    rng.shuffle(phases)
-    where = f"seed={seed}"
-
-    data_dir = tmp_path / "data"
-    db_path = data_dir / "station.db"
-    api_port = free_port()
-    async with Csms("127.0.0.1", 0) as csms, \
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-        config = tmp_path / "station.toml"
-        write_config(config, data_dir, csms.url, api_port)
-        station = StationProcess(config, tmp_path / "station.log", api_port)
-        try:
-            # registered = the statuses after an Accepted boot (B01.FR.05: per EVSE/connector, no "connector 0")
-            await run_power_cuts(csms, station, http, rng, phases, where,
-                                 registered=lambda p: p["evseId"] == 1,
-                                 have_transaction=lambda: bool(csms.transactions201))
-            await restart_and_settle(csms, station, http, db_path, where)
-        finally:
-            await stop_if_running(station)
-
-        db = Database(db_path)
-        try:
-            records = Transactions(db).recent(1000)
-            outbox = Outbox(db)
-            given_up, pending = outbox.failed(), outbox.pending_count()
-        finally:
-            db.close()
+    async with power_cut_run(tmp_path, capsys, label=" (OCPP 2.0.1)", default_kills=DEFAULT_KILLS,
+                             write_config=write_config,
+                             # registered = the statuses after an Accepted boot (B01.FR.05: per EVSE/connector)
+                             registered=lambda p: p["evseId"] == 1,
+                             have_transaction=lambda csms: bool(csms.transactions201)) as run:
+        csms, station, records, where, kills = run.csms, run.station, run.records, run.where, run.kills
+        given_up, pending = run.given_up, run.pending
 
         # --- the station's own record: every transaction ended, nothing left behind, nothing given up --------------
         assert records, f"{where}: no transaction was ever started:\n{station.tail()}"
@@ -203,7 +170,7 @@ async def test_e_1_3_sigkill_at_random_points_transaction_events_complete_withou
         assert csms.violations == [], f"{where}: {csms.violations}"
 
         with capsys.disabled():
-            print(f"power-cut test (OCPP 2.0.1): seed={seed}: {kills} kills, {station.starts} starts, "
+            print(f"power-cut test (OCPP 2.0.1): {where}: {kills} kills, {station.starts} starts, "
                   f"{len(records)} transactions (stoppedReason {dict(reasons)}), {updated} Updated events, "
                   f"{readings} energy readings, "
                   f"{len(csms.duplicates)} exact resends deduplicated by the CSMS")
