@@ -200,6 +200,11 @@ class Station:
             self._reload = True
             self._wake.set()
             return []
+        except Exception:   # a bug: the event's writes were rolled back, so memory may be ahead of the store
+            log.exception("internal error while handling an event; reloading state from the store")
+            self._reload = True
+            self._wake.set()
+            return []
         transport = getattr(self, "transport", None)
         if transport is not None and not transport.connected:
             self._repin(transport)

@@ -147,3 +147,24 @@ async def test_outbox_cli_reads_while_the_station_runs(csms, make_station):
                                                 stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     assert proc.returncode == 3 and "lock" in err.decode().lower()
+
+
+async def test_internal_error_in_an_event_reloads_state_and_keeps_running(csms, make_station, monkeypatch):
+    """A bug while handling an event rolls its writes back; the station reloads from the store (like a watchdog
+    reset, no process exit) and keeps serving."""
+    st = await make_station(csms)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    engine = st.station.engine
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated bug")
+    monkeypatch.setattr(engine, "on_hal", broken)
+    n = len(csms.received)
+    st.hw.ev_plug(1)                                   # the event fails inside the engine
+    await csms.wait_for("BootNotification", after=n)   # reloaded: a fresh boot from the store
+    # the reloaded engine read the inputs as they are: the car is plugged in (Preparing)
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "Preparing",
+                        after=n)
+    assert st.station.engine is not engine
+    st.hw.present_tag("TAG1")                           # the new engine serves
+    await csms.wait_for("StartTransaction", after=n)

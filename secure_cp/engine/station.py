@@ -137,6 +137,20 @@ class Engine:
             if c is not None:
                 c.last_energy = meter
                 self._apply_scheduled(c)
+        # the inputs as they are now (a car may be plugged in already); no transaction starts from them alone
+        current = getattr(self.hal, "current_inputs", None)
+        for ev in (current() if current else []):
+            c = self.connectors.get(getattr(ev, "connector_id", -1))
+            if c is None:
+                continue
+            if isinstance(ev, Plugged):
+                c.plugged = ev.plugged
+            elif isinstance(ev, EvReady):
+                c.ev_ready = ev.ready
+            elif isinstance(ev, EvseReady):
+                c.evse_ready = ev.ready
+            elif isinstance(ev, Fault):
+                self._on_fault(c, ev, now)
         self._booted = True
         self._next_aligned = self._aligned_after(now)
         for c in self.connectors.values():

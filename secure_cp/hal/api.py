@@ -101,6 +101,11 @@ class HardwareAdapter(Protocol):
         """Install the callback that receives every input event (called from the event loop's thread)."""
         ...
 
+    def current_inputs(self) -> list[HalEvent]:
+        """The present state of every input, as events (Plugged, EvReady, EvseReady, Fault per connector). Read at
+        every (re)start, so a car that is already plugged in is known without waiting for a change."""
+        ...
+
     def read_meter(self, connector_id: int) -> MeterReading:
         """The latest reading; raises on a meter fault (the engine then reports PowerMeterFailure)."""
         ...

@@ -109,6 +109,15 @@ class SimulatedHardware:
             c.energy_wh += self._power_w(c) * (now - c.last_update) / 3600.0
         c.last_update = now
 
+    def current_inputs(self) -> list[HalEvent]:
+        events: list[HalEvent] = []
+        for c in self.connectors.values():
+            events += [Plugged(c.connector_id, c.plugged), EvReady(c.connector_id, c.ev_ready),
+                       EvseReady(c.connector_id, c.evse_ready)]
+            if c.fault:
+                events.append(Fault(c.connector_id, c.fault))
+        return events
+
     def read_meter(self, connector_id: int) -> MeterReading:
         c = self._get(connector_id)
         if c.meter_failed:
