@@ -17,9 +17,11 @@ from .devicemodel import Config16, DeviceModel
 from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason
 from .engine.datatransfer import DataTransferRegistry, echo_handler
+from .engine.locallist import LocalAuthList
 from .hal import HardwareAdapter, load_adapter
 from .redact import redact_frame
-from .store import AuthCache, Database, KeyValue, Outbox, SqliteVariableBackend, StoreError, Transactions
+from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
+                    Transactions)
 from .transport import Transport, TransportConfig
 from .adapter_base import Hooks
 from .v16.adapter import Ocpp16Adapter
@@ -91,7 +93,7 @@ class Station:
         overrides = dict(cfg.ocpp_config)
         self.config = Config16(self.model, number_of_connectors=len(self.hal.connector_ids()),
                                supported_measurands=set(self.hal.supported_measurands()),
-                               supported_profiles=["Core"], overrides=overrides)
+                               supported_profiles=["Core", "LocalAuthListManagement"], overrides=overrides)
         if cfg.password and self.model.get("SecurityCtrlr", "BasicAuthPassword") is None:
             self.config.set_internal("AuthorizationKey", cfg.password)
         evses = self.evse_layout()
@@ -100,7 +102,9 @@ class Station:
                     station_info={k: v for k, v in self._station_info().items() if v})
         self.settings = Settings16(self.config)
         self.cache = AuthCache(self.db)
-        self.engine = Engine(self.hal, self.settings, self.transactions, self.kv, Authorizer(self.settings, self.cache),
+        self.local_list = self._local_auth_list()
+        self.engine = Engine(self.hal, self.settings, self.transactions, self.kv,
+                             Authorizer(self.settings, self.cache, local_list=self.local_list.lookup),
                              protocol="1.6", evse_of={cid: evse for cid, (evse, _) in evses.items()})
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
         self.adapters: dict = {}
@@ -109,16 +113,50 @@ class Station:
                 self.adapters[proto] = Ocpp16Adapter(
                     engine=self.engine, config=self.config, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, station_info=self._station_info(),
-                    datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks)
+                    datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
+                    local_list=self.local_list)
             elif proto == "ocpp2.0.1":
                 from .v201.adapter import Ocpp201Adapter
                 self.adapters[proto] = Ocpp201Adapter(
                     engine=self.engine, model=self.model, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
-                    layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks)
+                    layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
+                    local_list=self.local_list)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
         self.hal.set_listener(self._on_hal)
+
+    def _local_auth_list(self) -> LocalAuthList:
+        """The Local Authorization List over the shared variables: LocalAuthListEnabled = LocalAuthListCtrlr.Enabled,
+        SendLocalListMaxLength = LocalAuthListCtrlr.ItemsPerMessage (keys16 mapping), and the capacity
+        LocalAuthListMaxLength (1.6) / the maxLimit of LocalAuthListCtrlr.Entries (2.0.1), whichever is smaller."""
+        model = self.model
+
+        def number(component: str, variable: str, default: int) -> int:
+            raw = model.get(component, variable)
+            try:
+                return int(raw) if raw is not None else default
+            except ValueError:
+                return default
+
+        def max_entries() -> int:
+            limits = [number("OCPP16Ctrlr", "LocalAuthListMaxLength", 1000)]
+            entries = model.definition("LocalAuthListCtrlr", "Entries")
+            if entries is not None and entries.max is not None:
+                limits.append(int(entries.max))
+            return min(limits)
+
+        def entries_changed(count: int) -> None:   # LocalAuthListCtrlr.Entries: the current amount (D01.FR.12)
+            if model.definition("LocalAuthListCtrlr", "Entries") is not None:
+                model.set("LocalAuthListCtrlr", "Entries", str(count), force=True)
+
+        local = LocalAuthList(
+            LocalList(self.db),
+            enabled=lambda: (model.get("LocalAuthListCtrlr", "Enabled") or "false").strip().lower() == "true",
+            max_entries=max_entries, items_per_message=lambda: number("LocalAuthListCtrlr", "ItemsPerMessage", 100),
+            on_change=entries_changed)
+        entries_changed(len(local))
+        return local
 
     def _evse_sizes(self) -> list[int]:
         n = len(self.hal.connector_ids())

@@ -7,7 +7,8 @@ power cut at any instruction: nothing lost, nothing duplicated (DESIGN.md §3).
 from .db import Database, StoreCorrupt, StoreError, StoreFull, StoreLocked, json_dumps, json_loads
 from .migrations import MIGRATIONS
 from .outbox import FAILED, PENDING, Outbox, OutboxItem
-from .tables import AuthCache, KeyValue, SqliteVariableBackend, Transactions, TxRecord, VarKey
+from .tables import (AuthCache, KeyValue, LocalList, LocalListFull, SqliteVariableBackend, Transactions, TxRecord,
+                     VarKey)
 
 __all__ = [
     "FAILED",
@@ -16,6 +17,8 @@ __all__ = [
     "AuthCache",
     "Database",
     "KeyValue",
+    "LocalList",
+    "LocalListFull",
     "Outbox",
     "OutboxItem",
     "SqliteVariableBackend",

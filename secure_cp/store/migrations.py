@@ -98,6 +98,22 @@ CREATE TABLE variables (
 ) WITHOUT ROWID;
 """
 
+# Version 2: the Local Authorization List (OCPP 1.6 §3.5.2 / §5.15, OCPP 2.0.1 D01): idTag -> idTagInfo, and the
+# list's version number in a one-row table (0 = no list received yet, 2.0.1 D02.FR.02).
+_V2_LOCAL_LIST = """
+CREATE TABLE local_list (
+    id_tag TEXT PRIMARY KEY,
+    info   TEXT NOT NULL                         -- JSON, a 1.6-style idTagInfo
+) WITHOUT ROWID;
+
+CREATE TABLE local_list_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 0),  -- one row only
+    version INTEGER NOT NULL
+);
+INSERT INTO local_list_version (id, version) VALUES (0, 0);
+"""
+
 MIGRATIONS: list[str] = [
     _V1_CORE,
+    _V2_LOCAL_LIST,
 ]

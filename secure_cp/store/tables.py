@@ -1,4 +1,5 @@
-"""Typed access to the store's tables: transactions, key/value settings, authorization cache, device model.
+"""Typed access to the store's tables: transactions, key/value settings, authorization cache, local authorization
+list, device model.
 
 Every write commits before it returns (``synchronous=FULL``), or together with the caller's own
 ``with db.tx():`` block when called inside one, so the engine can make several changes atomic.
@@ -10,13 +11,15 @@ import dataclasses
 import datetime as _dt
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from .db import Database, StoreError, json_dumps, json_loads
 
 __all__ = [
     "AuthCache",
     "KeyValue",
+    "LocalList",
+    "LocalListFull",
     "SqliteVariableBackend",
     "Transactions",
     "TxRecord",
@@ -292,6 +295,89 @@ class AuthCache:
 
     def __contains__(self, id_tag: object) -> bool:
         return bool(self._db.query("SELECT 1 FROM auth_cache WHERE id_tag = ?", (id_tag,)))
+
+
+# ------------------------------------------------------------------------------------ local authorization list
+
+
+class LocalListFull(ValueError):
+    """The update would leave more entries than the station can hold; nothing was changed."""
+
+
+class LocalList:
+    """The Local Authorization List (OCPP 1.6 §3.5.2, 2.0.1 D01): idTag -> 1.6-style idTagInfo, plus its version.
+
+    Kept apart from the authorization cache (1.6 §3.5.3: distinct data structures) and changed only by
+    ``replace`` / ``update`` (1.6 §3.5.2, D01.FR.09: only through SendLocalList). Each change, version included,
+    is one store transaction: after a power cut the list is either the old one or the new one (D01 failure
+    postcondition "stays as it was"; D01.FR.10 persisted across reboots).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, id_tag: str) -> dict | None:
+        rows = self._db.query("SELECT info FROM local_list WHERE id_tag = ?", (id_tag,))
+        return json_loads(rows[0][0]) if rows else None
+
+    def version(self) -> int:
+        """The version of the list: 0 until a SendLocalList was applied (2.0.1 D02.FR.02)."""
+        rows = self._db.query("SELECT version FROM local_list_version WHERE id = 0")
+        return int(rows[0][0]) if rows else 0
+
+    def __len__(self) -> int:
+        return int(self._db.query("SELECT COUNT(*) FROM local_list")[0][0])
+
+    def __contains__(self, id_tag: object) -> bool:
+        return bool(self._db.query("SELECT 1 FROM local_list WHERE id_tag = ?", (id_tag,)))
+
+    def items(self) -> dict[str, dict]:
+        return {row[0]: json_loads(row[1]) for row in self._db.query("SELECT id_tag, info FROM local_list")}
+
+    @staticmethod
+    def _set_version(conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("INSERT INTO local_list_version (id, version) VALUES (0, ?) "
+                     "ON CONFLICT (id) DO UPDATE SET version = excluded.version", (int(version),))
+
+    @staticmethod
+    def _check_size(conn: sqlite3.Connection, max_entries: int | None) -> None:
+        if max_entries is not None:
+            count = conn.execute("SELECT COUNT(*) FROM local_list").fetchone()[0]
+            if count > max_entries:
+                raise LocalListFull(f"the local list would hold {count} entries, at most {max_entries} fit")
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, entries: dict[str, dict]) -> None:
+        rows = []
+        for id_tag, info in entries.items():
+            if not isinstance(info, dict):
+                raise TypeError(f"local list info must be a dict, got {type(info).__name__}")
+            rows.append((id_tag, json_dumps(info)))
+        conn.executemany("INSERT INTO local_list (id_tag, info) VALUES (?, ?) "
+                         "ON CONFLICT (id_tag) DO UPDATE SET info = excluded.info", rows)
+
+    def replace(self, version: int, entries: dict[str, dict], *, max_entries: int | None = None) -> None:
+        """Full update: the list becomes ``entries`` with ``version``; ``LocalListFull`` (nothing changed) if too many."""
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM local_list")
+            self._upsert(conn, entries)
+            self._check_size(conn, max_entries)
+            self._set_version(conn, version)
+
+    def update(self, version: int, upserts: dict[str, dict], deletes: Iterable[str] = (), *,
+               max_entries: int | None = None) -> None:
+        """Differential update: add/replace ``upserts``, remove ``deletes``, set ``version``; atomic."""
+        with self._db.tx() as conn:
+            conn.executemany("DELETE FROM local_list WHERE id_tag = ?", [(t,) for t in deletes])
+            self._upsert(conn, upserts)
+            self._check_size(conn, max_entries)
+            self._set_version(conn, version)
+
+    def clear(self) -> None:
+        """Empty the list and forget its version (back to "no list", version 0)."""
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM local_list")
+            self._set_version(conn, 0)
 
 
 # ------------------------------------------------------------------------------------------- device model

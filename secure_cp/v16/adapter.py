@@ -26,6 +26,8 @@ CORE_ACTIONS = frozenset({
     "ChangeAvailability", "ChangeConfiguration", "ClearCache", "DataTransfer", "GetConfiguration",
     "RemoteStartTransaction", "RemoteStopTransaction", "Reset", "UnlockConnector",
 })
+#: Local Auth List Management profile (1.6 §5.10, §5.15): answered when the station offers the profile.
+LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
@@ -40,9 +42,13 @@ class Ocpp16Adapter(AdapterBase):
 
     def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
                  registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
-                 hooks: Hooks | None = None, call_timeout: float = 30.0):
+                 hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None):
         self.engine = engine
         self.config = config
+        self.local_list = local_list                    # engine.locallist.LocalAuthList, or None: no list
+        profiles = getattr(config, "supported_profiles", ["Core"])
+        actions = CORE_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None
+                                  and "LocalAuthListManagement" in profiles else frozenset())
         self.settings = settings
         self.db = db
         self.outbox = outbox
@@ -51,8 +57,9 @@ class Ocpp16Adapter(AdapterBase):
         self.datatransfer = datatransfer or DataTransferRegistry()
         self.hooks = hooks or Hooks()
         self.registry = registry or SchemaRegistry("1.6")
+        self.supported_actions = actions
         self.endpoint = Endpoint("1.6", self.registry, call_timeout=call_timeout,
-                                 supported_actions=lambda a: a in CORE_ACTIONS)
+                                 supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
         self.next_boot_at = 0.0
         self.online = False
@@ -297,6 +304,27 @@ class Ocpp16Adapter(AdapterBase):
         if unknown:
             out["unknownKey"] = unknown
         return out
+
+    def _local_list_enabled(self) -> bool:
+        try:
+            return self.config.get_bool("LocalAuthListEnabled")
+        except (KeyError, ValueError):
+            return False
+
+    def _cs_GetLocalListVersion(self, p: dict, now: float) -> dict:
+        """1.6 §5.10: the list's version; 0 = the list is empty, -1 = no Local Authorization List. A disabled list
+        (LocalAuthListEnabled false) is not used for authorization, so it is reported as not supported (-1)."""
+        if not self._local_list_enabled():
+            return {"listVersion": -1}
+        return {"listVersion": self.local_list.version() if len(self.local_list) else 0}
+
+    def _cs_SendLocalList(self, p: dict, now: float) -> dict:
+        """1.6 §5.15 / §6.41: Full replaces, Differential adds/updates (with idTagInfo) and removes (without);
+        NotSupported while LocalAuthListEnabled is false (§7.47); rules in engine.locallist."""
+        if not self._local_list_enabled():
+            return {"status": "NotSupported"}
+        entries = [(e["idTag"], e.get("idTagInfo")) for e in p.get("localAuthorizationList") or []]
+        return {"status": self.local_list.apply(p["updateType"], p["listVersion"], entries)}
 
     def _cs_RemoteStartTransaction(self, p: dict, now: float) -> dict:
         if self.registration != "accepted":   # §4.2: not allowed while Pending

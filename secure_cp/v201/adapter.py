@@ -13,7 +13,9 @@ member list is accepted by SetVariables (the device model checks the members).
 Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
 connectors (an EVSE command applies to each of its connectors), idTokenInfo.evseId restrictions (C01.FR.21), the
 Unavailable status of idle EVSEs while an OnIdle reset waits (B12 step 3a), signed meter values, reservations,
-smart charging, GetReport (B08), local list management, certificates, firmware, logs and monitoring.
+smart charging, GetReport (B08), certificates, firmware, logs and monitoring. The Local Authorization List (D01/D02)
+is the one the 1.6 adapter manages too (engine.locallist); 2.0.1-only idTokenInfo fields (evseId, language, personal
+message, chargingPriority) and the idToken type are not kept on it.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ CS_ACTIONS = frozenset({
     "RequestStartTransaction", "RequestStopTransaction", "Reset", "SetVariables", "TriggerMessage",
     "UnlockConnector",
 })
+#: D. Local Authorization List Management: answered when the station has a list.
+LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
 #: BootReasonEnumType (Part 2 §3.5).
@@ -73,8 +77,9 @@ class Ocpp201Adapter(AdapterBase):
     def __init__(self, *, engine: Engine, model: DeviceModel, settings, db, outbox, transactions, kv,
                  station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
-                 call_timeout: float = 30.0):
+                 call_timeout: float = 30.0, local_list=None):
         self.engine = engine
+        self.local_list = local_list              # engine.locallist.LocalAuthList, or None: no list
         self.model = model
         self.settings = settings                  # the engine's settings (shared variables)
         self.s201 = Settings201(model)            # the 2.0.1-only variables
@@ -90,8 +95,9 @@ class Ocpp201Adapter(AdapterBase):
         self.datatransfer = datatransfer or DataTransferRegistry()
         self.hooks = hooks or Hooks()
         self.registry = registry or SchemaRegistry("2.0.1")
+        actions = CS_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None else frozenset())
         self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
-                                 supported_actions=lambda a: a in CS_ACTIONS)
+                                 supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
         self.next_boot_at = 0.0
         self._boot_now = False          # TriggerMessage(BootNotification) while not Accepted
@@ -744,6 +750,26 @@ class Ocpp201Adapter(AdapterBase):
         if not self.s201.auth_cache_enabled:   # C11.FR.04
             return {"status": "Rejected"}
         return {"status": "Accepted" if self.engine.clear_cache() else "Rejected"}
+
+    def _local_list_enabled(self) -> bool:
+        return self.local_list is not None and self.local_list.enabled()
+
+    def _cs_GetLocalListVersion(self, p: dict, now: float) -> dict:
+        """D02: the version of the list (D02.FR.01); 0 before any SendLocalList (D02.FR.02) and while
+        LocalAuthListCtrlr.Enabled is not true (D02.FR.03)."""
+        return {"versionNumber": self.local_list.version() if self._local_list_enabled() else 0}
+
+    def _cs_SendLocalList(self, p: dict, now: float) -> dict:
+        """D01: Full replaces (D01.FR.04/15), Differential adds/updates entries with idTokenInfo (D01.FR.16) and
+        removes those without (D01.FR.17); VersionMismatch per D01.FR.19. Entries are kept as 1.6-style idTagInfo
+        keyed by the idToken value. A disabled list is the D01 prerequisite failing: Failed (2.0.1 has no
+        NotSupported status)."""
+        if not self._local_list_enabled():
+            return {"status": "Failed", "statusInfo": {"reasonCode": "Disabled",
+                                                       "additionalInfo": "LocalAuthListCtrlr.Enabled is false"}}
+        entries = [(e["idToken"]["idToken"], m.auth_info_16(e["idTokenInfo"]) if "idTokenInfo" in e else None)
+                   for e in p.get("localAuthorizationList") or []]
+        return {"status": self.local_list.apply(p["updateType"], p["versionNumber"], entries)}
 
     def _cs_GetTransactionStatus(self, p: dict, now: float) -> dict:
         """E14: whether the transaction runs and whether transaction messages wait in the queue (for it, or at all
