@@ -89,20 +89,25 @@ def _boot_payload(model: str) -> dict:
 # ---- (a) raw websockets + json ---------------------------------------------------------------------------------
 
 
+async def _raw_call(ws, action: str, payload: dict) -> dict:
+    """The floor: one CALL as plain json over websockets, waiting for its CALLRESULT."""
+    uid = str(uuid.uuid4())
+    await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg[0] in (3, 4) and msg[1] == uid:
+            break
+    if msg[0] != 3:
+        raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
+    return msg[2]
+
+
 async def run_raw(url: str, n: int, warmup: int, profile: str | None) -> dict:
     from websockets.asyncio.client import connect
 
     async with connect(f"{url}/BENCH-A-RAW", subprotocols=["ocpp1.6"]) as ws:
         async def call(action: str, payload: dict) -> dict:
-            uid = str(uuid.uuid4())
-            await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
-            while True:
-                msg = json.loads(await ws.recv())
-                if msg[0] in (3, 4) and msg[1] == uid:
-                    break
-            if msg[0] != 3:
-                raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
-            return msg[2]
+            return await _raw_call(ws, action, payload)
 
         clock = UniqueMs()
         await call("BootNotification", _boot_payload("raw"))
@@ -164,15 +169,7 @@ async def run_raw201(url: str, n: int, warmup: int, profile: str | None) -> dict
             raise RuntimeError(f"the CSMS chose {ws.subprotocol!r}, not ocpp2.0.1")
 
         async def call(action: str, payload: dict) -> dict:
-            uid = str(uuid.uuid4())
-            await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
-            while True:
-                msg = json.loads(await ws.recv())
-                if msg[0] in (3, 4) and msg[1] == uid:
-                    break
-            if msg[0] != 3:
-                raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
-            return msg[2]
+            return await _raw_call(ws, action, payload)
 
         clock = UniqueMs()
         boot = await call("BootNotification", {"chargingStation": {"model": "raw", "vendorName": "bench"},

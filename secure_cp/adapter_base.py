@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .engine import parse_rfc3339
+from .engine import Notice, ResetNow, parse_rfc3339
 from .rpc import SchemaError
 
 log = logging.getLogger("secure_cp.adapter")
@@ -28,8 +28,39 @@ class Inflight:
 
 
 class AdapterBase:
-    """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``hooks``, ``_inflight``,
-    ``last_sent_at`` and implement ``poll``."""
+    """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``registry``, ``hooks``, ``_inflight``,
+    ``last_sent_at``, ``online``, ``registration``, implement ``poll`` and ``_queue_data_transfer``, and list
+    how they turn each engine effect into messages in ``EFFECTS`` (effect type -> handler(adapter, effect, now))."""
+
+    EFFECTS: dict[type, Callable] = {}
+    COMMON_EFFECTS: dict[type, Callable] = {
+        ResetNow: lambda self, e, now: setattr(self, "reset_requested", e.hard),
+        Notice: lambda self, e, now: log.info("connector %s: %s", e.connector_id, e.text),
+    }
+
+    def _process_effects(self, now: float) -> None:
+        for eff in self.engine.drain():
+            self._effect(eff, now)
+
+    def _effect(self, eff, now: float) -> None:
+        handler = self.EFFECTS.get(type(eff)) or self.COMMON_EFFECTS.get(type(eff))
+        if handler is not None:
+            handler(self, eff, now)
+
+    def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None,
+                      on_result: Callable[[dict | None], None]) -> None:
+        """CP -> CS DataTransfer (1.6 §4.3, 2.0.1 P02): on_result gets the response payload, or None if it failed
+        or the station is offline / not registered. Bad arguments raise SchemaError to the caller."""
+        payload: dict[str, Any] = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        self.registry.validate_request("DataTransfer", payload)
+        if not self.online or self.registration != "accepted":
+            on_result(None)
+            return
+        self._queue_data_transfer(payload, on_result)
 
     def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
         """Start a CALL (None if the payload fails its schema: we never send an invalid frame)."""

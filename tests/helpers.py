@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
 
 from secure_cp.sim.csms import Csms
 
@@ -30,3 +34,22 @@ async def barrier(csms: Csms, ident: str = "CP1") -> None:
     """One CSMS->station round trip; afterwards every CALL the station made because of earlier frames has been
     answered and recorded by the CSMS (frames are handled in order on both sides)."""
     await csms.call(ident, "GetConfiguration", {"key": ["HeartbeatInterval"]}, timeout=5)
+
+
+def outbox_cli() -> list[str]:
+    """The installed ``secure-cp`` console script of this venv, else the module."""
+    script = Path(sys.executable).with_name("secure-cp")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("secure-cp")
+    return [found] if found else [sys.executable, "-m", "secure_cp.cli"]
+
+
+async def run_outbox_cli(data_dir: Path, *extra: str) -> list[dict]:
+    """`secure-cp outbox --data-dir DIR ...` in a subprocess: its JSON lines (it reads while the station runs)."""
+    proc = await asyncio.create_subprocess_exec(
+        *outbox_cli(), "outbox", "--data-dir", str(data_dir), *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]

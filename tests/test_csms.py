@@ -17,43 +17,14 @@ from typing import Any
 import pytest
 from csms_fixture import AUTH_IDENTITY, AUTH_PASSWORD, csms, csms_auth  # noqa: F401 (fixtures)
 from rfc3339_validator import validate_rfc3339
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from raw_station import RawStation
 from secure_cp.sim.csms import CallErrorReceived, Csms, Record, format_record
 
 BOOT = {"chargePointVendor": "secure-cp", "chargePointModel": "Sim-1"}
 TS = "2024-05-01T10:00:00.000Z"
-
-
-class RawStation:
-    """A minimal OCPP-J 1.6 client: sends frames as text, reads frames back."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self._ids = iter(range(1, 1_000_000))
-
-    def next_id(self) -> str:
-        return f"m{next(self._ids)}"
-
-    async def send_call(self, action: str, payload: Any, unique_id: str | None = None) -> str:
-        unique_id = unique_id or self.next_id()
-        await self.ws.send(json.dumps([2, unique_id, action, payload]))
-        return unique_id
-
-    async def recv(self) -> list[Any]:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-
-    async def call(self, action: str, payload: Any) -> list[Any]:
-        unique_id = await self.send_call(action, payload)
-        frame = await self.recv()
-        assert frame[1] == unique_id
-        return frame
-
-    async def result(self, action: str, payload: Any) -> dict[str, Any]:
-        frame = await self.call(action, payload)
-        assert frame[0] == 3, frame
-        return frame[2]
 
 
 def station(csms: Csms, identity: str = "CP1", **kwargs: Any) -> connect:

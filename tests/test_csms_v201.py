@@ -20,6 +20,7 @@ from rfc3339_validator import validate_rfc3339
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from raw_station import RawStation
 from secure_cp.sim.csms import (
     SESSION_CLASSES,
     V201_RULES,
@@ -36,30 +37,11 @@ BOOT = {"reason": "PowerUp", "chargingStation": {"model": "Sim-1", "vendorName":
 _MESSAGE_IDS = itertools.count(1)
 
 
-class RawStation201:
-    """A minimal OCPP-J 2.0.1 client: sends frames as text, reads frames back."""
+class RawStation201(RawStation):
+    """The raw client with message ids unique across all connections of this file (2.0.1 Part 4 §4.1.4)."""
 
     def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send_call(self, action: str, payload: Any, unique_id: str | None = None) -> str:
-        unique_id = unique_id or f"r{next(_MESSAGE_IDS)}"
-        await self.ws.send(json.dumps([2, unique_id, action, payload]))
-        return unique_id
-
-    async def recv(self) -> list[Any]:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-
-    async def call(self, action: str, payload: Any) -> list[Any]:
-        unique_id = await self.send_call(action, payload)
-        frame = await self.recv()
-        assert frame[1] == unique_id
-        return frame
-
-    async def result(self, action: str, payload: Any) -> dict[str, Any]:
-        frame = await self.call(action, payload)
-        assert frame[0] == 3, frame
-        return frame[2]
+        super().__init__(ws, _MESSAGE_IDS, "r")
 
 
 def station(csms: Csms, identity: str = "CP1", subprotocols: list[str] | None = None) -> connect:

@@ -10,13 +10,9 @@ after a reboot), §4.9 (status after an offline period), OCPP-J 1.6 §4.1.1 / §
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import sys
 from datetime import datetime
-from pathlib import Path
 
-from helpers import barrier, booted, eventually
+from helpers import barrier, booted, eventually, run_outbox_cli
 from secure_cp.sim.csms import Csms
 
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
@@ -52,23 +48,6 @@ def tx_id_for(csms: Csms, id_tag: str) -> int:
 def seconds(a: datetime, b: datetime) -> float:
     return (b - a).total_seconds()
 
-
-def outbox_cli() -> list[str]:
-    """The installed ``secure-cp`` console script of this venv, else the module."""
-    script = Path(sys.executable).with_name("secure-cp")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("secure-cp")
-    return [found] if found else [sys.executable, "-m", "secure_cp.cli"]
-
-
-async def run_outbox_cli(data_dir: Path, *extra: str) -> list[dict]:
-    proc = await asyncio.create_subprocess_exec(
-        *outbox_cli(), "outbox", "--data-dir", str(data_dir), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
 # ---- queueing while offline ---------------------------------------------------------------------------------

@@ -21,12 +21,8 @@ AllowOfflineTxForUnknownId, MeterValueSampleInterval) are the same device-model 
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import sys
-from pathlib import Path
 
-from helpers import eventually
+from helpers import eventually, run_outbox_cli
 from secure_cp.sim.csms import Csms
 
 ID = "CP1"
@@ -83,23 +79,6 @@ def assert_complete(csms: Csms, tx_id: str) -> list[int]:
     assert tx.started["seqNo"] == seq[0] and tx.ended_event["seqNo"] == seq[-1]
     return seq
 
-
-def outbox_cli() -> list[str]:
-    """The installed ``secure-cp`` console script of this venv, else the module."""
-    script = Path(sys.executable).with_name("secure-cp")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("secure-cp")
-    return [found] if found else [sys.executable, "-m", "secure_cp.cli"]
-
-
-async def run_outbox_cli(data_dir: Path, *extra: str) -> list[dict]:
-    proc = await asyncio.create_subprocess_exec(
-        *outbox_cli(), "outbox", "--data-dir", str(data_dir), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
 # ---- E11 / E12: queued while offline, delivered in order with offline true -------------------------------------

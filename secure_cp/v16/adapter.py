@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..devicemodel import TooManyKeys
-from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, StatusChanged, TxMeterValues,
+from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
                       TxStarted, TxStopped, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
@@ -131,22 +131,13 @@ class Ocpp16Adapter(AdapterBase):
         self._process_effects(now)
 
     # ---- effects of the engine -----------------------------------------------------------------------------
-    def _process_effects(self, now: float) -> None:
-        for eff in self.engine.drain():
-            if isinstance(eff, StatusChanged):
-                self._queue_status(eff)
-            elif isinstance(eff, AuthorizeRequest):
-                self._queue_authorize(eff.id_tag, now)
-            elif isinstance(eff, TxStarted):
-                self._enqueue_start(eff.tx_key, now)
-            elif isinstance(eff, TxStopped):
-                self._enqueue_stop(eff, now)
-            elif isinstance(eff, TxMeterValues):
-                self._enqueue_meter(eff, now)
-            elif isinstance(eff, ResetNow):
-                self.reset_requested = eff.hard
-            elif isinstance(eff, Notice):
-                log.info("connector %s: %s", eff.connector_id, eff.text)
+    EFFECTS = {
+        StatusChanged: lambda self, e, now: self._queue_status(e),
+        AuthorizeRequest: lambda self, e, now: self._queue_authorize(e.id_tag, now),
+        TxStarted: lambda self, e, now: self._enqueue_start(e.tx_key, now),
+        TxStopped: lambda self, e, now: self._enqueue_stop(e, now),
+        TxMeterValues: lambda self, e, now: self._enqueue_meter(e, now),
+    }
 
     def _queue_status(self, eff: StatusChanged) -> None:
         """Online every change is reported in order; offline only the latest per connector is kept (1.6 §4.9:
@@ -216,18 +207,7 @@ class Ocpp16Adapter(AdapterBase):
         if tx is not None:
             self._append_tx_message(tx, "MeterValues", payload, None, now)
 
-    def data_transfer(self, vendor_id: str, message_id: str | None, data: str | None,
-                      on_result: Callable[[dict | None], None]) -> None:
-        """CP -> CS DataTransfer (1.6 §4.3): on_result gets the response payload, or None if it failed / offline."""
-        payload = {"vendorId": vendor_id}
-        if message_id is not None:
-            payload["messageId"] = message_id
-        if data is not None:
-            payload["data"] = data
-        self.registry.validate_request("DataTransfer", payload)   # SchemaError to the caller: bad arguments
-        if not self.online or self.registration != "accepted":
-            on_result(None)
-            return
+    def _queue_data_transfer(self, payload: dict, on_result: Callable[[dict | None], None]) -> None:
         self._queue_volatile("DataTransfer", payload, on_result)
 
     # ---- input from the CSMS -------------------------------------------------------------------------------------

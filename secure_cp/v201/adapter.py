@@ -23,11 +23,11 @@ import collections
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..devicemodel import DeviceModel
-from ..engine import (AuthorizeRequest, Engine, Notice, ResetNow, SampledValue, Sample, Status, StatusChanged,
+from ..engine import (AuthorizeRequest, Engine, SampledValue, Sample, Status, StatusChanged,
                       StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
 from ..engine.model import TxUpdated
@@ -197,27 +197,14 @@ class Ocpp201Adapter(AdapterBase):
             self._head_stale = True
 
     # ---- effects of the engine --------------------------------------------------------------------------------
-    def _process_effects(self, now: float) -> None:
-        for eff in self.engine.drain():
-            self._effect(eff, now)
-
-    def _effect(self, eff, now: float) -> None:
-        if isinstance(eff, StatusChanged):
-            self._on_status(eff, now)
-        elif isinstance(eff, AuthorizeRequest):
-            self._queue_authorize(eff.id_tag, now)
-        elif isinstance(eff, TxStarted):
-            self._enqueue_started(eff.tx_key, now)
-        elif isinstance(eff, TxUpdated):
-            self._enqueue_updated(eff, now)
-        elif isinstance(eff, TxStopped):
-            self._enqueue_ended(eff, now)
-        elif isinstance(eff, TxMeterValues):
-            self._enqueue_meter(eff, now)
-        elif isinstance(eff, ResetNow):
-            self.reset_requested = eff.hard
-        elif isinstance(eff, Notice):
-            log.info("connector %s: %s", eff.connector_id, eff.text)
+    EFFECTS = {
+        StatusChanged: lambda self, e, now: self._on_status(e, now),
+        AuthorizeRequest: lambda self, e, now: self._queue_authorize(e.id_tag, now),
+        TxStarted: lambda self, e, now: self._enqueue_started(e.tx_key, now),
+        TxUpdated: lambda self, e, now: self._enqueue_updated(e, now),
+        TxStopped: lambda self, e, now: self._enqueue_ended(e, now),
+        TxMeterValues: lambda self, e, now: self._enqueue_meter(e, now),
+    }
 
     def _connector_status(self, cid: int, status: Status) -> str:
         """ConnectorStatusEnumType. The engine's Preparing also means "authorized, waiting for the cable"; in 2.0.1
@@ -441,18 +428,7 @@ class Ocpp201Adapter(AdapterBase):
                                       tx.tx_key, offline=not self.online, charging_state=cs, meter_values=values)
         self._append_event(tx, payload, {"cs": cs} if cs else {}, now)
 
-    def data_transfer(self, vendor_id: str, message_id: str | None, data, on_result: Callable[[dict | None], None]
-                      ) -> None:
-        """P02 DataTransfer to the CSMS: on_result gets the response payload, or None if it failed / offline."""
-        payload: dict[str, Any] = {"vendorId": vendor_id}
-        if message_id is not None:
-            payload["messageId"] = message_id
-        if data is not None:
-            payload["data"] = data
-        self.registry.validate_request("DataTransfer", payload)   # SchemaError to the caller: bad arguments
-        if not self.online or self.registration != "accepted":
-            on_result(None)
-            return
+    def _queue_data_transfer(self, payload: dict, on_result: Callable[[dict | None], None]) -> None:
         self._queue_call(self._volatile, _Call("DataTransfer", payload, on_result))
 
     # ---- input from the CSMS ----------------------------------------------------------------------------------
