@@ -62,16 +62,26 @@ class AdapterBase:
             return
         self._queue_data_transfer(payload, on_result)
 
-    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float) -> str | None:
-        """Start a CALL (None if the payload fails its schema: we never send an invalid frame)."""
+    def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float, *,
+              validated: bool = False) -> str | None:
+        """Start a CALL (None if the payload fails its schema: we never send an invalid frame). ``validated``:
+        the payload passed the same schema check when it was queued by this process (see ``endpoint.send_call``)."""
         try:
-            _, text = self.endpoint.send_call(action, payload, now)
+            _, text = self.endpoint.send_call(action, payload, now, validated=validated)
         except SchemaError as exc:
             log.error("not sending invalid %s: %s", action, exc.description)
             return None
         self._inflight = Inflight(kind, action, ref)
         self.last_sent_at = now
         return text
+
+    def flush_delivered(self) -> None:
+        """Delete the delivered outbox items now (at shutdown; see delivery.OutboxQueue)."""
+        self.queue.flush()
+
+    def pending_messages(self) -> int:
+        """Transaction messages still to deliver."""
+        return self.queue.pending_count()
 
     def _sync_clock(self, current_time: str | None) -> None:
         if not current_time:

@@ -6,19 +6,27 @@ import re
 
 SECRET_KEYS = frozenset({"AuthorizationKey", "BasicAuthPassword"})
 _FIELDS = ("value", "password")
+#: Secret fields of a 2.0.1 NetworkConnectionProfileType (SetNetworkProfile connectionData, Part 2 §2.3 / §2.54).
+PROFILE_SECRETS = {"apn": frozenset({"apnPassword", "simPin"}), "vpn": frozenset({"password", "key"})}
 
 
 def redact_frame(text: str) -> str:
-    """Replace the values of secret configuration keys in a ChangeConfiguration / SetVariables frame."""
-    if not any(k in text for k in SECRET_KEYS):
+    """Replace the values of secret configuration keys in a ChangeConfiguration / SetVariables frame, and the APN /
+    VPN secrets of a SetNetworkProfile frame."""
+    if not any(k in text for k in SECRET_KEYS) and "connectionData" not in text:
         return text
     try:
         frame = json.loads(text)
     except ValueError:
-        return re.sub(r'"(value|password)"\s*:\s*"[^"]*"', r'"\1":"***"', text)
+        return re.sub(r'"(value|password|apnPassword|simPin|key)"\s*:\s*("[^"]*"|-?\d+)', r'"\1":"***"', text)
 
     def scrub(obj):
         if isinstance(obj, dict):
+            profile = obj.get("connectionData")
+            if isinstance(profile, dict):
+                obj = {**obj, "connectionData": {
+                    k: ({f: ("***" if f in PROFILE_SECRETS[k] else x) for f, x in v.items()}
+                        if k in PROFILE_SECRETS and isinstance(v, dict) else v) for k, v in profile.items()}}
             secret = obj.get("key") in SECRET_KEYS or \
                 (isinstance(obj.get("variable"), dict) and obj["variable"].get("name") in SECRET_KEYS)
             return {k: ("***" if secret and k in ("value", "attributeValue") else scrub(v)) for k, v in obj.items()}

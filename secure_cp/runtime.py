@@ -26,6 +26,7 @@ from .transport import Transport, TransportConfig
 from .adapter_base import Hooks
 from .v16.adapter import Ocpp16Adapter
 from .v16.settings import Settings16
+from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
 log = logging.getLogger("secure_cp.runtime")
 frames_log = logging.getLogger("secure_cp.frames")
@@ -76,7 +77,9 @@ class Station:
         self._wake = asyncio.Event()
         self._sendq: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._generation = 0
-        self._sleep_until: float | None = None
+        self._sleep_until: float | None = None     # when the ticker's alarm rings (None: no alarm)
+        self._sleeping = False                     # the ticker waits for its alarm or a wake-up
+        self._alarm: asyncio.TimerHandle | None = None
         self._reload = False
         self._reboot = False
         self.boots = 0
@@ -100,6 +103,8 @@ class Station:
         define_v201(self.model, evses={e: n for e, n in enumerate(self._evse_sizes(), start=1)},
                     supported_measurands=set(self.hal.supported_measurands()),
                     station_info={k: v for k, v in self._station_info().items() if v})
+        self.network = NetworkProfiles(KeyValue(self.db, "netprofiles"), self.model, self._configured_profile,
+                                       cfg.identity)
         self.settings = Settings16(self.config)
         self.cache = AuthCache(self.db)
         self.local_list = self._local_auth_list()
@@ -121,15 +126,18 @@ class Station:
                     engine=self.engine, model=self.model, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
-                    local_list=self.local_list)
+                    local_list=self.local_list, network=self.network)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
+        self.plan = self.network.plan(self._int_variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3),
+                                      self._usable_profile)   # B10.FR.04: the connection order of this boot
         self.hal.set_listener(self._on_hal)
 
     def _local_auth_list(self) -> LocalAuthList:
         """The Local Authorization List over the shared variables: LocalAuthListEnabled = LocalAuthListCtrlr.Enabled,
-        SendLocalListMaxLength = LocalAuthListCtrlr.ItemsPerMessage (keys16 mapping), and the capacity
-        LocalAuthListMaxLength (1.6) / the maxLimit of LocalAuthListCtrlr.Entries (2.0.1), whichever is smaller."""
+        SendLocalListMaxLength = LocalAuthListCtrlr.ItemsPerMessage (keys16 mapping), LocalAuthListCtrlr.BytesPerMessage
+        (2.0.1 only), and the capacity LocalAuthListMaxLength (1.6) / the maxLimit of LocalAuthListCtrlr.Entries
+        (2.0.1), whichever is smaller."""
         model = self.model
 
         def number(component: str, variable: str, default: int) -> int:
@@ -154,6 +162,7 @@ class Station:
             LocalList(self.db),
             enabled=lambda: (model.get("LocalAuthListCtrlr", "Enabled") or "false").strip().lower() == "true",
             max_entries=max_entries, items_per_message=lambda: number("LocalAuthListCtrlr", "ItemsPerMessage", 100),
+            bytes_per_message=lambda: number("LocalAuthListCtrlr", "BytesPerMessage", 65536),
             on_change=entries_changed)
         entries_changed(len(local))
         return local
@@ -213,11 +222,38 @@ class Station:
             return bytes.fromhex(key)
         return key.encode()
 
-    def transport_config(self) -> TransportConfig:
+    def _configured_profile(self) -> NetworkProfile:
+        """The [csms] section as the network connection profile of the first slot (see v201.netprofiles)."""
+        d = self.model.definition("OCPPCommCtrlr", "NetworkConfigurationPriority")
+        first = int(d.values_list[0]) if d is not None and d.values_list else 1
+        return NetworkProfile(slot=first, url=self.cfg.csms_url, security_profile=self.cfg.security_profile,
+                              message_timeout=max(1, int(self.cfg.call_timeout)), from_config=True)
+
+    def _int_variable(self, component: str, variable: str, default: int) -> int:
+        raw = self.model.get(component, variable)
+        try:
+            return int(raw) if raw is not None else default
+        except ValueError:
+            return default
+
+    def _usable_profile(self, profile: NetworkProfile) -> bool:
+        """A profile the transport can use (e.g. security profile 1 needs a password); others are skipped."""
+        try:
+            self.transport_config(profile).validate()
+        except ValueError as exc:
+            log.error("network profile %s cannot be used: %s", profile.describe(), exc)
+            return False
+        return True
+
+    def transport_config(self, profile: NetworkProfile | None = None) -> TransportConfig:
+        """The transport settings for ``profile``, by default the one the connection plan is at (B10)."""
+        profile = profile or self.plan.current
+        if profile.from_config:   # the configuration may have changed since boot (simulator API)
+            profile = self._configured_profile()
         ping = self.settings.websocket_ping_interval
-        return TransportConfig(url=self.cfg.csms_url, identity=self.cfg.identity,
-                               subprotocols=self.offered_protocols(), security_profile=self.cfg.security_profile,
-                               password=self._password() if self.cfg.security_profile >= 1 else None,
+        return TransportConfig(url=profile.url, identity=self.cfg.identity,
+                               subprotocols=self.offered_protocols(), security_profile=profile.security_profile,
+                               password=self._password() if profile.security_profile >= 1 else None,
                                ping_interval=ping or None, reconnect_min=self.cfg.reconnect_min,
                                reconnect_max=self.cfg.reconnect_max)
 
@@ -231,7 +267,7 @@ class Station:
         what would survive a power cut.
         """
         try:
-            with self.db.tx():
+            with self.db.tx(lazy=True):     # BEGIN with the first write: a read-only event costs no commit
                 out = fn(*args)
         except StoreError as exc:
             log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
@@ -259,7 +295,10 @@ class Station:
             self._sendq.put_nowait((self._generation, t))
         deadline = self.adapter.next_deadline()
         if deadline is not None and (self._sleep_until is None or deadline < self._sleep_until):
-            self._wake.set()       # the ticker sleeps longer than the new deadline: wake it
+            if self._sleeping:     # the ticker sleeps longer than the new deadline: move its alarm earlier
+                self._arm(deadline)
+            else:
+                self._wake.set()
 
     def _log_frame(self, direction: str, text: str) -> None:
         red = redact_frame(text)
@@ -267,9 +306,24 @@ class Station:
         if frames_log.isEnabledFor(logging.DEBUG):
             frames_log.debug("%s %s", "->" if direction == "tx" else "<-", red)
 
+    def _on_connect_error(self, exc: Exception) -> None:
+        """A connection attempt failed: after NetworkProfileConnectionAttempts of them, the next profile (B10.FR.03)."""
+        if self.plan.failed():
+            log.warning("no connection after %d attempts; trying network profile %s", self.plan.attempts,
+                        self.plan.current.describe())
+            self.transport.reconfigure(self.transport_config())
+
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
-        log.info("connected to %s (%s)", self.cfg.csms_url, subprotocol)
+        profile = self.plan.current
+        self.plan.connected()
+        log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
+                 profile.slot)
+        self.network.connected_with(profile.slot)        # B10.FR.07: the fallback when all others fail
+        if self.model.definition("OCPPCommCtrlr", "ActiveNetworkProfile") is not None:
+            self.model.set("OCPPCommCtrlr", "ActiveNetworkProfile", str(profile.slot), force=True)
+        if profile.security_profile > self.network.current_security_profile():   # SecurityProfile: the one in use
+            self.model.set("SecurityCtrlr", "SecurityProfile", str(profile.security_profile), force=True)
         if subprotocol != self.adapter.subprotocol and subprotocol in self.adapters:
             log.info("OCPP version now %s (was %s)", subprotocol, self.adapter.subprotocol)
             self.adapter = self.adapters[subprotocol]
@@ -334,17 +388,29 @@ class Station:
                 await self._reset(self.adapter.reset_requested)
                 return
             deadline = self.adapter.next_deadline()
-            timeout = None if deadline is None else deadline - self.clock.now()
-            if timeout is not None and timeout <= 0:     # a timer is due: run the timers, then plan again
+            if deadline is not None and deadline <= self.clock.now():   # a timer is due: run it, plan again
                 self._send_all_no_wake(self._event(self.adapter.tick, self.clock.now()))
-            else:                                        # sleep until the next timer or until woken to re-plan
-                self._wake.clear()
-                self._sleep_until = deadline
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
-                self._sleep_until = None
+                continue
+            # Sleep until the alarm (the next timer) or until woken (stop, reset, reload). An input that brings
+            # a timer forward moves the alarm (_send_all -> _arm) without waking this task: no wake-up per frame.
+            self._wake.clear()
+            self._arm(deadline)
+            self._sleeping = True
+            try:
+                await self._wake.wait()
+            finally:
+                self._sleeping = False
+                self._arm(None)
+
+    def _arm(self, deadline: float | None) -> None:
+        """Set the ticker's one alarm to ``deadline`` (station clock), or clear it (None)."""
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        self._sleep_until = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock.now())
+            self._alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     def _send_all_no_wake(self, texts: list[str]) -> None:
         for t in texts:
@@ -394,7 +460,7 @@ class Station:
             self._reload = False
             self._event(self._boot, self.clock.now())
         self.transport = Transport(self.transport_config(), on_open=self._on_open, on_message=self._on_message,
-                                   on_close=self._on_close)
+                                   on_close=self._on_close, on_connect_error=self._on_connect_error)
         tasks = [asyncio.create_task(self.transport.run(), name="transport"),
                  asyncio.create_task(self._sender(), name="sender")]
         ticker = asyncio.create_task(self._ticker(), name="ticker")

@@ -1,6 +1,10 @@
 """Unit tests of the pure station engine: injected clock, simulated hardware, real SQLite store, no sleeps."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 
 from secure_cp.engine import (Authorizer, AuthorizeRequest, Engine, StaticSettings, Status, StatusChanged,
@@ -408,3 +412,20 @@ def test_engine_protocol_is_passed_to_the_settings(tmp_path):
     w.engine.protocol = "2.0.1"
     assert calls == ["2.0.1"] and w.engine.protocol == "2.0.1"
     w.db.close()
+
+
+# ------------------------------------------------------------------------------------ rfc3339 formatting
+def _rfc3339_reference(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=False),
+                           min_size=1, max_size=8))
+def test_rfc3339_matches_datetime_formatting(stamps: list[float]) -> None:
+    """The per-second cached formatter gives exactly what datetime gives (ms truncated, µs rounded like it),
+    whatever the order of the calls (the cache holds one second)."""
+    from secure_cp.engine.model import rfc3339
+    for ts in stamps + [s + 0.0004 for s in stamps] + [float(int(s)) + 0.9999996 for s in stamps]:
+        assert rfc3339(ts) == _rfc3339_reference(ts)

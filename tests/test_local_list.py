@@ -157,6 +157,43 @@ async def test_16_3_5_2_list_persists_across_restart(csms, make_station):
     assert csms.violations == []
 
 
+async def test_16_3_5_2_local_list_conflict_is_reported_on_connector_0(csms, make_station):
+    """1.6 §3.5.2: an idTagInfo from the Central System that conflicts with the list entry (Authorize.conf, and
+    StartTransaction.conf under LocalPreAuthorize) -> StatusNotification connectorId 0, errorCode LocalListConflict
+    (§7.6), the station's status unchanged; the Central System's answer is the one used. An agreeing answer, and a
+    ConcurrentTx for an Accepted entry (both valid), are no conflict."""
+    st = await booted(csms, make_station)
+    csms.authorize["AGREE1"] = {"status": "ConcurrentTx"}
+    assert await send16(csms, 1, "Full", [entry16("TAG1"), entry16("STALE1"), entry16("AGREE1")]) == "Accepted"
+
+    def conflicts(after: int) -> list[dict]:
+        return [r.payload for r in csms.received[after:] if r.action == "StatusNotification"
+                and r.payload["errorCode"] == "LocalListConflict"]
+    n = len(csms.received)
+    st.hw.present_tag("TAG1")                  # list Accepted, CSMS Accepted
+    st.hw.present_tag("AGREE1")                # list Accepted, CSMS ConcurrentTx: both valid
+    await csms.wait_for("Authorize", lambda p: p["idTag"] == "AGREE1", after=n)
+    st.hw.present_tag("TAG1")                  # cancels the pending authorization again
+    await barrier(csms)
+    assert conflicts(n) == []
+    st.hw.present_tag("STALE1")                # list Accepted, CSMS Invalid (unknown there)
+    rec = await csms.wait_for("StatusNotification", lambda p: p["errorCode"] == "LocalListConflict", after=n)
+    assert rec.payload["connectorId"] == 0 and rec.payload["status"] == "Available"
+    assert "Invalid" in rec.payload.get("info", "")
+    assert st.station.engine.connectors[1].auth is None         # the CSMS's verdict is used: not authorized
+    # LocalPreAuthorize: the list starts the transaction at once, StartTransaction.conf then disagrees
+    assert (await csms.call(ID, "ChangeConfiguration", {"key": "LocalPreAuthorize", "value": "true"}))["status"] \
+        == "Accepted"
+    n = len(csms.received)
+    st.hw.ev_plug(1)
+    st.hw.present_tag("STALE1")
+    await csms.wait_for("StartTransaction", lambda p: p["idTag"] == "STALE1", after=n)
+    await csms.wait_for("StatusNotification", lambda p: p["errorCode"] == "LocalListConflict", after=n)
+    assert conflicts(n) and all(p["connectorId"] == 0 and "Invalid" in p["info"] for p in conflicts(n))
+    assert not [r for r in csms.received[n:] if r.action == "Authorize"]     # the list decided, not Authorize
+    assert csms.violations == []
+
+
 # ---- OCPP 2.0.1 -----------------------------------------------------------------------------------------------
 async def test_tc_d_01_02_03_full_differential_remove_and_d02_versions(csms, make_station):
     """TC_D_01/02/03/08/09_CS: D02.FR.02 version 0 before any list; D01.FR.15 Full replaces; D01.FR.16
@@ -194,6 +231,39 @@ async def test_d01_fr_19_version_mismatch_fr_18_and_fr_06_failed(csms, make_stat
     assert await send201(csms, 0, "Full", [entry201("B1")]) == "Failed"
     assert await send201(csms, 6, "Full", [entry201("B1"), entry201("B1", "Blocked")]) == "Failed"
     assert st.station.local_list.store.items() == {"A1": {"status": "Accepted"}} and await version201(csms) == 5
+    assert csms.violations == []
+
+
+async def test_d01_fr_11_items_and_bytes_per_message_fr_12_entries_refused_with_reason(csms, make_station):
+    """D01.FR.11: a SendLocalList over LocalAuthListCtrlr.ItemsPerMessage (1.6 SendLocalListMaxLength) or over
+    BytesPerMessage (the frame as received), and D01.FR.12 an update the list cannot hold (Entries maxLimit /
+    LocalAuthListMaxLength): Failed with statusInfo (reason codes appendix: TooManyElements, OutOfStorage), the list
+    unchanged (D01 failure postcondition). D01 names no other status for these."""
+    st = await booted201(csms, make_station, ocpp={"SendLocalListMaxLength": "3", "LocalAuthListMaxLength": "4"})
+    res = await csms.call(ID, "GetVariables", {"getVariableData": [
+        {"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "ItemsPerMessage"}},
+        {"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "BytesPerMessage"}}]})
+    assert [r["attributeValue"] for r in res["getVariableResult"]] == ["3", "65536"]
+    assert await send201(csms, 1, "Full", [entry201("A1"), entry201("B1")]) == "Accepted"
+    before = st.station.local_list.store.items()
+
+    async def send(version: int, update: str, entries: list[dict]) -> dict:
+        return await csms.call(ID, "SendLocalList", {"versionNumber": version, "updateType": update,
+                                                     "localAuthorizationList": entries})
+    res = await send(2, "Full", [entry201(f"T{i}") for i in range(4)])
+    assert res["status"] == "Failed" and res["statusInfo"]["reasonCode"] == "TooManyElements"
+    # BytesPerMessage (read-only for the CSMS; the integrator sets it): 3 long entries do not fit, 3 short ones do
+    st.station.model.set("LocalAuthListCtrlr", "BytesPerMessage", "300", force=True)
+    long_entries = [entry201(f"{i}" * 36, groupIdToken={"idToken": "G" * 36, "type": "Central"}) for i in range(3)]
+    res = await send(2, "Differential", long_entries)
+    assert res["status"] == "Failed" and res["statusInfo"]["reasonCode"] == "TooManyElements"
+    assert "BytesPerMessage" in res["statusInfo"]["additionalInfo"]
+    assert st.station.local_list.store.items() == before and await version201(csms) == 1
+    assert (await send(2, "Differential", [entry201("C1")]))["status"] == "Accepted"
+    # 3 on the list + 2 new > LocalAuthListMaxLength 4
+    res = await send(3, "Differential", [entry201("D1"), entry201("E1")])
+    assert res["status"] == "Failed" and res["statusInfo"]["reasonCode"] == "OutOfStorage"
+    assert sorted(st.station.local_list.store.items()) == ["A1", "B1", "C1"] and await version201(csms) == 2
     assert csms.violations == []
 
 

@@ -233,6 +233,67 @@ def test_nested_tx_makes_several_store_calls_atomic(db: Database) -> None:
     assert [item.action for item in outbox.pending()] == ["StopTransaction"]
 
 
+def _committed_elsewhere(db_path: Path, sql: str) -> list:
+    """What another connection sees: only committed data."""
+    other = sqlite3.connect(str(db_path))
+    try:
+        return other.execute(sql).fetchall()
+    finally:
+        other.close()
+
+
+def test_lazy_tx_begins_with_the_first_write_and_commits_it(db: Database, db_path: Path) -> None:
+    """The runtime's event block: reads alone open no transaction; the first write does, and the block's end
+    commits every write of it together."""
+    outbox, transactions = Outbox(db), Transactions(db)
+    transactions.create(_tx("k1"))
+    with db.tx(lazy=True) as conn:
+        assert outbox.pending_count() == 0 and transactions.get("k1") is not None
+        assert not conn.in_transaction                     # read-only so far: nothing begun, nothing to commit
+        outbox.append("MeterValues", {"n": 1}, tx_key="k1", now=1.0)
+        assert conn.in_transaction
+        transactions.update("k1", meter_stop_wh=5)
+        assert _committed_elsewhere(db_path, "SELECT COUNT(*) FROM outbox") == [(0,)]   # not yet committed
+    assert not conn.in_transaction
+    assert _committed_elsewhere(db_path, "SELECT COUNT(*) FROM outbox") == [(1,)]
+    assert _committed_elsewhere(db_path, "SELECT meter_stop_wh FROM transactions") == [(5,)]
+
+
+def test_lazy_tx_failing_first_block_and_outer_failure_roll_back(db: Database) -> None:
+    outbox = Outbox(db)
+    with db.tx(lazy=True) as conn:
+        try:
+            with db.tx():              # the write that begins the transaction fails: the transaction is empty again
+                outbox.append("Bogus", {}, now=1.0)
+                raise ValueError("inner")
+        except ValueError:
+            pass
+        assert not conn.in_transaction and outbox.pending_count() == 0
+        outbox.append("StartTransaction", {"n": 1}, now=1.0)   # the block goes on and commits what follows
+    assert [i.action for i in outbox.pending()] == ["StartTransaction"]
+
+    with pytest.raises(RuntimeError):
+        with db.tx(lazy=True):
+            outbox.append("MeterValues", {"n": 2}, now=2.0)
+            outbox.append("StopTransaction", {"n": 3}, now=2.0)
+            raise RuntimeError("an event's bug")
+    assert [i.action for i in outbox.pending()] == ["StartTransaction"]
+
+
+def test_write_inside_a_block_fails_alone_without_a_savepoint(db: Database) -> None:
+    """Database.write joins the open block; a failing statement is undone by SQLite, the block's earlier
+    writes stay and commit."""
+    outbox = Outbox(db)
+    with db.tx():
+        seq = outbox.append("StartTransaction", {"n": 1}, now=1.0)
+        with pytest.raises(sqlite3.IntegrityError):
+            db.write("INSERT INTO outbox (seq, action, payload, created_at) VALUES (?, 'X', '{}', 0)", (seq,))
+        outbox.append("MeterValues", {"n": 2}, now=1.0)
+    assert [i.action for i in outbox.pending()] == ["StartTransaction", "MeterValues"]
+    done = db.write("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ? RETURNING attempts", (seq,))
+    assert done.rowcount == 1 and [tuple(r) for r in done.rows] == [(1,)]
+
+
 def test_integrity_error_passes_through_and_db_stays_usable(db: Database) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         with db.tx() as conn:

@@ -298,6 +298,9 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
            variable_instance="TransactionEvent"),
         # P2 §2.1.6 NetworkConfigurationPriority: RW SequenceList, valuesList = the available profile slots.
         _d("OCPPCommCtrlr", "NetworkConfigurationPriority", "SequenceList", _RW, slots[0], values_list=slots),
+        # Appendix 3.1.12 ActiveNetworkProfile: integer, the slot of the current connection (B09 scenario); RO, set
+        # by the runtime when a connection opens (not persistent: unknown until then).
+        _d("OCPPCommCtrlr", "ActiveNetworkProfile", "integer", _RO, persistent=False),
         # P2 §2.1.7 NetworkProfileConnectionAttempts: RW integer. §2.1.8 OfflineThreshold: RW integer s.
         _d("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "integer", _RW, "3", min=1),
         _d("OCPPCommCtrlr", "OfflineThreshold", "integer", _RW, "60", unit="s", min=0),

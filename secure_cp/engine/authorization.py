@@ -31,6 +31,15 @@ def info_valid(info: dict | None, now: float) -> bool:
     return True
 
 
+def _verdict(info: dict, now: float) -> str:
+    """An idTagInfo's status as a verdict on validity: ConcurrentTx is Accepted (in use elsewhere), an Accepted one
+    whose expiryDate has passed is Expired."""
+    status = info.get("status") or "Invalid"
+    if status in ("Accepted", "ConcurrentTx"):
+        return "Accepted" if info_valid({**info, "status": "Accepted"}, now) else "Expired"
+    return status
+
+
 class Authorizer:
     def __init__(self, settings: EngineSettings, cache: CacheStore,
                  local_list: Callable[[str], dict | None] | None = None):
@@ -67,6 +76,16 @@ class Authorizer:
         if self.settings.allow_offline_tx_for_unknown_id:
             return {"status": "Accepted"}
         return {"status": "Invalid"}
+
+    def list_conflict(self, id_tag: str, info: dict, now: float) -> str | None:
+        """1.6 §3.5.2: whether the CSMS's idTagInfo for ``id_tag`` conflicts with its (enabled) Local Authorization
+        List entry; returns "list <verdict>, CSMS <verdict>" for the report, or None. Verdicts compare validity:
+        Accepted and ConcurrentTx are both "valid" (§3.5.2), an entry past its expiryDate counts as Expired."""
+        entry = self.local_list(id_tag)
+        if entry is None:
+            return None
+        mine, theirs = _verdict(entry, now), _verdict(info, now)
+        return None if mine == theirs else f"list {mine}, CSMS {theirs}"
 
     def learn(self, id_tag: str, info: dict, now: float) -> None:
         """Update the cache from an Authorize/Start/Stop answer (never for tags on the local list)."""

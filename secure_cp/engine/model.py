@@ -7,6 +7,7 @@ Effects are plain data. The engine never knows whether a StatusChanged becomes a
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -138,10 +139,37 @@ class Notice:
 Effect = StatusChanged | AuthorizeRequest | TxStarted | TxUpdated | TxMeterValues | TxStopped | ResetNow | Notice
 
 
+def drop_intermediate(items: list, *, keep_last: bool = True) -> list:
+    """``items`` with every second intermediate one removed (the 2nd, 4th, 6th, ...: OCPP 2.0.1 J02.FR.20 thins the
+    readings of a transaction this way so that they still span all of it); the first and (``keep_last``) the last
+    always stay. Nothing to remove -> the same items."""
+    if len(items) <= 2:
+        return list(items)
+    end = len(items) - 1 if keep_last else len(items)
+    return [items[0]] + items[2:end:2] + items[end:]
+
+
+_last_second: list = [None, ""]     # rfc3339's cache: the last whole second formatted, and its text
+
+
 def rfc3339(ts: float) -> str:
-    """Seconds since the epoch -> RFC 3339 UTC with milliseconds and 'Z' (what every OCPP date-time wants)."""
-    dt = datetime.fromtimestamp(float(ts), timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """Seconds since the epoch -> RFC 3339 UTC with milliseconds and 'Z' (what every OCPP date-time wants).
+
+    The same text as ``datetime.fromtimestamp(ts, timezone.utc)`` truncated to milliseconds (microseconds
+    rounded as datetime rounds them), with the date and time of day formatted once per second: a station
+    stamps every message and sample, mostly within the same second."""
+    frac, whole = math.modf(float(ts))
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    second = int(whole)
+    cache = _last_second
+    if cache[0] != second:
+        cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        cache[0] = second
+    return f"{cache[1]}{us // 1000:03d}Z"
 
 
 def parse_rfc3339(text: str) -> float:

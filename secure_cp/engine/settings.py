@@ -25,6 +25,16 @@ class EngineSettings(Protocol):
     aligned_measurands: list[str]
     stop_txn_sampled_measurands: list[str]
     stop_txn_aligned_measurands: list[str]
+    # The readings kept for the end of a transaction (1.6 StopTransaction transactionData, 2.0.1 TransactionEvent
+    # Ended): every stop_txn_sampled_interval s from the start and at every stop_txn_aligned_interval clock boundary
+    # (0 = none). 1.6 takes them at MeterValueSampleInterval / ClockAlignedDataInterval, 2.0.1 has
+    # SampledDataCtrlr.TxEndedInterval / AlignedDataCtrlr.TxEndedInterval.
+    stop_txn_sampled_interval: int
+    stop_txn_aligned_interval: int
+    tx_started_measurands: list[str]   # the begin reading of a transaction (2.0.1 TxStartedMeasurands; 1.6: none)
+    # 2.0.1 AlignedDataCtrlr.SendDuringIdle: no clock-aligned values are sent while any transaction runs
+    # (J01.FR.20); 1.6 always sends them
+    aligned_send_during_idle: bool
     minimum_status_duration: int       # s
     # Transaction start/stop points (OCPP 2.0.1 TxCtrlr.TxStartPoint / TxStopPoint member names, Part 2 E §1.1.2).
     # A transaction starts when ANY start point holds and ends when a stop point's condition ends. The OCPP 1.6
@@ -53,6 +63,10 @@ class StaticSettings:
         self.aligned_measurands = ["Energy.Active.Import.Register"]
         self.stop_txn_sampled_measurands = []
         self.stop_txn_aligned_measurands = []
+        self._stop_txn_sampled_interval: int | None = None   # None: as in 1.6, sample_interval
+        self._stop_txn_aligned_interval: int | None = None   # None: as in 1.6, aligned_interval
+        self.tx_started_measurands = []
+        self.aligned_send_during_idle = False
         self.minimum_status_duration = 0
         self.tx_start_points = {"PowerPathClosed"}
         self._tx_stop_points: set[str] | None = None     # None: the 1.6 rule, from stop_on_ev_side_disconnect
@@ -70,3 +84,19 @@ class StaticSettings:
     @tx_stop_points.setter
     def tx_stop_points(self, value: set[str]) -> None:
         self._tx_stop_points = set(value)
+
+    @property
+    def stop_txn_sampled_interval(self) -> int:
+        return self.sample_interval if self._stop_txn_sampled_interval is None else self._stop_txn_sampled_interval
+
+    @stop_txn_sampled_interval.setter
+    def stop_txn_sampled_interval(self, value: int) -> None:
+        self._stop_txn_sampled_interval = value
+
+    @property
+    def stop_txn_aligned_interval(self) -> int:
+        return self.aligned_interval if self._stop_txn_aligned_interval is None else self._stop_txn_aligned_interval
+
+    @stop_txn_aligned_interval.setter
+    def stop_txn_aligned_interval(self, value: int) -> None:
+        self._stop_txn_aligned_interval = value

@@ -18,7 +18,8 @@ from ..store.tables import TxRecord   # the record type only: the engine never o
 from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
 from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
-                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, TxUpdated, rfc3339)
+                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, TxUpdated, drop_intermediate,
+                    rfc3339)
 from .settings import EngineSettings
 
 log = logging.getLogger("secure_cp.engine")
@@ -57,6 +58,7 @@ class Connector:
     warning: Fault | None = None          # non-fatal: reported with the status
     operative: bool = True
     scheduled: bool | None = None         # availability to apply once the transaction ends
+    reset_hold: bool = False              # Unavailable while an OnIdle reset waits (2.0.1 B12 3a); never stored
     tx_key: str | None = None
     auth: PendingAuth | None = None
     finishing: bool = False
@@ -66,6 +68,7 @@ class Connector:
     tx_authorized: bool = False           # the running transaction has an accepted identifier now
     tx_deadline: float | None = None      # started on Authorized without a cable: ConnectionTimeOut for the plug
     next_sample: float | None = None
+    next_ended_sample: float | None = None   # the next reading kept for the end of the transaction
     last_energy: int = 0
     # status reporting (MinimumStatusDuration)
     shown: tuple | None = None            # (status, error_code, info) currently in force
@@ -104,7 +107,8 @@ class Engine:
         self.online = False
         self.emergency = False
         self._queries: dict[str, _AuthQuery] = {}
-        self._next_aligned: float | None = None
+        self._next_aligned: float | None = None          # next clock-aligned reading that is sent
+        self._next_aligned_ended: float | None = None    # next clock-aligned reading kept for transaction ends
         self._booted = False
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class Engine:
             elif isinstance(ev, Fault):
                 self._on_fault(c, ev, now)
         self._booted = True
-        self._next_aligned = self._aligned_after(now)
+        self._plan_aligned(now)
         for c in self.connectors.values():
             self.hal.permit_charging(c.id, False)
             self._refresh(c, now, force=True)
@@ -305,7 +309,22 @@ class Engine:
                 pc.auth = None
                 self._refresh(pc, now)
                 return
+        # 2.0.1 C01.FR.03 (b): a valid identifier of the same group known locally (list or cache) ends the
+        # authorization without an Authorize (1.6 §4.1 allows this: "MAY send an Authorize.req")
+        info, _ = self.auth.local_info(id_tag)
+        gc = self._group_tx(info.get("parentIdTag")) if info_valid(info, now) else None
+        if gc is not None:
+            self._end_authorization(gc, now, id_tag)
+            self._refresh(gc, now)
+            return
         self._authorize(id_tag, connector_id, now, remote=False)
+
+    def _group_tx(self, parent: str | None) -> Connector | None:
+        """The connector of an authorized transaction of group ``parent`` (parentIdTag / groupIdToken), if any."""
+        if not parent:
+            return None
+        return self.find_tx(lambda tx: tx.extra.get("parent") == parent
+                            and self.connectors[tx.connector_id].tx_authorized)
 
     def _authorize(self, id_tag: str, connector_id: int, now: float, *, remote: bool) -> None:
         if not self.online:
@@ -334,8 +353,7 @@ class Engine:
         parent = info.get("parentIdTag")
         if info_valid(info, now) and parent:
             # 1.6 §3.5.3: an identifier of the same group (parentIdTag) may end the transaction
-            c = self.find_tx(lambda tx: tx.extra.get("parent") == parent
-                             and self.connectors[tx.connector_id].tx_authorized)
+            c = self._group_tx(parent)
             if c is not None and not remote:
                 self._end_authorization(c, now, id_tag)
                 self._refresh(c, now)
@@ -343,25 +361,40 @@ class Engine:
         if not info_valid(info, now):
             self.effects.append(Notice(connector_id, f"identifier {id_tag} not accepted ({info.get('status')})"))
             return
-        t = self._unauthorized_tx(connector_id)
+        # 2.0.1 C01.FR.19-21: a non-empty idTokenInfo.evseId lists the only EVSEs this identifier may charge at
+        evses = frozenset(info.get("evseId") or ()) or None
+        t = self._unauthorized_tx(connector_id, id_tag, evses)
         if t is not None:   # a transaction started without an identifier (EVConnected ...): it is now authorized
             self._authorize_tx(t, id_tag, parent, remote, now)
             self._refresh(t, now)
             return
-        c = self._pick_connector(connector_id)
+        c = self._pick_connector(connector_id, evses)
         if c is None:
-            self.effects.append(Notice(connector_id, "no connector available"))
+            self.effects.append(Notice(connector_id, "no connector available" if evses is None
+                                       else f"identifier {id_tag} not allowed at this EVSE (C01.FR.21)"))
             return
         c.auth = PendingAuth(id_tag, parent, now + max(self.settings.connection_timeout, 1), remote)
         self._maybe_start(c, now, "auth")
         self._refresh(c, now)
 
-    def _unauthorized_tx(self, connector_id: int) -> Connector | None:
-        """The connector whose running transaction waits for an identifier (the given one, or the first)."""
+    def _unauthorized_tx(self, connector_id: int, id_tag: str | None = None,
+                         evses: frozenset[int] | None = None) -> Connector | None:
+        """The connector whose running transaction waits for an identifier (the given one, or the first), at one of
+        ``evses`` (None: any). With ``id_tag``: a transaction that had another identifier, which lost its
+        authorization, is not taken over by a different one (2.0.1 C01.FR.23)."""
         for c in self.connectors.values():
-            if c.tx_key and not c.tx_authorized and c.fault is None and connector_id in (0, c.id):
-                return c
+            if not (c.tx_key and not c.tx_authorized and c.fault is None and connector_id in (0, c.id)
+                    and self._at(c, evses)):
+                continue
+            tx = self.transactions.get(c.tx_key) if id_tag is not None else None
+            if tx is not None and tx.id_tag and tx.id_tag != id_tag:
+                continue
+            return c
         return None
+
+    def _at(self, c: Connector, evses: frozenset[int] | None) -> bool:
+        """Whether the connector belongs to one of ``evses`` (None: no restriction)."""
+        return evses is None or self.evse_of.get(c.id, c.id) in evses
 
     def _authorize_tx(self, c: Connector, id_tag: str, parent: str | None, remote: bool, now: float) -> None:
         tx = self.transactions.get(c.tx_key)
@@ -392,13 +425,13 @@ class Engine:
 
     def _usable(self, c: Connector) -> bool:
         return (c.tx_key is None and c.fault is None and not self.emergency and c.operative
-                and self.station_operative and not self._evse_busy(c))
+                and self.station_operative and not c.reset_hold and not self._evse_busy(c))
 
-    def _pick_connector(self, connector_id: int) -> Connector | None:
+    def _pick_connector(self, connector_id: int, evses: frozenset[int] | None = None) -> Connector | None:
         if connector_id:
             c = self.connectors.get(connector_id)
-            return c if c is not None and self._usable(c) and c.auth is None else None
-        free = [c for c in self.connectors.values() if self._usable(c) and c.auth is None]
+            return c if c is not None and self._usable(c) and c.auth is None and self._at(c, evses) else None
+        free = [c for c in self.connectors.values() if self._usable(c) and c.auth is None and self._at(c, evses)]
         plugged = [c for c in free if c.plugged and not c.finishing]
         return (plugged or free or [None])[0]
 
@@ -511,6 +544,20 @@ class Engine:
         self.kv.set("boot_reason", "RemoteReset")
         self.effects.append(ResetNow(hard))
 
+    def hold_for_reset(self, connector_ids: Iterable[int], hold: bool, now: float) -> None:
+        """2.0.1 B12 step 3a: while an OnIdle reset waits for transactions to end, the connectors without one are
+        Unavailable (no new transaction can start; the running ones go on and their connectors follow when they
+        end). ``hold`` False lifts it (an EVSE reset that is done). Kept in memory only: it is no availability set by
+        the CSMS, so it neither survives the reboot nor changes what B11.FR.02 / B12.FR.06 restore."""
+        for cid in connector_ids:
+            c = self.connectors.get(cid)
+            if c is None or c.reset_hold == hold:
+                continue
+            c.reset_hold = hold
+            if hold:
+                c.auth = None   # an identifier waiting for the cable would start a transaction
+            self._refresh(c, now, force=True)
+
     def clear_cache(self) -> bool:
         self.auth.cache.clear()
         return True
@@ -555,7 +602,7 @@ class Engine:
         only when the connector is plugged AND authorized."""
         if c.tx_key or c.fault is not None or self.emergency or self._evse_busy(c):
             return
-        if not (c.operative and self.station_operative):
+        if not (c.operative and self.station_operative) or c.reset_hold:
             return
         trigger = self._start_trigger(c, cause, self._start_points())
         if trigger is None:
@@ -564,12 +611,15 @@ class Engine:
         reading = self._read(c, now, persist=False)
         tx_key = self._new_key()
         begin = self._stop_sample(reading, "Transaction.Begin", now)
+        started = self._select(reading, self.settings.tx_started_measurands)
         rec = TxRecord(tx_key=tx_key, evse_id=self.evse_of.get(c.id, c.id), connector_id=c.id,
                        id_tag=auth.id_tag if auth else "", started_at=rfc3339(now),
                        meter_start_wh=reading.energy_wh, protocol=self.protocol, last_meter_wh=reading.energy_wh,
                        last_meter_at=rfc3339(now),
                        extra={"parent": auth.parent_id_tag if auth else None, "remote": bool(auth and auth.remote),
                               "trigger": trigger, "samples": [begin.to_json()] if begin else []})
+        if started:   # the begin reading of the Started event (2.0.1 TxStartedMeasurands, E01.FR.09 / J02)
+            rec.extra["begin"] = Sample(now, "Transaction.Begin", started).to_json()
         self.transactions.create(rec)
         c.tx_key = tx_key
         c.tx_authorized = auth is not None
@@ -580,7 +630,8 @@ class Engine:
             self.hal.lock_connector(c.id, True)
         if c.plugged and c.tx_authorized:
             self.hal.permit_charging(c.id, True)
-        c.next_sample = now + self.settings.sample_interval if self.settings.sample_interval > 0 else None
+        c.next_sample = self._first(now, self.settings.sample_interval)
+        c.next_ended_sample = self._first(now, self.settings.stop_txn_sampled_interval)
         log.info("transaction %s started on connector %d (%s) for %r at %d Wh", tx_key, c.id, trigger,
                  auth.id_tag if auth else "", reading.energy_wh)
         self.effects.append(TxStarted(tx_key))
@@ -594,6 +645,7 @@ class Engine:
         c.tx_authorized = False
         c.tx_deadline = None
         c.next_sample = None
+        c.next_ended_sample = None
         c.invalid_suspended = False
         c.ev_side_disconnected = False
         if unlock:
@@ -656,9 +708,11 @@ class Engine:
         return tuple(out)
 
     def _sample(self, c: Connector, measurands: list[str], context: str, now: float) -> Sample | None:
-        reading = self._read(c, now, persist=True)
+        return self._sample_of(self._read(c, now, persist=True), measurands, context, now)
+
+    def _sample_of(self, reading: MeterReading, measurands: Iterable[str], context: str, at: float) -> Sample | None:
         values = self._select(reading, measurands)
-        return Sample(now, context, values) if values else None
+        return Sample(at, context, values) if values else None
 
     def _stop_sample(self, reading: MeterReading, context: str, now: float) -> Sample | None:
         measurands = list(dict.fromkeys(self.settings.stop_txn_sampled_measurands +
@@ -666,8 +720,24 @@ class Engine:
         values = self._select(reading, measurands)
         return Sample(now, context, values) if values else None
 
-    def _aligned_after(self, now: float) -> float | None:
-        iv = self.settings.aligned_interval
+    @staticmethod
+    def _first(now: float, iv: int) -> float | None:
+        """The first reading of a transaction interval (0 = none)."""
+        return now + iv if iv > 0 else None
+
+    @staticmethod
+    def _following(due: float, iv: int, now: float) -> float | None:
+        """The reading after one due at ``due``; a timer that slept through several intervals does not burst."""
+        if iv <= 0:
+            return None
+        return due + iv if due + iv > now else now + iv
+
+    def _plan_aligned(self, now: float) -> None:
+        self._next_aligned = self._aligned_after(now, self.settings.aligned_interval)
+        self._next_aligned_ended = self._aligned_after(now, self.settings.stop_txn_aligned_interval)
+
+    @staticmethod
+    def _aligned_after(now: float, iv: int) -> float | None:
         if iv <= 0:
             return None
         day = now - (now % 86400)      # clock-aligned intervals count from midnight UTC (1.6 §9.1.6)
@@ -675,29 +745,33 @@ class Engine:
         t = day + k * iv
         return t if t <= day + 86400 else day + 86400
 
-    def _keep_stop_sample(self, c: Connector, sample: Sample, measurands: list[str]) -> None:
-        values = tuple(v for v in sample.values if v.measurand in measurands)
-        if not values or not c.tx_key:
+    def _keep_stop_sample(self, c: Connector, sample: Sample | None) -> None:
+        """Keep a reading for the end of the transaction, on the record (so it survives a power cut). At
+        MAX_STOP_SAMPLES every second intermediate reading goes (2.0.1 J02.FR.20: intermediate ones first, so the
+        readings still span the whole transaction), the first (begin) one always stays."""
+        if sample is None or not c.tx_key:
             return
         tx = self.transactions.get(c.tx_key)
         samples = tx.extra.setdefault("samples", [])
-        if len(samples) < MAX_STOP_SAMPLES:
-            samples.append(Sample(sample.timestamp, sample.context, values).to_json())
-            self.transactions.update(c.tx_key, extra=tx.extra)
+        if len(samples) >= MAX_STOP_SAMPLES:
+            samples[:] = drop_intermediate(samples, keep_last=False)
+        samples.append(sample.to_json())
+        self.transactions.update(c.tx_key, extra=tx.extra)
 
     def settings_changed(self, now: float) -> None:
         """Intervals changed: re-plan the timers (ChangeConfiguration / SetVariables)."""
-        self._next_aligned = self._aligned_after(now)
+        self._plan_aligned(now)
         for c in self.connectors.values():
             if c.tx_key:
-                iv = self.settings.sample_interval
-                c.next_sample = now + iv if iv > 0 else None
+                c.next_sample = self._first(now, self.settings.sample_interval)
+                c.next_ended_sample = self._first(now, self.settings.stop_txn_sampled_interval)
 
     # ---- timers ------------------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        times = [self._next_aligned]
+        times = [self._next_aligned, self._next_aligned_ended]
         for c in self.connectors.values():
             times.append(c.next_sample)
+            times.append(c.next_ended_sample)
             times.append(c.tx_deadline)
             if c.auth:
                 times.append(c.auth.deadline)
@@ -714,31 +788,62 @@ class Engine:
             if c.tx_key and c.tx_deadline is not None and now >= c.tx_deadline:   # 2.0.1 E03: EVConnectTimeout
                 log.info("connector %d: transaction %s: no cable within ConnectionTimeOut", c.id, c.tx_key)
                 self._stop(c, StopReason.TIMEOUT, now)
-            if c.tx_key and c.next_sample is not None and now >= c.next_sample:
-                iv = self.settings.sample_interval
-                c.next_sample = (c.next_sample + iv) if iv > 0 else None
-                if c.next_sample is not None and c.next_sample <= now:   # we slept through several: no burst
-                    c.next_sample = now + iv
-                sample = self._sample(c, self.settings.sampled_measurands, "Sample.Periodic", now)
+            if c.tx_key:
+                self._tick_sampled(c, now)
+            self._refresh(c, now)
+        self._tick_aligned(now)
+
+    def _tick_sampled(self, c: Connector, now: float) -> None:
+        """Periodic readings of a transaction (context Sample.Periodic): the ones sent (1.6 MeterValueSampleInterval,
+        2.0.1 TxUpdatedInterval / J02.FR.11) and the ones kept for its end (1.6 StopTxnSampledData, 2.0.1
+        TxEndedInterval); one meter reading serves both when they fall due together."""
+        s = self.settings
+        send = c.next_sample is not None and now >= c.next_sample
+        keep = c.next_ended_sample is not None and now >= c.next_ended_sample
+        if not (send or keep):
+            return
+        reading = self._read(c, now, persist=True)
+        if send:
+            c.next_sample = self._following(c.next_sample, s.sample_interval, now)
+            sample = self._sample_of(reading, s.sampled_measurands, "Sample.Periodic", now)
+            if sample is not None:
+                self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+        if keep:
+            c.next_ended_sample = self._following(c.next_ended_sample, s.stop_txn_sampled_interval, now)
+            self._keep_stop_sample(c, self._sample_of(reading, s.stop_txn_sampled_measurands, "Sample.Periodic", now))
+        self._check_invalid_energy(c, now)
+
+    def _tick_aligned(self, now: float) -> None:
+        """Clock-aligned readings (context Sample.Clock), identified by their interval boundary, not by when the
+        timer fired (1.6 §9.1.5): the ones sent (MeterValues outside a transaction, in it 1.6 MeterValues with the
+        transactionId / 2.0.1 TransactionEvent Updated MeterValueClock: J01.FR.14/22) and the ones kept for the end
+        of a transaction (StopTxnAlignedData / AlignedDataCtrlr.TxEndedMeasurands every TxEndedInterval). With
+        SendDuringIdle none is sent while any transaction runs (J01.FR.20: this station has the variable for the
+        whole station only)."""
+        s = self.settings
+        send = self._next_aligned is not None and now >= self._next_aligned
+        keep = self._next_aligned_ended is not None and now >= self._next_aligned_ended
+        if not (send or keep):
+            return
+        send_at, keep_at = self._next_aligned, self._next_aligned_ended
+        if send:
+            self._next_aligned = self._aligned_after(now, s.aligned_interval)
+            if s.aligned_send_during_idle and any(c.tx_key for c in self.connectors.values()):
+                send = False
+        if keep:
+            self._next_aligned_ended = self._aligned_after(now, s.stop_txn_aligned_interval)
+        for c in self.connectors.values():
+            keep_c = keep and c.tx_key is not None and bool(s.stop_txn_aligned_measurands)
+            if not ((send and s.aligned_measurands) or keep_c):
+                continue
+            reading = self._read(c, now, persist=True)
+            if send:
+                sample = self._sample_of(reading, s.aligned_measurands, "Sample.Clock", send_at)
                 if sample is not None:
                     self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
-                    self._keep_stop_sample(c, sample, self.settings.stop_txn_sampled_measurands)
-                self._check_invalid_energy(c, now)
-            self._refresh(c, now)
-        if self._next_aligned is not None and now >= self._next_aligned:
-            # 1.6 §9.1.5: the reading is identified by its interval boundary, not by when the timer fired
-            boundary, self._next_aligned = self._next_aligned, self._aligned_after(now)
-            for c in self.connectors.values():
-                measurands = self.settings.aligned_measurands
-                if c.tx_key:
-                    measurands = list(dict.fromkeys(measurands + self.settings.stop_txn_aligned_measurands))
-                sample = self._sample(c, measurands, "Sample.Clock", boundary)
-                if sample is None:
-                    continue
-                sent = tuple(v for v in sample.values if v.measurand in self.settings.aligned_measurands)
-                if sent:
-                    self.effects.append(TxMeterValues(c.tx_key, c.id, (Sample(boundary, "Sample.Clock", sent),)))
-                self._keep_stop_sample(c, sample, self.settings.stop_txn_aligned_measurands)
+            if keep_c:
+                self._keep_stop_sample(c, self._sample_of(reading, s.stop_txn_aligned_measurands, "Sample.Clock",
+                                                          keep_at))
 
     def _check_invalid_energy(self, c: Connector, now: float) -> None:
         if not (c.invalid_suspended and c.tx_key):
@@ -768,7 +873,7 @@ class Engine:
             if not c.ev_ready:
                 return Status.SUSPENDED_EV, code, info, vendor
             return Status.CHARGING, code, info, vendor
-        if not (c.operative and self.station_operative):
+        if not (c.operative and self.station_operative) or c.reset_hold:
             return Status.UNAVAILABLE, code, info, vendor
         if c.finishing and c.plugged:
             return Status.FINISHING, code, info, vendor

@@ -182,16 +182,19 @@ class Endpoint:
 
     # --- outgoing ---------------------------------------------------------------------------------------
 
-    def send_call(self, action: str, payload: dict, now: float) -> tuple[str, str]:
+    def send_call(self, action: str, payload: dict, now: float, *, validated: bool = False) -> tuple[str, str]:
         """Start a CALL; returns (unique_id, text to send).
 
         Raises BusyError if a CALL is outstanding (call :meth:`poll` first, so that an expired one is cleared
         and reported as a Timeout), SchemaError if ``payload`` is not a valid ``action`` request
         (we never send an invalid frame), ValueError if the id factory returns an id that OCPP-J forbids.
+        ``validated=True``: the caller has just checked this payload against the same schema (an outbox item
+        checked when it was queued), so it is not checked twice.
         """
         if self._outstanding is not None:
             raise BusyError(f"CALL {self._outstanding[0]} ({self._outstanding[1]}) is still outstanding")
-        self.registry.validate_request(action, payload)
+        if not validated:
+            self.registry.validate_request(action, payload)
         unique_id = self._id_factory()
         if not isinstance(unique_id, str) or len(unique_id) > MAX_UNIQUE_ID_LENGTH:
             raise ValueError(f"id_factory returned {unique_id!r}: messageId is string[{MAX_UNIQUE_ID_LENGTH}]")

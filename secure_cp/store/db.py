@@ -30,6 +30,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,19 @@ def json_loads(text: str) -> Any:
 # ----------------------------------------------------------------------------------------------- Database
 
 
+@dataclass(frozen=True)
+class Written:
+    """What one :meth:`Database.write` statement did."""
+    rowcount: int
+    lastrowid: int | None
+    rows: list
+
+
+def _written(cur: sqlite3.Cursor) -> Written:
+    rows = cur.fetchall()     # finishes the statement (a COMMIT needs that) and takes RETURNING rows
+    return Written(cur.rowcount, cur.lastrowid, rows)
+
+
 class Database:
     """The station's SQLite database: one connection, one writer, durable commits.
 
@@ -102,6 +116,9 @@ class Database:
         self._lock = threading.RLock()
         self._depth = 0          # nesting depth of tx() blocks; touched only by the thread holding _lock
         self._aborted = False    # SQLite rolled the whole transaction back under a nested block
+        self._begun = False      # BEGIN has been issued for the open outermost block (see tx(lazy=True))
+        #: how many times writes were rolled back: a cache of store rows built before is suspect after a change
+        self.rollbacks = 0
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._owner_pid = os.getpid()
@@ -218,51 +235,81 @@ class Database:
         return int(rows[0][0])
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction: BEGIN IMMEDIATE ... COMMIT, durable when the outermost block exits.
 
         On an exception the transaction (or, when nested, just this block's SAVEPOINT) is rolled back and the
         exception re-raised; SQLite failures are re-raised as ``StoreFull`` / ``StoreCorrupt`` /
         ``StoreError`` (``sqlite3.IntegrityError`` and programming errors pass through unchanged).
+
+        ``lazy=True`` (outermost block only): BEGIN is issued by the first write inside it (a nested ``tx()``
+        or :meth:`write`), so a block that only reads costs no transaction at all. The block itself must then
+        not write through the connection it gets, only through nested blocks / :meth:`write`.
         """
         conn = self._require_conn()
         with self._lock:
             if self._depth == 0:
-                yield from self._outer_tx(conn)
+                yield from self._outer_tx(conn, lazy)
             else:
                 yield from self._nested_tx(conn)
 
-    def _outer_tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def _begin(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._translate(exc, "cannot begin a transaction") from exc
+        self._begun = True
+
+    def _outer_tx(self, conn: sqlite3.Connection, lazy: bool = False) -> Iterator[sqlite3.Connection]:
+        if not lazy:
+            self._begin(conn)
         self._depth = 1
         self._aborted = False
         try:
             try:
                 yield conn
             except BaseException as exc:
-                self._rollback_quietly()
+                if self._begun:
+                    self._rollback_quietly()
                 if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
                     raise self._translate(exc, "write failed and was rolled back") from exc
                 raise
             if self._aborted:
-                self._rollback_quietly()
+                if self._begun:
+                    self._rollback_quietly()
                 raise StoreError(
                     f"database '{self.path}': SQLite rolled this transaction back after a failure inside a "
                     "nested block; nothing of it was committed"
                 )
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback_quietly()
-                raise self._translate(exc, "commit failed and was rolled back") from exc
+            if self._begun:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback_quietly()
+                    raise self._translate(exc, "commit failed and was rolled back") from exc
         finally:
             self._depth = 0
             self._aborted = False
+            self._begun = False
 
     def _nested_tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        if not self._begun:
+            # the first write of a lazy transaction: nothing before it to keep, so no SAVEPOINT is needed;
+            # a failure rolls the (so far empty) transaction back and leaves the outer block lazy again
+            self._begin(conn)
+            self._depth += 1
+            try:
+                try:
+                    yield conn
+                except BaseException as exc:
+                    self._rollback_quietly()
+                    self._begun = False
+                    if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
+                        raise self._translate(exc, "write failed and was rolled back") from exc
+                    raise
+            finally:
+                self._depth -= 1
+            return
         name = f"secure_cp_sp{self._depth}"
         try:
             conn.execute(f"SAVEPOINT {name}")
@@ -273,6 +320,7 @@ class Database:
             try:
                 yield conn
             except BaseException as exc:
+                self.rollbacks += 1
                 if conn.in_transaction:
                     try:
                         conn.execute(f"ROLLBACK TO {name}")
@@ -291,6 +339,24 @@ class Database:
                 raise self._translate(exc, "nested transaction failed") from exc
         finally:
             self._depth -= 1
+
+    def write(self, sql: str, params: Any = ()) -> Written:
+        """One write statement, durable like a ``tx()`` block of its own; inside an open block it joins that
+        block without a SAVEPOINT (SQLite undoes a failed statement by itself, so there is nothing to roll
+        back to). Rows of a ``RETURNING`` clause come back in ``Written.rows``."""
+        conn = self._require_conn()
+        with self._lock:
+            if self._depth == 0 or not self._begun:
+                with self.tx() as c:
+                    return _written(c.execute(sql, params))
+            try:
+                return _written(conn.execute(sql, params))
+            except sqlite3.Error as exc:
+                if not conn.in_transaction:   # SQLite rolled the whole transaction back (e.g. SQLITE_FULL)
+                    self._aborted = True
+                if _is_storage_error(exc):
+                    raise self._translate(exc, "write failed and was rolled back") from exc
+                raise
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """Run one statement and return all its rows (inside a ``tx()`` block it sees that block's writes)."""
@@ -344,6 +410,7 @@ class Database:
         return conn
 
     def _rollback_quietly(self) -> None:
+        self.rollbacks += 1
         conn = self._conn
         if conn is not None and conn.in_transaction:
             try:

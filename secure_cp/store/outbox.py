@@ -81,12 +81,9 @@ class Outbox:
     def append(self, action: str, payload: dict, *, tx_key: str | None = None, now: float) -> int:
         """Queue a CALL at the tail; returns its seq. Durable on return (or with the caller's ``tx()``)."""
         text = _check_entry(action, payload)
-        with self._db.tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO outbox (action, payload, tx_key, created_at) VALUES (?, ?, ?, ?)",
-                (action, text, tx_key, float(now)),
-            )
-            return int(cur.lastrowid)
+        done = self._db.write("INSERT INTO outbox (action, payload, tx_key, created_at) VALUES (?, ?, ?, ?)",
+                              (action, text, tx_key, float(now)))
+        return int(done.lastrowid)
 
     def append_many(self, entries: Iterable[tuple[str, dict, str | None]], *, now: float) -> list[int]:
         """Queue several CALLs ``(action, payload, tx_key)`` in one transaction (one fsync); returns their seqs."""
@@ -125,8 +122,7 @@ class Outbox:
 
     def remove(self, seq: int) -> None:
         """Delete a delivered item. Removing an already removed seq is a no-op (idempotent after a restart)."""
-        with self._db.tx() as conn:
-            conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        self._db.write("DELETE FROM outbox WHERE seq = ?", (seq,))
 
     def update_payload(self, seq: int, payload: dict) -> None:
         """Replace the payload of a queued item (e.g. fill in the transactionId the CSMS assigned meanwhile)."""
@@ -152,10 +148,11 @@ class Outbox:
 
     # ------------------------------------------------------------------------------------------ reads
 
-    def head(self) -> OutboxItem | None:
-        """The oldest pending item (lowest seq), whether or not its next_attempt_at has come; failed are skipped."""
+    def head(self, after: int = 0) -> OutboxItem | None:
+        """The oldest pending item (lowest seq, above ``after``), whether or not its next_attempt_at has come;
+        failed items are skipped."""
         rows = self._db.query(
-            f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1"
+            f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT 1", (after,)
         )
         return _item(rows[0]) if rows else None
 

@@ -107,14 +107,13 @@ class Transactions:
             raise ValueError(f"cannot update unknown/immutable transaction field(s): {', '.join(unknown)}")
         if "transaction_id" in fields and fields["transaction_id"] is not None:
             fields["transaction_id"] = str(fields["transaction_id"])
-        with self._db.tx() as conn:
-            if fields:
-                assignments = ", ".join(f"{name} = ?" for name in fields)
-                params = [_tx_db_value(name, value) for name, value in fields.items()]
-                cur = conn.execute(f"UPDATE transactions SET {assignments} WHERE tx_key = ?", (*params, tx_key))
-                found = cur.rowcount > 0
-            else:
-                found = bool(conn.execute("SELECT 1 FROM transactions WHERE tx_key = ?", (tx_key,)).fetchall())
+        if fields:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            params = [_tx_db_value(name, value) for name, value in fields.items()]
+            found = self._db.write(f"UPDATE transactions SET {assignments} WHERE tx_key = ?",
+                                   (*params, tx_key)).rowcount > 0
+        else:
+            found = bool(self._db.query("SELECT 1 FROM transactions WHERE tx_key = ?", (tx_key,)))
         if not found:
             raise KeyError(f"transaction {tx_key!r} does not exist")
 

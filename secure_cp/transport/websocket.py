@@ -35,6 +35,7 @@ from websockets.exceptions import (
     InvalidURI,
     NegotiationError,
 )
+from websockets.frames import Frame
 from websockets.protocol import State
 
 __all__ = [
@@ -198,6 +199,9 @@ class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if len(args) >= 2 and isinstance(args[0], str) and args[0].lower() in self._SECRET_HEADERS:
             args = (args[0], "<redacted>", *args[2:])
+        # Frames: websockets shows the start and end of the text, which may hold a secret (a new AuthorizationKey, a
+        # VPN key); the runtime logs every OCPP frame redacted, so only the frame's type and size are kept here.
+        args = tuple(f"{a.opcode.name} [{len(a.data)} bytes]" if isinstance(a, Frame) else a for a in args)
         super().log(level, msg, *args, **kwargs)
 
 

@@ -11,6 +11,7 @@ import logging
 from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
+from ..delivery import OutboxQueue
 from ..devicemodel import TooManyKeys
 from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
                       TxStarted, TxStopped, rfc3339)
@@ -31,7 +32,6 @@ LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
-DELIVERED_FLUSH_AFTER = 2.0   # s a delivered outbox item may wait for a write to piggyback its deletion on
 
 
 
@@ -71,39 +71,8 @@ class Ocpp16Adapter(AdapterBase):
         self._sent_status: dict[int, tuple] = {}
         self._after_reply: list[Callable[[], None]] = []
         self.reset_requested: bool | None = None          # set when the engine asks to reboot (hard?)
-        self._head_cache = None                           # the outbox head, re-read only after a change
-        self._head_stale = True
-        # Delivered outbox items whose deletion rides on the next write that is fsync'ed anyway (or a timer):
-        # a deletion alone would cost a full fsync per message, and losing it in a power cut only means one
-        # more (deduplicated) delivery, which at-least-once allows.
-        self._delivered: list[int] = []
-        self._delivered_since: float | None = None
+        self.queue = OutboxQueue(db, outbox)              # head, deferred deletions, retries
 
-    def _head(self):
-        """The oldest pending outbox item not yet delivered; cached, because every timer and frame asks."""
-        if self._head_stale:
-            if self._delivered:
-                done = set(self._delivered)
-                items = self.outbox.pending(limit=len(done) + 1)
-                self._head_cache = next((i for i in items if i.seq not in done), None)
-            else:
-                self._head_cache = self.outbox.head()
-            self._head_stale = False
-        return self._head_cache
-
-    def flush_delivered(self) -> None:
-        """Delete the delivered outbox items now (called inside a durable write, on a timer, at shutdown)."""
-        if self._delivered:
-            with self.db.tx():
-                for seq in self._delivered:
-                    self.outbox.remove(seq)
-            self._delivered.clear()
-            self._delivered_since = None
-            self._head_stale = True
-
-    def pending_messages(self) -> int:
-        """Transaction messages still to deliver."""
-        return self.outbox.pending_count() - len(self._delivered)
 
     # ---- connection -------------------------------------------------------------------------------------------
     def connected(self, now: float) -> list[str]:
@@ -176,9 +145,7 @@ class Ocpp16Adapter(AdapterBase):
             log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx.tx_key, exc.description)
             return
         with self.db.tx():
-            self.flush_delivered()
-            self.outbox.append(action, payload, tx_key=tx.tx_key, now=now)
-            self._head_stale = True
+            self.queue.append(action, payload, tx_key=tx.tx_key, now=now)
             if flag:
                 tx.extra[flag] = True
                 self.transactions.update(tx.tx_key, extra=tx.extra)
@@ -304,7 +271,7 @@ class Ocpp16Adapter(AdapterBase):
         if not self._local_list_enabled():
             return {"status": "NotSupported"}
         entries = [(e["idTag"], e.get("idTagInfo")) for e in p.get("localAuthorizationList") or []]
-        return {"status": self.local_list.apply(p["updateType"], p["listVersion"], entries)}
+        return {"status": self.local_list.apply(p["updateType"], p["listVersion"], entries).status}
 
     def _cs_RemoteStartTransaction(self, p: dict, now: float) -> dict:
         if self.registration != "accepted":   # §4.2: not allowed while Pending
@@ -347,10 +314,12 @@ class Ocpp16Adapter(AdapterBase):
             self._sync_clock(payload.get("currentTime"))
         elif inflight.kind == "status":
             eff = inflight.ref
-            self._sent_status[eff.connector_id] = (eff.status, eff.error_code, eff.info)
+            if eff.error_code != "LocalListConflict":   # an event, not a state: the next one is reported too
+                self._sent_status[eff.connector_id] = (eff.status, eff.error_code, eff.info)
         elif inflight.kind == "volatile":
             action, req, cb = inflight.ref
             if action == "Authorize":
+                self._check_list_conflict(req["idTag"], payload.get("idTagInfo"), now)
                 self.engine.on_authorize_result(req["idTag"], payload.get("idTagInfo"), now)
             if cb:
                 cb(payload)
@@ -358,21 +327,29 @@ class Ocpp16Adapter(AdapterBase):
             self._on_tx_delivered(inflight.ref, payload, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
-        seq = item.seq
-        self._head_stale = True
         if item.action == "StartTransaction":
             with self.db.tx():
                 self.transactions.update(item.tx_key, transaction_id=str(payload["transactionId"]))
-                self.outbox.remove(seq)
+                self.queue.delivered(item.seq, now, defer=False)
+            self._check_list_conflict(item.payload.get("idTag"), payload.get("idTagInfo"), now)
             self.engine.on_tx_confirmed(item.tx_key, payload.get("idTagInfo"), now)
         elif item.action == "MeterValues":   # the frequent one: its deletion waits for the next fsync'ed write
-            self._delivered.append(seq)
-            if self._delivered_since is None:
-                self._delivered_since = now
+            self.queue.delivered(item.seq, now, defer=True)
         else:
-            self.outbox.remove(seq)
+            self.queue.delivered(item.seq, now, defer=False)
             if item.action == "StopTransaction" and payload.get("idTagInfo") and item.payload.get("idTag"):
+                self._check_list_conflict(item.payload["idTag"], payload["idTagInfo"], now)
                 self.engine.auth.learn(item.payload["idTag"], payload["idTagInfo"], now)
+
+    def _check_list_conflict(self, id_tag: str | None, info: dict | None, now: float) -> None:
+        """1.6 §3.5.2: an idTagInfo from the Central System (Authorize, StartTransaction, StopTransaction) that
+        conflicts with the Local Authorization List is reported by a StatusNotification for connector 0 with
+        errorCode LocalListConflict (the station's status unchanged). The answer itself is used as it is."""
+        conflict = self.engine.auth.list_conflict(id_tag, info, now) if id_tag and info else None
+        if conflict is None:
+            return
+        log.warning("idTag %s: Local Authorization List conflict (%s)", id_tag, conflict)
+        self._queue_status(StatusChanged(0, self.engine.status_of(0), "LocalListConflict", conflict[:50], "", now))
 
     def _on_failure(self, error: str, now: float) -> None:
         """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts."""
@@ -390,18 +367,8 @@ class Ocpp16Adapter(AdapterBase):
             self._tx_failed(inflight.ref, error, now)
 
     def _tx_failed(self, item, error: str, now: float) -> None:
-        attempts_allowed = max(1, self.settings.transaction_message_attempts)
-        seq = item.seq
-        self._head_stale = True
-        attempts = item.attempts + 1
-        if attempts >= attempts_allowed:
-            self.outbox.record_failure(seq, error, next_attempt_at=None)
-            self.outbox.give_up(seq, error)
-            log.error("%s (outbox #%d) given up after %d attempts: %s; kept in the store", item.action, seq,
-                      attempts, error)
-        else:  # 1.6 §4.8.1/§9.1: wait RetryInterval x the number of attempts so far
-            delay = self.settings.transaction_message_retry_interval * attempts
-            self.outbox.record_failure(seq, error, next_attempt_at=now + delay)
+        self.queue.failed(item, error, now, attempts=self.settings.transaction_message_attempts,
+                          interval=self.settings.transaction_message_retry_interval)
 
     def _on_boot(self, payload: dict, now: float) -> None:
         status = payload["status"]
@@ -422,8 +389,7 @@ class Ocpp16Adapter(AdapterBase):
     # ---- sending -------------------------------------------------------------------------------------------------
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
-        if self._delivered_since is not None and now >= self._delivered_since + DELIVERED_FLUSH_AFTER:
-            self.flush_delivered()
+        self.queue.poll(now)
         timeout = self.endpoint.poll(now)
         if isinstance(timeout, Timeout):
             self._on_failure("no response (timeout)", now)
@@ -445,7 +411,7 @@ class Ocpp16Adapter(AdapterBase):
             text = self._send("volatile", action, payload, (action, payload, cb), now)
             if text:
                 return text
-        head = self._head()
+        head = self.queue.head()
         if head is not None and self._statuses and head.created_at <= self._statuses[0].timestamp:
             # the transaction message happened first (e.g. StartTransaction before "Charging"): keep event order
             text = self._next_outbox(now)
@@ -474,7 +440,7 @@ class Ocpp16Adapter(AdapterBase):
 
     def _next_outbox(self, now: float) -> str | None:
         while True:
-            item = self._head()
+            item = self.queue.head()
             if item is None:
                 return None
             if item.next_attempt_at is not None and item.next_attempt_at > now:
@@ -486,15 +452,14 @@ class Ocpp16Adapter(AdapterBase):
                 tx = self.transactions.get(item.tx_key)
                 if tx is None or tx.transaction_id is None:
                     # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
-                    self.outbox.give_up(item.seq, "the transaction's StartTransaction was never confirmed")
-                    self._head_stale = True
+                    self.queue.give_up(item, "the transaction's StartTransaction was never confirmed")
                     continue
                 payload["transactionId"] = int(tx.transaction_id)
-            text = self._send("outbox", item.action, payload, item, now)
+            # checked when queued: only transactionId (an int from the CSMS) differs
+            text = self._send("outbox", item.action, payload, item, now, validated=self.queue.checked(item.seq))
             if text:
                 return text
-            self.outbox.give_up(item.seq, "payload fails the OCPP 1.6 schema")
-            self._head_stale = True
+            self.queue.give_up(item, "payload fails the OCPP 1.6 schema")
 
     def _boot_payload(self) -> dict:
         i = self.station_info
@@ -512,15 +477,14 @@ class Ocpp16Adapter(AdapterBase):
     def next_deadline(self) -> float | None:
         """When poll() has something to do next (the runtime sleeps until then unless input arrives)."""
         times = [self.endpoint.next_deadline(), self.engine.next_deadline()]
-        if self._delivered_since is not None:
-            times.append(self._delivered_since + DELIVERED_FLUSH_AFTER)
+        times.append(self.queue.flush_deadline())
         if self.online and not self.endpoint.busy:
             if self.registration != "accepted":
                 times.append(self.next_boot_at)
             else:
                 if self.heartbeat_interval > 0:
                     times.append(self.last_sent_at + self.heartbeat_interval)
-                item = self._head()
+                item = self.queue.head()
                 if item is not None and item.action in TX_ACTIONS:   # a 2.0.1 item waits: no busy loop
                     times.append(item.next_attempt_at or 0.0)
                 if self._volatile or self._statuses:

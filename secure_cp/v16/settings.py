@@ -25,10 +25,47 @@ class Settings16:
         """The active protocol ("1.6" / "2.0.1"): decides where tx_start_points / tx_stop_points come from."""
         self.protocol = protocol
 
-    def _points_201(self, variable: str, default: frozenset[str]) -> set[str]:
+    def _get_201(self, component: str, variable: str) -> str | None:
+        """A 2.0.1 variable without a 1.6 key (None: not defined or unreadable)."""
         model = getattr(self._c, "model", None) or getattr(self._c, "_model", None)
-        raw = model.get("TxCtrlr", variable) if model is not None else None
+        return model.get(component, variable) if model is not None else None
+
+    def _points_201(self, variable: str, default: frozenset[str]) -> set[str]:
+        raw = self._get_201("TxCtrlr", variable)
         return set(split_list(raw)) if raw is not None else set(default)
+
+    def _int_201(self, component: str, variable: str, default: int) -> int:
+        try:
+            return int(self._get_201(component, variable) or default)
+        except ValueError:
+            return default
+
+    # Metering that differs by protocol (Part 2 J §2.1/§2.2): 2.0.1 keeps the readings for the end of a transaction
+    # at intervals of their own and knows TxStartedMeasurands and SendDuringIdle; 1.6 takes StopTxn*Data at
+    # MeterValueSampleInterval / ClockAlignedDataInterval (1.6 §9.1.25-§9.1.28) and always sends aligned data.
+    @property
+    def stop_txn_sampled_interval(self) -> int:
+        if self.protocol == "2.0.1":
+            return self._int_201("SampledDataCtrlr", "TxEndedInterval", 0)
+        return self.sample_interval
+
+    @property
+    def stop_txn_aligned_interval(self) -> int:
+        if self.protocol == "2.0.1":
+            return self._int_201("AlignedDataCtrlr", "TxEndedInterval", 0)
+        return self.aligned_interval
+
+    @property
+    def tx_started_measurands(self) -> list[str]:
+        if self.protocol == "2.0.1":
+            return split_list(self._get_201("SampledDataCtrlr", "TxStartedMeasurands") or "")
+        return []
+
+    @property
+    def aligned_send_during_idle(self) -> bool:
+        if self.protocol == "2.0.1":
+            return (self._get_201("AlignedDataCtrlr", "SendDuringIdle") or "").strip().lower() == "true"
+        return False
 
     @property
     def tx_start_points(self) -> set[str]:

@@ -11,11 +11,10 @@ a transaction as TxUpdated effects, which become TransactionEvent Updated with t
 member list is accepted by SetVariables (the device model checks the members).
 
 Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
-connectors (an EVSE command applies to each of its connectors), idTokenInfo.evseId restrictions (C01.FR.21), the
-Unavailable status of idle EVSEs while an OnIdle reset waits (B12 step 3a), signed meter values, reservations,
-smart charging, GetReport (B08), certificates, firmware, logs and monitoring. The Local Authorization List (D01/D02)
-is the one the 1.6 adapter manages too (engine.locallist); 2.0.1-only idTokenInfo fields (evseId, language, personal
-message, chargingPriority) and the idToken type are not kept on it.
+connectors (an EVSE command applies to each of its connectors), signed meter values, reservations, smart charging,
+GetReport (B08), certificates, firmware, logs and monitoring. The Local Authorization List (D01/D02) is the one the
+1.6 adapter manages too (engine.locallist); of the 2.0.1-only idTokenInfo fields only evseId (C01.FR.21) is kept on
+it and in the cache (language, personal message, chargingPriority and the idToken type are not: no display).
 """
 from __future__ import annotations
 
@@ -26,11 +25,13 @@ from decimal import Decimal
 from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
+from ..delivery import OutboxQueue
 from ..devicemodel import DeviceModel
 from ..engine import (AuthorizeRequest, Engine, SampledValue, Sample, Status, StatusChanged,
                       StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
-from ..engine.model import TxUpdated
+from ..engine.model import TxUpdated, drop_intermediate
+from ..jsontext import dumps
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
 from ..store import StoreError
@@ -49,6 +50,8 @@ CS_ACTIONS = frozenset({
 })
 #: D. Local Authorization List Management: answered when the station has a list.
 LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
+#: B09: answered when the runtime manages network connection profiles (v201.netprofiles).
+NETWORK_ACTIONS = frozenset({"SetNetworkProfile"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
 #: BootReasonEnumType (Part 2 §3.5).
@@ -58,6 +61,9 @@ VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; o
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected (B02.FR.07, B03.FR.05)
 TOKEN_TYPES_KEPT = 200        # idToken types learned from RequestStartTransaction, newest kept
 MARK_OFFLINE_LIMIT = 1000     # queued events looked at when the connection drops (E11.FR.07)
+#: Largest TransactionEvent payload (bytes of JSON) this station sends: the Ended event with the readings of a long
+#: transaction is thinned to it (J02.FR.20). The station's stated message size (DeviceDataCtrlr.BytesPerMessage).
+TX_EVENT_MAX_BYTES = 65536
 ENERGY = "Energy.Active.Import.Register"
 
 
@@ -77,8 +83,9 @@ class Ocpp201Adapter(AdapterBase):
     def __init__(self, *, engine: Engine, model: DeviceModel, settings, db, outbox, transactions, kv,
                  station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
-                 call_timeout: float = 30.0, local_list=None):
+                 call_timeout: float = 30.0, local_list=None, network=None):
         self.engine = engine
+        self.network = network                    # v201.netprofiles.NetworkProfiles, or None: no SetNetworkProfile
         self.local_list = local_list              # engine.locallist.LocalAuthList, or None: no list
         self.model = model
         self.settings = settings                  # the engine's settings (shared variables)
@@ -95,7 +102,8 @@ class Ocpp201Adapter(AdapterBase):
         self.datatransfer = datatransfer or DataTransferRegistry()
         self.hooks = hooks or Hooks()
         self.registry = registry or SchemaRegistry("2.0.1")
-        actions = CS_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None else frozenset())
+        actions = (CS_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None else frozenset())
+                   | (NETWORK_ACTIONS if network is not None else frozenset()))
         self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
                                  supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
@@ -116,19 +124,11 @@ class Ocpp201Adapter(AdapterBase):
         self._offline_since: float | None = None
         self._msg_size: int | None = None
         self._now = 0.0                                    # the latest ``now``, for callbacks of queued CALLs
-        self._head_cache = None
-        self._head_stale = True
+        self.queue = OutboxQueue(db, outbox)              # head, deferred deletions, retries
         self._token_types: dict[str, str] = dict(kv.get("token_types", {}))
         self._remote_ids: dict[str, int] = dict(kv.get("remote_starts", {}))
 
     # ---- small helpers ------------------------------------------------------------------------------------------
-    def _head(self):
-        """The oldest pending outbox item; cached, because every timer and frame asks for it."""
-        if self._head_stale:
-            self._head_cache = self.outbox.head()
-            self._head_stale = False
-        return self._head_cache
-
     def _connectors_of(self, evse_id: int) -> list[int]:
         return sorted(cid for cid, (e, _) in self.layout.items() if e == evse_id)
 
@@ -170,6 +170,7 @@ class Ocpp201Adapter(AdapterBase):
         self.online = False
         self._offline_since = now
         self.endpoint.reset()
+        self.queue.flush()
         inflight, self._inflight = self._inflight, None
         if inflight is not None and inflight.kind == "status":   # unanswered: it goes again, before anything newer
             self._statuses.insert(0, inflight.ref)
@@ -194,7 +195,7 @@ class Ocpp201Adapter(AdapterBase):
                     or item.payload.get("offline")):
                 continue
             self.outbox.update_payload(item.seq, {**item.payload, "offline": True})
-            self._head_stale = True
+            self.queue.changed()
 
     # ---- effects of the engine --------------------------------------------------------------------------------
     EFFECTS = {
@@ -300,12 +301,11 @@ class Ocpp201Adapter(AdapterBase):
             return False
         with self.db.tx():
             payload["seqNo"] = self.transactions.next_seq_no(tx.tx_key)
-            self.outbox.append("TransactionEvent", payload, tx_key=tx.tx_key, now=now)
+            self.queue.append("TransactionEvent", payload, tx_key=tx.tx_key, now=now)
             changed = any(tx.extra.get(k) != v for k, v in extra.items())
             tx.extra.update(extra)
             if changed or fields:   # a periodic Updated changes no flag: no second row write
                 self.transactions.update(tx.tx_key, extra=tx.extra, **fields)
-        self._head_stale = True
         return True
 
     def _charging_state(self, cid: int, status: Status) -> str | None:
@@ -329,8 +329,10 @@ class Ocpp201Adapter(AdapterBase):
         if not wanted:
             return []
         started = parse_rfc3339(tx.started_at)
-        begin = next((Sample.from_json(s) for s in tx.extra.get("samples", []) if s.get("c") == "Transaction.Begin"),
-                     Sample(started, "Transaction.Begin", ()))
+        # the engine's reading of TxStartedMeasurands; a record without one: the begin reading kept for the Ended
+        saved = tx.extra.get("begin") or next(
+            (s for s in tx.extra.get("samples", []) if s.get("c") == "Transaction.Begin"), None)
+        begin = Sample.from_json(saved) if saved else Sample(started, "Transaction.Begin", ())
         values = [v for v in begin.values if v.measurand in wanted]
         if ENERGY in wanted and not any(v.measurand == ENERGY for v in values):
             values.insert(0, SampledValue(ENERGY, Decimal(tx.meter_start_wh), "Wh"))
@@ -398,16 +400,20 @@ class Ocpp201Adapter(AdapterBase):
             token = m.id_token(tx.stop_id_tag, same or self._token_type(tx.stop_id_tag))
         c = self.engine.connectors.get(tx.connector_id)
         cs = "EVConnected" if c is not None and c.plugged else "Idle"
-        # E06.FR.11: TxEndedMeasurands with Transaction.End, plus the begin reading; intermediate readings only when
-        # TxEndedInterval asks for them (Part 2 E §1.5 "meterValue")
-        keep_all = self.s201.tx_ended_interval > 0
-        values = [mv for s in eff.transaction_data
-                  if keep_all or s.context in ("Transaction.Begin", "Transaction.End")
-                  for mv in [m.meter_value(s)] if mv]
-        payload = m.transaction_event(
-            "Ended", tx.stopped_at or rfc3339(now), trigger, tx.tx_key, offline=not self.online,
-            charging_state=cs if tx.extra.get("cs") != cs else None, stopped_reason=stopped, token=token,
-            meter_values=values)
+        # E06.FR.11, J02 / J01 (TC_J_03_CS, TC_J_10_CS): the readings the engine kept on the record: the begin and
+        # end reading of the TxEndedMeasurands (Transaction.Begin / Transaction.End), every SampledDataCtrlr
+        # TxEndedInterval one (Sample.Periodic) and every AlignedDataCtrlr.TxEndedInterval one (Sample.Clock)
+        values = [mv for s in eff.transaction_data for mv in [m.meter_value(s)] if mv]
+
+        def ended(values: list[dict]) -> dict:
+            return m.transaction_event(
+                "Ended", tx.stopped_at or rfc3339(now), trigger, tx.tx_key, offline=not self.online,
+                charging_state=cs if tx.extra.get("cs") != cs else None, stopped_reason=stopped, token=token,
+                meter_values=values)
+        payload = ended(values)
+        while len(values) > 2 and len(dumps(payload).encode()) > TX_EVENT_MAX_BYTES:
+            values = drop_intermediate(values)   # J02.FR.20: too much for one message: intermediate ones first
+            payload = ended(values)
         self._append_event(tx, payload, {"q_stop": True, "cs": cs}, now)
 
     def _enqueue_meter(self, eff: TxMeterValues, now: float, trigger: str | None = None) -> None:
@@ -499,12 +505,30 @@ class Ocpp201Adapter(AdapterBase):
                                evse_id=d.evse_id, connector_id=d.connector_id)
         if name == ("ocppcommctrlr", "heartbeatinterval"):
             self.heartbeat_interval = self.s201.heartbeat_interval
-        elif name in (("sampleddatactrlr", "txupdatedinterval"), ("aligneddatactrlr", "interval")):
+        elif name in (("sampleddatactrlr", "txupdatedinterval"), ("aligneddatactrlr", "interval"),
+                      ("sampleddatactrlr", "txendedinterval"), ("aligneddatactrlr", "txendedinterval")):
             self.engine.settings_changed(now)
         elif name == ("ocppcommctrlr", "websocketpinginterval"):
             self.hooks.config_changed("WebSocketPingInterval", value or "")
         elif name == ("securityctrlr", "basicauthpassword"):
             self.hooks.config_changed("AuthorizationKey", value or "")   # A01: reconnect with the new password
+
+    def _cs_SetNetworkProfile(self, p: dict, now: float) -> dict:
+        """B09: validate, store, Accepted (B09.FR.01); Rejected with a reasonCode for content this station cannot use
+        (B09.FR.02), a lower securityProfile than SecurityCtrlr.SecurityProfile (B09.FR.04) or a slot outside the
+        valuesList of NetworkConfigurationPriority (B09.FR.05). The profile is used after a reboot (B09 remark, B10).
+        A store failure is not answered Failed (B09.FR.03): it rolls the whole event back and reloads the station,
+        like every other store failure, so the CSMS never sees a status for a profile that was not kept."""
+        if self.network is None:   # pragma: no cover - the action is not offered then
+            raise OcppError(ErrorKind.NOT_SUPPORTED, "SetNetworkProfile is not supported")
+        slot, data = p["configurationSlot"], p["connectionData"]
+        reason = self.network.validate(slot, data)
+        if reason is not None:
+            log.info("SetNetworkProfile for slot %s rejected: %s", slot, reason)   # never the profile's content
+            return {"status": "Rejected", "statusInfo": {"reasonCode": reason}}
+        self.network.store(slot, data)
+        log.info("network profile stored in slot %d (%s); used after the next reboot", slot, data["ocppCsmsUrl"])
+        return {"status": "Accepted"}
 
     def _cs_GetBaseReport(self, p: dict, now: float) -> dict:
         """B07: Accepted, then the report as NotifyReport CALLs after the response (they may be sent while Pending,
@@ -570,7 +594,9 @@ class Ocpp201Adapter(AdapterBase):
 
     def _cs_Reset(self, p: dict, now: float) -> dict:
         """B11/B12. Immediate: the transactions end (ImmediateReset) and the station reboots, or for an EVSE only its
-        transaction ends. OnIdle with a transaction: Scheduled, done when the last one has ended (B12.FR.01/03)."""
+        transaction ends. OnIdle with a transaction: Scheduled, done when the last one has ended (B12.FR.01/03/07);
+        meanwhile the connectors of the station (or of the EVSE) without a transaction are Unavailable, with a
+        StatusNotification, so that no new transaction delays the reset (B12 step 3a)."""
         evse = p.get("evseId")
         if evse is not None and evse != 0:
             cids = self._connectors_of(evse)
@@ -581,6 +607,7 @@ class Ocpp201Adapter(AdapterBase):
         busy = [cid for cid in cids if self.engine.connectors[cid].tx_key]
         if p["type"] == "OnIdle" and busy:
             self._reset_scheduled.add(evse)
+            self._after_reply.append(lambda: self.engine.hold_for_reset(cids, True, now))
             return {"status": "Scheduled"}
         if evse == 0:
             # soft, so the runtime lets the queued Ended events go out before it reboots (B12.FR.04/05)
@@ -604,8 +631,13 @@ class Ocpp201Adapter(AdapterBase):
             if evse == 0:
                 log.info("scheduled reset: the last transaction has ended, rebooting")
                 self.engine.reset(False, now)
-            else:
+            elif 0 not in self._reset_scheduled:
+                # the EVSE is reset: it returns to the availability it had (B12.FR.06), unless a station reset
+                # still waits for other EVSEs
                 log.info("scheduled reset of EVSE %d: its transaction has ended", evse)
+                self.engine.hold_for_reset(cids, False, now)
+            else:
+                log.info("scheduled reset of EVSE %d: its transaction has ended; a station reset still waits", evse)
 
     def _cs_ChangeAvailability(self, p: dict, now: float) -> dict:
         """G03/G04: the station (no evse), an EVSE (each of its connectors) or one connector; Scheduled while a
@@ -745,18 +777,23 @@ class Ocpp201Adapter(AdapterBase):
                                                        "additionalInfo": "LocalAuthListCtrlr.Enabled is false"}}
         entries = [(e["idToken"]["idToken"], m.auth_info_16(e["idTokenInfo"]) if "idTokenInfo" in e else None)
                    for e in p.get("localAuthorizationList") or []]
-        return {"status": self.local_list.apply(p["updateType"], p["versionNumber"], entries)}
+        # D01.FR.11: ItemsPerMessage / BytesPerMessage (the frame as received), D01.FR.12 Entries: Failed with reason
+        result = self.local_list.apply(p["updateType"], p["versionNumber"], entries, message_bytes=self._msg_size)
+        if result.reason is None:
+            return {"status": result.status}
+        return {"status": result.status,
+                "statusInfo": {"reasonCode": result.reason, "additionalInfo": result.detail[:512]}}
 
     def _cs_GetTransactionStatus(self, p: dict, now: float) -> dict:
         """E14: whether the transaction runs and whether transaction messages wait in the queue (for it, or at all
         when no transactionId is given: E14.FR.06-08)."""
         if "transactionId" not in p:
-            return {"messagesInQueue": self.outbox.pending_count() > 0}
+            return {"messagesInQueue": self.queue.pending_count() > 0}
         tx = self._find_tx(p["transactionId"])
         if tx is None:   # E14.FR.01
             return {"ongoingIndicator": False, "messagesInQueue": False}
         return {"ongoingIndicator": tx.stopped_at is None,
-                "messagesInQueue": bool(self.outbox.pending_for(tx.tx_key))}
+                "messagesInQueue": bool(self.queue.pending_for(tx.tx_key))}
 
     # ---- responses to our CALLs -------------------------------------------------------------------------------
     def _on_response(self, payload: dict, now: float) -> None:
@@ -777,9 +814,9 @@ class Ocpp201Adapter(AdapterBase):
             self._on_tx_delivered(inflight.ref, payload, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
-        self.outbox.remove(item.seq)
+        # the frequent Updated events: their deletion waits for the next fsync'ed write (see delivery.py)
+        self.queue.delivered(item.seq, now, defer=item.payload.get("eventType") == "Updated")
         self._transmitted.discard(item.seq)
-        self._head_stale = True
         info, token = payload.get("idTokenInfo"), item.payload.get("idToken")
         if not info or not token or token.get("type") == "NoAuthorization":   # C02.FR.03: never cached
             return
@@ -808,17 +845,8 @@ class Ocpp201Adapter(AdapterBase):
     def _tx_failed(self, item, error: str, now: float) -> None:
         """E13.FR.02-04: retry MessageAttempts[TransactionEvent] times, waiting MessageAttemptInterval times the
         number of transmissions so far; then skip it (kept in the store as failed, never deleted)."""
-        attempts_allowed = max(1, self.s201.message_attempts)
-        self._head_stale = True
-        attempts = item.attempts + 1
-        if attempts >= attempts_allowed:
-            self.outbox.record_failure(item.seq, error, next_attempt_at=None)
-            self.outbox.give_up(item.seq, error)
-            log.error("TransactionEvent (outbox #%d) given up after %d attempts: %s; kept in the store", item.seq,
-                      attempts, error)
-        else:
-            delay = self.s201.message_attempt_interval * attempts
-            self.outbox.record_failure(item.seq, error, next_attempt_at=now + delay)
+        self.queue.failed(item, error, now, attempts=self.s201.message_attempts,
+                          interval=self.s201.message_attempt_interval)
 
     def _on_boot(self, payload: dict, now: float) -> None:
         status, interval = payload["status"], payload["interval"]
@@ -844,6 +872,7 @@ class Ocpp201Adapter(AdapterBase):
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
         self._now = now
+        self.queue.poll(now)
         timeout = self.endpoint.poll(now)
         if isinstance(timeout, Timeout):
             self._on_failure("no response (timeout)", now)
@@ -913,7 +942,7 @@ class Ocpp201Adapter(AdapterBase):
 
     def _tx_head(self):
         """The outbox head if it is ours; a 1.6 message waits for a 1.6 connection (the runtime pins the version)."""
-        item = self._head()
+        item = self.queue.head()
         return item if item is not None and item.action == "TransactionEvent" else None
 
     def _next_outbox(self, now: float) -> str | None:
@@ -921,16 +950,16 @@ class Ocpp201Adapter(AdapterBase):
             item = self._tx_head()
             if item is None or (item.next_attempt_at is not None and item.next_attempt_at > now):
                 return None
-            text = self._send("outbox", item.action, dict(item.payload), item, now)
+            text = self._send("outbox", item.action, dict(item.payload), item, now,
+                              validated=self.queue.checked(item.seq))   # checked when queued, seqNo from the store
             if text:
                 self._transmitted.add(item.seq)
                 return text
-            self.outbox.give_up(item.seq, "payload fails the OCPP 2.0.1 schema")
-            self._head_stale = True
+            self.queue.give_up(item, "payload fails the OCPP 2.0.1 schema")
 
     def next_deadline(self) -> float | None:
         """When poll() has something to do next (the runtime sleeps until then unless input arrives)."""
-        times = [self.endpoint.next_deadline(), self.engine.next_deadline()]
+        times = [self.endpoint.next_deadline(), self.engine.next_deadline(), self.queue.flush_deadline()]
         if self.online and not self.endpoint.busy:
             if self.registration != "accepted":
                 times.append(0.0 if self._boot_now else self.next_boot_at)

@@ -72,13 +72,19 @@ def id_token(id_tag: str, token_type: str) -> dict:
 
 
 def auth_info_16(info: dict) -> dict:
-    """IdTokenInfoType -> the 1.6-style idTagInfo the engine and the authorization cache work with."""
+    """IdTokenInfoType -> the 1.6-style idTagInfo the engine and the authorization cache work with. Statuses 1.6
+    does not know (NoCredit, NotAllowedTypeEVSE, NotAtThisLocation, NotAtThisTime, Unknown) become Invalid: not
+    valid, which is all the engine needs (C01 failure postcondition). personalMessage, language1/2 and
+    chargingPriority are dropped: this station has no display (C01.FR.08-13 apply to stations that show
+    messages)."""
     out: dict[str, Any] = {"status": AUTH_STATUS_16.get(info.get("status"), "Invalid")}
     if info.get("cacheExpiryDateTime"):
         out["expiryDate"] = info["cacheExpiryDateTime"]
     group = info.get("groupIdToken")
     if isinstance(group, dict) and group.get("idToken"):
         out["parentIdTag"] = group["idToken"]
+    if info.get("evseId"):   # C01.FR.20/21: the only EVSEs the identifier may charge at (kept in cache and list)
+        out["evseId"] = [int(e) for e in info["evseId"]]
     return out
 
 
