@@ -593,7 +593,9 @@ def test_transactions_crud_and_queries(db_path: Path) -> None:
         transactions.create(_tx("k2", started_at="2024-05-01T12:00:00Z"))
         assert transactions.get("missing") is None
 
+        assert transactions.transaction_id_of("k1") is None and transactions.transaction_id_of("missing") is None
         transactions.update("k1", transaction_id=4711, last_meter_wh=1500, last_meter_at="2024-05-01T10:15:00Z")
+        assert transactions.transaction_id_of("k1") == "4711"
         assert transactions.by_transaction_id("4711").tx_key == "k1"
         assert transactions.by_transaction_id("4712") is None
         with pytest.raises(ValueError, match="bogus"):

@@ -92,6 +92,11 @@ class Transactions:
         rows = self._db.query(f"SELECT {_TX_COLUMNS} FROM transactions WHERE tx_key = ?", (tx_key,))
         return _tx_from_row(rows[0]) if rows else None
 
+    def transaction_id_of(self, tx_key: str) -> str | None:
+        """The CSMS's id of a transaction (None: not known yet, or no such transaction); one column, no record."""
+        rows = self._db.query("SELECT transaction_id FROM transactions WHERE tx_key = ?", (tx_key,))
+        return rows[0][0] if rows else None
+
     def by_transaction_id(self, transaction_id: str) -> TxRecord | None:
         """The transaction the CSMS knows by ``transaction_id`` (the newest, should a CSMS reuse ids)."""
         rows = self._db.query(

@@ -134,34 +134,36 @@ class Ocpp16Adapter(AdapterBase):
             return
         self._queue_volatile("Authorize", payload, None)
 
-    def _append_tx_message(self, tx, action: str, payload: dict, flag: str | None, now: float) -> None:
-        """Durably queue a transaction message; the flag on the record makes re-queuing after a crash a no-op."""
+    def _append_tx_message(self, tx_key: str, action: str, payload: dict, now: float, *, flag: str | None = None,
+                           tx=None) -> None:
+        """Durably queue a transaction message; ``flag`` set on the record ``tx`` in the same store transaction
+        makes re-queuing after a crash a no-op."""
         try:
             probe = dict(payload)
             if action != "StartTransaction":
                 probe["transactionId"] = 0
             self.registry.validate_request(action, probe)
         except SchemaError as exc:
-            log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx.tx_key, exc.description)
+            log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx_key, exc.description)
             return
         with self.db.tx():
-            self.queue.append(action, payload, tx_key=tx.tx_key, now=now)
+            self.queue.append(action, payload, tx_key=tx_key, now=now)
             if flag:
                 tx.extra[flag] = True
-                self.transactions.update(tx.tx_key, extra=tx.extra)
+                self.transactions.update(tx_key, extra=tx.extra)
 
     def _enqueue_start(self, tx_key: str, now: float) -> None:
         tx = self.transactions.get(tx_key)
         if tx is None or tx.extra.get("q_start"):
             return
-        self._append_tx_message(tx, "StartTransaction", messages.start_transaction(tx), "q_start", now)
+        self._append_tx_message(tx_key, "StartTransaction", messages.start_transaction(tx), now, flag="q_start", tx=tx)
 
     def _enqueue_stop(self, eff: TxStopped, now: float) -> None:
         tx = self.transactions.get(eff.tx_key)
         if tx is None or tx.extra.get("q_stop"):
             return
-        self._append_tx_message(tx, "StopTransaction", messages.stop_transaction(tx, eff.transaction_data),
-                                "q_stop", now)
+        self._append_tx_message(eff.tx_key, "StopTransaction", messages.stop_transaction(tx, eff.transaction_data),
+                                now, flag="q_stop", tx=tx)
 
     def _enqueue_meter(self, eff: TxMeterValues, now: float) -> None:
         payload = messages.meter_values(eff.connector_id, eff.samples)
@@ -170,9 +172,7 @@ class Ocpp16Adapter(AdapterBase):
         if eff.tx_key is None:     # not transaction-related: best effort, not persisted
             self._queue_volatile("MeterValues", payload)
             return
-        tx = self.transactions.get(eff.tx_key)
-        if tx is not None:
-            self._append_tx_message(tx, "MeterValues", payload, None, now)
+        self._append_tx_message(eff.tx_key, "MeterValues", payload, now)
 
     def _queue_data_transfer(self, payload: dict, on_result: Callable[[dict | None], None]) -> None:
         self._queue_volatile("DataTransfer", payload, on_result)
@@ -449,12 +449,12 @@ class Ocpp16Adapter(AdapterBase):
                 return None   # written by the 2.0.1 adapter: it waits for a 2.0.1 connection (the runtime pins it)
             payload = dict(item.payload)
             if item.action != "StartTransaction" and item.tx_key:
-                tx = self.transactions.get(item.tx_key)
-                if tx is None or tx.transaction_id is None:
+                transaction_id = self.transactions.transaction_id_of(item.tx_key)
+                if transaction_id is None:
                     # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
                     self.queue.give_up(item, "the transaction's StartTransaction was never confirmed")
                     continue
-                payload["transactionId"] = int(tx.transaction_id)
+                payload["transactionId"] = int(transaction_id)
             # checked when queued: only transactionId (an int from the CSMS) differs
             text = self._send("outbox", item.action, payload, item, now, validated=self.queue.checked(item.seq))
             if text:
