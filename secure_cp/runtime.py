@@ -29,6 +29,8 @@ from .v16.settings import Settings16
 from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
 log = logging.getLogger("secure_cp.runtime")
+#: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
+_RECONNECT_MARK = "\x00reconnect"
 frames_log = logging.getLogger("secure_cp.frames")
 
 
@@ -359,8 +361,10 @@ class Station:
     def _config_changed(self, key: str, value: str) -> None:
         if key in ("WebSocketPingInterval", "AuthorizationKey"):
             self.transport.reconfigure(self.transport_config())
-            if key == "AuthorizationKey":   # whitepaper: reconnect with the new credentials
-                self.transport.reconnect_now()
+            if key == "AuthorizationKey":   # whitepaper / A01.FR.01: reconnect with the new credentials,
+                # after the answer to the CALL that changed them has been sent: the marker is queued once the
+                # current input's replies are (call_soon runs after this synchronous handler returns).
+                asyncio.get_running_loop().call_soon(self._sendq.put_nowait, (self._generation, _RECONNECT_MARK))
 
     async def data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> dict | None:
         """CP -> CS DataTransfer; the CSMS's answer ({"status", "data"?}) or None when offline / failed."""
@@ -374,6 +378,9 @@ class Station:
     async def _sender(self) -> None:
         while True:
             gen, text = await self._sendq.get()
+            if text is _RECONNECT_MARK:    # everything queued before it has been sent (see _config_changed)
+                self.transport.reconnect_now()
+                continue
             if gen != self._generation or not self.transport.connected:
                 continue
             self._log_frame("tx", text)

@@ -5,13 +5,13 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
-from csms_fixture import csms, csms_auth  # noqa: F401  (fixtures)
 from secure_cp.config import StationConfig
 from secure_cp.hal.simulated import SimulatedHardware
 
+
+pytest_plugins = ["csms_fixture"]     # the csms / csms_auth fixtures
 
 def station_config(data_dir: Path, url: str, identity: str = "CP1", **kw) -> StationConfig:
     ocpp = {"HeartbeatInterval": "300", "MeterValueSampleInterval": "0"}

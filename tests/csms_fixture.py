@@ -1,6 +1,6 @@
 """pytest fixtures providing a started local CSMS (secure_cp.sim.csms.Csms) on 127.0.0.1 with an ephemeral port.
 
-Import these from conftest.py (``from csms_fixture import csms, csms_auth``) or from a test module.
+Registered for every test by conftest.py (``pytest_plugins = ["csms_fixture"]``); import its constants from a test module.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 import pytest
-from csms_fixture import AUTH_IDENTITY, AUTH_PASSWORD, csms, csms_auth  # noqa: F401 (fixtures)
+from csms_fixture import AUTH_IDENTITY, AUTH_PASSWORD
 from rfc3339_validator import validate_rfc3339
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus

@@ -299,7 +299,8 @@ def test_e06_stop_point_evconnected_only_deauthorize_keeps_transaction_until_unp
 
 
 def test_e06_stop_point_authorized_only_unplug_keeps_transaction_tag_ends_it(tmp_path):
-    w = World(tmp_path, tx_stop_points={"Authorized"})
+    # E10: StopTxOnEVSideDisconnect false keeps the transaction (true deauthorizes it, E09: see the next test)
+    w = World(tmp_path, tx_stop_points={"Authorized"}, stop_on_ev_side_disconnect=False)
     key = start_tx(w)
     w.hw.ev_plug(1, False)
     eff = w.effects()
@@ -309,6 +310,18 @@ def test_e06_stop_point_authorized_only_unplug_keeps_transaction_tag_ends_it(tmp
     w.hw.present_tag("T1")
     assert [e.tx_key for e in w.effects(TxStopped)] == [key]
     assert w.tx.get(key).stop_reason == "Local"
+
+
+def test_e09_stop_point_authorized_stop_tx_on_ev_side_disconnect_ends_on_unplug(tmp_path):
+    """E09 / TC_E_17_CS: StopTxOnEVSideDisconnect deauthorizes the transaction; with Authorized as stop point that
+    ends it (EVDisconnected), and UnlockOnEVSideDisconnect false keeps the cable locked (E09.FR.03)."""
+    w = World(tmp_path, tx_stop_points={"Authorized"}, stop_on_ev_side_disconnect=True,
+              unlock_on_ev_side_disconnect=False)
+    key = start_tx(w)
+    w.hw.ev_plug(1, False)
+    assert [e.tx_key for e in w.effects(TxStopped)] == [key]
+    assert w.tx.get(key).stop_reason == "EVDisconnected"
+    assert w.hw.connectors[1].locked
 
 
 @pytest.mark.parametrize("how", ["unplug", "tag"])

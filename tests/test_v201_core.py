@@ -551,7 +551,7 @@ async def test_tc_f_trigger_message(csms, make_station):
     assert upd.payload["eventType"] == "Updated" and upd.payload["transactionInfo"]["transactionId"] == tx_id
     assert upd.payload["transactionInfo"]["chargingState"] == "Charging"
     assert upd.payload["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
-    assert (await csms.call(ID, "TriggerMessage", {"requestedMessage": "LogStatusNotification"}))["status"] == \
+    assert (await csms.call(ID, "TriggerMessage", {"requestedMessage": "SignCombinedCertificate"}))["status"] == \
         "NotImplemented"
     st.hw.present_tag("TAG1")
     await ended(csms, tx_id)

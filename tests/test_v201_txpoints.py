@@ -111,9 +111,11 @@ async def test_tc_e_20_cs_stop_point_evconnected_only(csms, make_station):
 
 
 async def test_tc_e_15_cs_stop_point_authorized_only(csms, make_station):
-    """TC_E_15_CS (E06.FR.03, TxStopPoint Authorized only): unplugging does not end the transaction (Updated
-    EVCommunicationLost, chargingState Idle); plugging back -> Updated CablePluggedIn; the tag ends it."""
+    """TC_E_15_CS (E06.FR.03, TxStopPoint Authorized only): with StopTxOnEVSideDisconnect false (E10) unplugging does
+    not end the transaction (Updated EVCommunicationLost, chargingState Idle); plugging back -> Updated
+    CablePluggedIn; the tag ends it."""
     st = await configured(csms, make_station, stop="Authorized")
+    assert await set_var(csms, "TxCtrlr", "StopTxOnEVSideDisconnect", "false") == "Accepted"
     st.hw.ev_plug(1)
     st.hw.present_tag(HEX_TAG)
     tx_id = (await started(csms))["transactionInfo"]["transactionId"]

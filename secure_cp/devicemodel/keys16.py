@@ -454,6 +454,8 @@ class Config16:
             elif k.list_kind == "phase_rotation":
                 n = self._n
                 kw["member_validator"] = lambda m: bool((x := _ROTATION_RE.fullmatch(m)) and int(x[1]) <= n)
+                # Reported to a 2.0.1 CSMS: a MemberList needs its valuesList (Part 6 TC_B_12/13/53_CS).
+                kw["values_list"] = tuple(f"{c}.{r}" for c in range(n + 1) for r in PHASE_ROTATIONS_16)
                 validator = _unique_rotation_indices
             elif k.list_kind == "profiles":
                 kw["values_list"] = FEATURE_PROFILES_16

@@ -59,11 +59,14 @@ class Authorizer:
         return None, ""
 
     def decide_online(self, id_tag: str, now: float) -> dict | None:
-        """Online: an immediate local answer under LocalPreAuthorize, or None = ask the CSMS."""
-        if self.settings.local_pre_authorize:
+        """Online: an immediate local answer under LocalPreAuthorize, or None = ask the CSMS. With 2.0.1
+        DisableRemoteAuthorization the local answer is final: the cache or the local list, else Unknown."""
+        if self.settings.local_pre_authorize or self.settings.disable_remote_authorization:
             info, _ = self.local_info(id_tag)
             if info_valid(info, now):
                 return info
+            if self.settings.disable_remote_authorization:
+                return {"status": _verdict(info, now)} if info is not None else {"status": "Unknown"}
         return None
 
     def decide_offline(self, id_tag: str, now: float) -> dict:

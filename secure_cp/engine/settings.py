@@ -18,6 +18,9 @@ class EngineSettings(Protocol):
     local_authorize_offline: bool
     local_pre_authorize: bool
     allow_offline_tx_for_unknown_id: bool
+    # 2.0.1 AuthCtrlr.DisableRemoteAuthorization: no AuthorizeRequest at all, only the cache and the local list
+    # decide (overrules C01.FR.02/05, Part 6 TC_E_52_CS); 1.6 has no such key: always False
+    disable_remote_authorization: bool
     auth_cache_enabled: bool
     sample_interval: int               # s, 0 = off
     aligned_interval: int              # s, 0 = off
@@ -56,6 +59,7 @@ class StaticSettings:
         self.local_authorize_offline = True
         self.local_pre_authorize = False
         self.allow_offline_tx_for_unknown_id = False
+        self.disable_remote_authorization = False
         self.auth_cache_enabled = True
         self.sample_interval = 60
         self.aligned_interval = 0

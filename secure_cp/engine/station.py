@@ -262,7 +262,10 @@ class Engine:
             return
         c.finishing = False
         if c.tx_key:
-            if self._stops_on_unplug():
+            # 2.0.1 E09: StopTxOnEVSideDisconnect deauthorizes the transaction, which ends it where the authorization
+            # is a stop point (E06.FR.04, TC_E_17_CS); 1.6 has the same rule through its EVConnected stop point
+            deauthorized = self.settings.stop_on_ev_side_disconnect and self._stops_on_auth_loss()
+            if self._stops_on_unplug() or deauthorized:
                 self._stop(c, StopReason.EV_DISCONNECTED, now, unlock=self.settings.unlock_on_ev_side_disconnect)
             else:  # 1.6 §4.9: keep the transaction, report SuspendedEV "EV side disconnected", keep the cable locked
                 c.ev_side_disconnected = True

@@ -106,6 +106,13 @@ class Settings16:
     local_authorize_offline = property(lambda s: s._bool("LocalAuthorizeOffline", True))
     local_pre_authorize = property(lambda s: s._bool("LocalPreAuthorize", False))
     allow_offline_tx_for_unknown_id = property(lambda s: s._bool("AllowOfflineTxForUnknownId", False))
+
+    @property
+    def disable_remote_authorization(self) -> bool:
+        """2.0.1 AuthCtrlr.DisableRemoteAuthorization (no 1.6 key: a 1.6 connection always asks the Central System)."""
+        raw = self._get_201("AuthCtrlr", "DisableRemoteAuthorization") if self.protocol == "2.0.1" else None
+        return (raw or "").strip().lower() == "true"
+
     auth_cache_enabled = property(lambda s: s._bool("AuthorizationCacheEnabled", True))
     sample_interval = property(lambda s: s._int("MeterValueSampleInterval", 60))
     aligned_interval = property(lambda s: s._int("ClockAlignedDataInterval", 0))

@@ -53,7 +53,11 @@ LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 #: B09: answered when the runtime manages network connection profiles (v201.netprofiles).
 NETWORK_ACTIONS = frozenset({"SetNetworkProfile"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
-TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
+TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
+                         "LogStatusNotification", "FirmwareStatusNotification"})
+#: Triggered notifications of jobs this station never runs (no GetLog upload, no UpdateFirmware): always Idle
+#: (F06.FR.15 LogStatusNotification, F06.FR.16 / L01.FR.25 FirmwareStatusNotification), without requestId.
+IDLE_NOTIFICATIONS = frozenset({"LogStatusNotification", "FirmwareStatusNotification"})
 #: BootReasonEnumType (Part 2 §3.5).
 BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "PowerUp", "RemoteReset",
                           "ScheduledReset", "Triggered", "Unknown", "Watchdog"})
@@ -685,6 +689,9 @@ class Ocpp201Adapter(AdapterBase):
         if what == "Heartbeat":
             self._after_reply.append(lambda: self._queue_call(self._priority, _Call(
                 "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime")))))
+            return {"status": "Accepted"}
+        if what in IDLE_NOTIFICATIONS:   # F06.FR.03: an evse given with it is not relevant and ignored
+            self._after_reply.append(lambda: self._queue_call(self._priority, _Call(what, {"status": "Idle"})))
             return {"status": "Accepted"}
         if evse is not None and evse["id"] != 0:
             cids = self._connectors_of(evse["id"])
