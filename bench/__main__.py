@@ -24,7 +24,7 @@ from . import report
 from .common import ROOT, die_with_parent, filesystem_of, python
 from .process import cold_and_idle, offline_queue
 
-KINDS = ("raw", "ocpp", "securecp")
+KINDS = ("raw", "ocpp", "securecp", "securecp-nofsync")
 SECTIONS = ("roundtrip", "roundtrip201", "process", "queue", "getconf", "basereport")
 #: section -> OCPP version of its round trips
 ROUNDTRIP_VERSIONS = {"roundtrip": "1.6", "roundtrip201": "2.0.1"}
@@ -66,7 +66,7 @@ def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Pat
                ocpp: str = "1.6") -> dict:
     cmd = [python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup", str(warmup),
            "--ocpp", ocpp]
-    if kind == "securecp":
+    if kind.startswith("securecp"):
         data_dir = tmp / f"securecp-{time.monotonic_ns()}"
         cmd += ["--data-dir", str(data_dir)]
     if profile is not None:
@@ -175,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         results["meta"]["data_fs"] = filesystem_of(tmp)
         if "roundtrip" in a.sections:
-            _say("OCPP 1.6 MeterValues round trips (a) raw, (b) ocpp, (c) secure-cp ...")
+            _say("OCPP 1.6 MeterValues round trips (a) raw, (b) ocpp, (c) secure-cp, (c') without fsync ...")
             results["roundtrip"] = roundtrips(a.n, a.warmup, tmp, "1.6")
         if "roundtrip201" in a.sections:
-            _say("OCPP 2.0.1 TransactionEvent Updated round trips (a) raw, (b) ocpp, (c) secure-cp ...")
+            _say("OCPP 2.0.1 TransactionEvent Updated round trips (a) raw, (b) ocpp, (c) secure-cp, (c') without fsync ...")
             results["roundtrip201"] = roundtrips(a.n, a.warmup, tmp, "2.0.1")
         if "process" in a.sections:
             _say(f"cold start x{a.cold_starts}, RSS after {a.idle_wait:g} s idle, "

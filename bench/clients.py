@@ -304,14 +304,28 @@ def _tx_running(station, ocpp201: bool) -> bool:
     return bool(tx.extra.get("q_start")) and station.outbox.pending_count() == 0
 
 
+def _without_fsync() -> None:
+    """For (c') only: every database this process opens commits without fsync (PRAGMA synchronous=NORMAL), so the
+    report can show what the durable commit of each transaction message costs. Never done by the product."""
+    from secure_cp.store import db
+
+    connect = db.Database._connect
+
+    def _connect(self):
+        conn = connect(self)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+    db.Database._connect = _connect
+
+
 async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_dir: str,
-                       ocpp201: bool = False) -> dict:
+                       ocpp201: bool = False, identity_suffix: str = "") -> dict:
     from pathlib import Path
 
     from secure_cp.config import StationConfig
 
     measurands = MEASURAND_NAMES_201 if ocpp201 else MEASURAND_NAMES
-    cfg = StationConfig(identity="BENCH-C-SECURECP" + ("-201" if ocpp201 else ""), vendor="bench",
+    cfg = StationConfig(identity="BENCH-C-SECURECP" + ("-201" if ocpp201 else "") + identity_suffix, vendor="bench",
                         model="secure-cp", serial="B1", firmware_version="0.1", data_dir=Path(data_dir),
                         csms_url=url, reconnect_min=0.05, reconnect_max=0.5, call_timeout=10.0,
                         protocols=["ocpp2.0.1" if ocpp201 else "ocpp1.6"],
@@ -355,7 +369,7 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients")
-    p.add_argument("kind", choices=["raw", "ocpp", "securecp"])
+    p.add_argument("kind", choices=["raw", "ocpp", "securecp", "securecp-nofsync"])
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=100)
@@ -372,9 +386,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not a.data_dir:
             p.error("securecp needs --data-dir")
-        coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir, ocpp201=v201)
+        if a.kind == "securecp-nofsync":
+            _without_fsync()
+        coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir, ocpp201=v201,
+                            identity_suffix="-NOFSYNC" if a.kind == "securecp-nofsync" else "")
     result = asyncio.run(coro)
     result["ocpp"] = a.ocpp
+    result["kind"] = a.kind
     print(json.dumps(result), flush=True)
 
 

@@ -181,8 +181,9 @@ def _roundtrip_block(r: dict, section: str) -> list[str]:
         f"{'p99 wall':>9} {'CSMS CPU/RT':>11}",
     ]
     names = {"raw": "(a) raw websockets + json (the floor)", "ocpp": "(b) ocpp package ChargePoint",
-             "securecp": "(c) secure-cp Station (validated, persisted)"}
-    for kind in ("raw", "ocpp", "securecp"):
+             "securecp": "(c) secure-cp Station (validated, persisted)",
+             "securecp-nofsync": "(c') the same without fsync (for scale)"}
+    for kind in [k for k in names if k in rt]:
         x = rt[kind]
         out.append(f"  {names[kind]:<44} {x['cpu_us']:>10.1f} {x['user_us']:>8.1f} {x['sys_us']:>8.1f} "
                    f"{x['wall_us']:>11.1f} {x['wall_p99_us']:>9.1f} {x.get('csms_cpu_us', float('nan')):>11.1f}")
@@ -195,6 +196,12 @@ def _roundtrip_block(r: dict, section: str) -> list[str]:
             f"ratio (c)/(a) = {r[key_a]:.2f}   target <= 1.5   {_TARGET[key_a].verdict(r[key_a])}   {tag}",
             f"ratio (c)/(b) = {r[key_b]:.2f}   target <= 0.4   {_TARGET[key_b].verdict(r[key_b])}   {tag}",
             f"{checks}; secure-cp outbox after the run: {rt['securecp'].get('outbox_pending_after')} pending"]
+    if "securecp-nofsync" in rt:
+        durable = rt["securecp"]["cpu_us"] - rt["securecp-nofsync"]["cpu_us"]
+        out += [f"(c') is (c) with PRAGMA synchronous=NORMAL (no fsync; not what the product does): the durable commit of "
+                f"each message costs (c)-(c') = {durable:.0f} us CPU here; (c')/(a) = "
+                f"{rt['securecp-nofsync']['cpu_us'] / rt['raw']['cpu_us']:.2f}, (c')/(b) = "
+                f"{rt['securecp-nofsync']['cpu_us'] / rt['ocpp']['cpu_us']:.2f}."]
     if version == "1.6":
         out += ["(c) = Station + SimulatedHardware with Frequency, Power.Factor, Power.Offered added to its 7",
                 f"measurands, SQLite in a temp dir on {m.get('data_fs', '?')} (synchronous=FULL); one sample per "

@@ -50,7 +50,8 @@ def test_bench_tiny_run_completes_and_prints_ratios_for_16_and_201(tmp_path):
     assert rt201["securecp"]["subprotocol"] == "ocpp2.0.1"
     assert rt201["csms"]["violations"] == 0, rt201["csms"]["violation_samples"]
     ledger = rt201["csms"]["transactions201"]
-    assert len(ledger) == 3 and all(tx["seq_gaps"] == 0 for tx in ledger.values()), ledger
+    assert len(ledger) == 4 and all(tx["seq_gaps"] == 0 for tx in ledger.values()), ledger   # (a) (b) (c) (c')
+    assert rt201["securecp-nofsync"]["cpu_us"] > 0 and "(c)-(c') = " in done.stdout
     assert all(tx["events"] == 1 + 20 + 5 for tx in ledger.values()), ledger   # Started + warm-up + measured
     assert {s["sampled_values"] for s in rt201["csms"]["transaction_event_shape"].values()} == {10}
     assert results["basereport"]["basereport_violations"] == 0
