@@ -15,11 +15,12 @@ from typing import Callable
 from .config import StationConfig
 from .devicemodel import Config16, DeviceModel
 from .devicemodel.v201 import define_v201
-from .engine import Authorizer, Engine, StopReason
+from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
 from .hal import HardwareAdapter, load_adapter
 from .redact import redact_frame
+from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
                     Transactions)
 from .transport import Transport, TransportConfig
@@ -32,6 +33,10 @@ log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
 frames_log = logging.getLogger("secure_cp.frames")
+#: OCPPCommCtrlr variables of the reconnect back-off (2.0.1 Part 4 §5.3).
+_BACKOFF_VARIABLES = ("RetryBackOffWaitMinimum", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes")
+#: RetryBackOffWaitMinimum may be 0; the transport waits at least this long, so a dead CSMS is no busy loop.
+MIN_RECONNECT_WAIT = 0.05
 
 
 class Clock:
@@ -114,6 +119,8 @@ class Station:
                              Authorizer(self.settings, self.cache, local_list=self.local_list.lookup),
                              protocol="1.6", evse_of={cid: evse for cid, (evse, _) in evses.items()})
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
+        self.security_events = SecurityEvents(self.db)
+        self._record_startup()
         self.adapters: dict = {}
         for proto in cfg.protocols:   # one adapter per offered version; the negotiated one is active
             if proto == "ocpp1.6":
@@ -128,12 +135,21 @@ class Station:
                     engine=self.engine, model=self.model, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
-                    local_list=self.local_list, network=self.network)
+                    local_list=self.local_list, network=self.network, security_events=self.security_events)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
         self.plan = self.network.plan(self._int_variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3),
                                       self._usable_profile)   # B10.FR.04: the connection order of this boot
         self.hal.set_listener(self._on_hal)
+
+    def _record_startup(self) -> None:
+        """Security events of this start (A04, Appendix 1, both critical): ResetOrReboot when the previous run ended
+        in a reset (its boot reason is still stored), and StartupOfTheDevice always. TC_B_21 step 11, TC_G_18."""
+        now = rfc3339(self.clock.now())
+        reason = KeyValue(self.db, "v201").get("boot_reason") or self.kv.get("boot_reason")
+        if reason and reason != "PowerUp":
+            self.security_events.record("ResetOrReboot", now, f"boot reason {reason}")
+        self.security_events.record("StartupOfTheDevice", now)
 
     def _local_auth_list(self) -> LocalAuthList:
         """The Local Authorization List over the shared variables: LocalAuthListEnabled = LocalAuthListCtrlr.Enabled,
@@ -256,8 +272,33 @@ class Station:
         return TransportConfig(url=profile.url, identity=self.cfg.identity,
                                subprotocols=self.offered_protocols(), security_profile=profile.security_profile,
                                password=self._password() if profile.security_profile >= 1 else None,
-                               ping_interval=ping or None, reconnect_min=self.cfg.reconnect_min,
-                               reconnect_max=self.cfg.reconnect_max)
+                               ping_interval=ping or None, **self._backoff())
+
+    def _backoff(self) -> dict:
+        """The reconnect back-off of the transport (2.0.1 Part 4 §5.3, TC_B_57_CS).
+
+        The ``[csms]`` reconnect_min / reconnect_max govern until OCPPCommCtrlr.RetryBackOffWaitMinimum /
+        RetryBackOffRandomRange / RetryBackOffRepeatTimes have been written (SetVariables, kept in the store): from
+        then on all three apply. The first retry waits the minimum plus a random part of at most the range, each
+        further failure doubles the wait, at most RepeatTimes times; Part 4 sets no other cap."""
+        if not any(self.model.is_stored("OCPPCommCtrlr", v) for v in _BACKOFF_VARIABLES):
+            return {"reconnect_min": self.cfg.reconnect_min, "reconnect_max": self.cfg.reconnect_max}
+        wait = max(MIN_RECONNECT_WAIT, float(self._int_variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", 3)))
+        spread = float(self._int_variable("OCPPCommCtrlr", "RetryBackOffRandomRange", 10))
+        repeat = self._int_variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", 3)
+        return {"reconnect_min": wait, "reconnect_max": wait * 2.0 ** min(repeat, 30) + spread,
+                "reconnect_random_range": spread, "reconnect_repeat_times": repeat}
+
+    def _apply_message_timeout(self, profile: NetworkProfile) -> None:
+        """B09 / NetworkConnectionProfileType.messageTimeout: the CALL response timeout of a connection is the one
+        of the profile it was made with (the [csms] section: call_timeout); OCPPCommCtrlr.MessageTimeout[Default]
+        (ReadOnly, "set through the network connection profile") reports the one in use."""
+        timeout = self.cfg.call_timeout if profile.from_config else float(profile.message_timeout)
+        for adapter in self.adapters.values():
+            adapter.endpoint.call_timeout = timeout
+        if self.model.definition("OCPPCommCtrlr", "MessageTimeout", variable_instance="Default") is not None:
+            self.model.set("OCPPCommCtrlr", "MessageTimeout", str(profile.message_timeout),
+                           variable_instance="Default", force=True)
 
     # ---- callbacks from transport and hardware -----------------------------------------------------------------
     def _event(self, fn: Callable, *args) -> list[str]:
@@ -322,6 +363,7 @@ class Station:
         log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
                  profile.slot)
         self.network.connected_with(profile.slot)        # B10.FR.07: the fallback when all others fail
+        self._apply_message_timeout(profile)
         if self.model.definition("OCPPCommCtrlr", "ActiveNetworkProfile") is not None:
             self.model.set("OCPPCommCtrlr", "ActiveNetworkProfile", str(profile.slot), force=True)
         if profile.security_profile > self.network.current_security_profile():   # SecurityProfile: the one in use
@@ -359,7 +401,7 @@ class Station:
         return self.adapter.poll(now)
 
     def _config_changed(self, key: str, value: str) -> None:
-        if key in ("WebSocketPingInterval", "AuthorizationKey"):
+        if key in ("WebSocketPingInterval", "AuthorizationKey", "RetryBackOff"):   # the next attempt uses them
             self.transport.reconfigure(self.transport_config())
             if key == "AuthorizationKey":   # whitepaper / A01.FR.01: reconnect with the new credentials,
                 # after the answer to the CALL that changed them has been sent: the marker is queued once the

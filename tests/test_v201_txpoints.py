@@ -50,7 +50,8 @@ async def test_tc_e_09_cs_start_point_evconnected_plug_starts_tag_updates(csms, 
 
 async def test_tc_e_10_cs_start_point_authorized_tag_starts_plug_updates(csms, make_station):
     """TC_E_10_CS (E01.FR.03, E03): TxStartPoint Authorized: the tag starts the transaction (Started Authorized
-    with idToken, chargingState Idle, no cable yet); the plug -> Updated CablePluggedIn, power on."""
+    with idToken, chargingState Idle, no cable yet); the plug -> Updated CablePluggedIn (EVConnected), power on:
+    Updated ChargingStateChanged (Charging)."""
     st = await configured(csms, make_station, start="Authorized")
     st.hw.present_tag(HEX_TAG)
     start = await started(csms)
@@ -60,6 +61,8 @@ async def test_tc_e_10_cs_start_point_authorized_tag_starts_plug_updates(csms, m
     n = len(csms.received)
     st.hw.ev_plug(1)
     upd = await updated(csms, tx_id, "CablePluggedIn", after=n)
+    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
+    upd = await updated(csms, tx_id, "ChargingStateChanged", after=n)
     assert upd["transactionInfo"]["chargingState"] == "Charging"
     assert st.hw.connectors[1].permitted and st.hw.connectors[1].locked
     st.hw.ev_plug(1, False)

@@ -319,6 +319,12 @@ class DeviceModel:
         return self._values.get(_lookup_key((component, component_instance, evse_id, connector_id, variable,
                                              variable_instance, attribute)))
 
+    def is_stored(self, component: str, variable: str, *, component_instance: str = "", variable_instance: str = "",
+                  evse_id: int = 0, connector_id: int = 0, attribute: str = "Actual") -> bool:
+        """True once a value of the variable has been written (and persisted), False while it has its default."""
+        return _lookup_key((component, component_instance, evse_id, connector_id, variable, variable_instance,
+                            attribute)) in self._stored
+
     def set(self, component: str, variable: str, value: str, *, component_instance: str = "",
             variable_instance: str = "", evse_id: int = 0, connector_id: int = 0, attribute: str = "Actual",
             force: bool = False) -> str:

@@ -408,6 +408,8 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         # DateTime RO dateTime (the engine keeps it current); TimeSource RW SequenceList of the implemented sources.
         _d("ClockCtrlr", "DateTime", "dateTime", _RO, persistent=False),
         _d("ClockCtrlr", "TimeSource", "SequenceList", _RW, ",".join(sources), values_list=sources),
+        # optional: a clock change above it is the critical security event SettingSystemTime (A04, Appendix 1)
+        _d("ClockCtrlr", "TimeAdjustmentReportingThreshold", "integer", _RW, "20", unit="s", min=0),
 
         # -- SecurityCtrlr (P2 §2.2) --
         # §2.2.5 SecurityProfile RO integer (1.6 whitepaper §7.6 default 0); §2.2.3 OrganizationName RW string

@@ -12,7 +12,7 @@ from .settings import EngineSettings
 
 
 class CacheStore(Protocol):
-    def get(self, id_tag: str) -> dict | None: ...
+    def get(self, id_tag: str, *, now: float | None = None, lifetime: float | None = None) -> dict | None: ...
     def put(self, id_tag: str, info: dict, now: float) -> None: ...
     def clear(self) -> None: ...
 
@@ -47,13 +47,16 @@ class Authorizer:
         self.cache = cache
         self.local_list = local_list or (lambda tag: None)
 
-    def local_info(self, id_tag: str) -> tuple[dict | None, str]:
-        """What the station knows locally: (idTagInfo, source) with source "list", "cache" or ""."""
+    def local_info(self, id_tag: str, now: float | None = None) -> tuple[dict | None, str]:
+        """What the station knows locally: (idTagInfo, source) with source "list", "cache" or "". The list has
+        priority over the cache (2.0.1 C13.FR.01 / C14.FR.01). With ``now`` the lookup is a use of the cache entry:
+        expiry and AuthCacheCtrlr.LifeTime apply (C10.FR.08/10/13)."""
         info = self.local_list(id_tag)
         if info is not None:
             return info, "list"
         if self.settings.auth_cache_enabled:
-            info = self.cache.get(id_tag)
+            lifetime = self.settings.auth_cache_lifetime if now is not None else None
+            info = self.cache.get(id_tag, now=now, lifetime=lifetime)
             if info is not None:
                 return info, "cache"
         return None, ""
@@ -62,7 +65,7 @@ class Authorizer:
         """Online: an immediate local answer under LocalPreAuthorize, or None = ask the CSMS. With 2.0.1
         DisableRemoteAuthorization the local answer is final: the cache or the local list, else Unknown."""
         if self.settings.local_pre_authorize or self.settings.disable_remote_authorization:
-            info, _ = self.local_info(id_tag)
+            info, _ = self.local_info(id_tag, now)
             if info_valid(info, now):
                 return info
             if self.settings.disable_remote_authorization:
@@ -71,7 +74,7 @@ class Authorizer:
 
     def decide_offline(self, id_tag: str, now: float) -> dict:
         """Offline (or the CSMS did not answer): LocalAuthorizeOffline, then AllowOfflineTxForUnknownId."""
-        info, _ = self.local_info(id_tag)
+        info, _ = self.local_info(id_tag, now)
         if info is not None:
             if self.settings.local_authorize_offline and info_valid(info, now):
                 return info

@@ -22,6 +22,12 @@ class EngineSettings(Protocol):
     # decide (overrules C01.FR.02/05, Part 6 TC_E_52_CS); 1.6 has no such key: always False
     disable_remote_authorization: bool
     auth_cache_enabled: bool
+    # 2.0.1 AuthCacheCtrlr.LifeTime (C10.FR.08): s an entry without cacheExpiryDateTime stays in the cache after
+    # its last use; None: no such limit (1.6)
+    auth_cache_lifetime: int | None
+    # 2.0.1 AuthCtrlr.Enabled: False = no authorization at all, every presented identifier is accepted as it is
+    # (Part 2 appendix §2.3); 1.6 has no such key: always True
+    auth_enabled: bool
     sample_interval: int               # s, 0 = off
     aligned_interval: int              # s, 0 = off
     sampled_measurands: list[str]
@@ -61,6 +67,8 @@ class StaticSettings:
         self.allow_offline_tx_for_unknown_id = False
         self.disable_remote_authorization = False
         self.auth_cache_enabled = True
+        self.auth_cache_lifetime: int | None = None
+        self.auth_enabled = True
         self.sample_interval = 60
         self.aligned_interval = 0
         self.sampled_measurands = ["Energy.Active.Import.Register"]

@@ -64,6 +64,7 @@ class Connector:
     finishing: bool = False
     locked_for: str | None = None         # cable kept locked after a DeAuthorized stop, for this identifier
     invalid_suspended: bool = False
+    invalid_at_wh: int | None = None      # MaxEnergyOnInvalidId counts from this reading (identifier invalidated)
     ev_side_disconnected: bool = False
     tx_authorized: bool = False           # the running transaction has an accepted identifier now
     tx_deadline: float | None = None      # started on Authorized without a cable: ConnectionTimeOut for the plug
@@ -261,6 +262,12 @@ class Engine:
             self._maybe_start(c, now, "plug")
             return
         c.finishing = False
+        if c.locked_for is not None and self.settings.unlock_on_ev_side_disconnect:
+            # the cable kept locked for its owner after a DeAuthorized stop (1.6 §3.5.4) left the EV: there is
+            # nothing left to keep, and UnlockConnectorOnEVSideDisconnect / TxCtrlr.UnlockOnEVSideDisconnect
+            # unlocks on the EV-side unplug; the owner's next presentation is a new authorization (TC_C_34_CS)
+            c.locked_for = None
+            self.hal.lock_connector(c.id, False)
         if c.tx_key:
             # 2.0.1 E09: StopTxOnEVSideDisconnect deauthorizes the transaction, which ends it where the authorization
             # is a stop point (E06.FR.04, TC_E_17_CS); 1.6 has the same rule through its EVConnected stop point
@@ -314,7 +321,7 @@ class Engine:
                 return
         # 2.0.1 C01.FR.03 (b): a valid identifier of the same group known locally (list or cache) ends the
         # authorization without an Authorize (1.6 §4.1 allows this: "MAY send an Authorize.req")
-        info, _ = self.auth.local_info(id_tag)
+        info, _ = self.auth.local_info(id_tag, now)
         gc = self._group_tx(info.get("parentIdTag")) if info_valid(info, now) else None
         if gc is not None:
             self._end_authorization(gc, now, id_tag)
@@ -330,6 +337,9 @@ class Engine:
                             and self.connectors[tx.connector_id].tx_authorized)
 
     def _authorize(self, id_tag: str, connector_id: int, now: float, *, remote: bool) -> None:
+        if not self.settings.auth_enabled:   # 2.0.1 AuthCtrlr.Enabled false: no authorization, nothing cached
+            self._authorized(id_tag, {"status": "Accepted"}, connector_id, now, remote)
+            return
         if not self.online:
             self._authorized(id_tag, self.auth.decide_offline(id_tag, now), connector_id, now, remote)
             return
@@ -407,6 +417,7 @@ class Engine:
         self.transactions.update(c.tx_key, id_tag=id_tag, extra=tx.extra)
         c.tx_authorized = True
         c.invalid_suspended = False
+        c.invalid_at_wh = None
         if c.plugged:
             self.hal.permit_charging(c.id, True)
         log.info("transaction %s on connector %d authorized for %s", c.tx_key, c.id, id_tag)
@@ -439,14 +450,15 @@ class Engine:
         return (plugged or free or [None])[0]
 
     # ---- remote commands -----------------------------------------------------------------------------------
-    def remote_start(self, id_tag: str, connector_id: int | None, now: float) -> bool:
-        """RemoteStartTransaction / RequestStartTransaction: Accepted (True) or Rejected (False)."""
+    def remote_start(self, id_tag: str, connector_id: int | None, now: float, *, authorize: bool = True) -> bool:
+        """RemoteStartTransaction / RequestStartTransaction: Accepted (True) or Rejected (False). ``authorize``
+        False: never an Authorize for this identifier (2.0.1 C03.FR.01 / C05.FR.01: idToken type Central)."""
         # a transaction already running without an identifier (TxStartPoint EVConnected, cable first) is
         # authorized by the remote start (2.0.1 F02: Updated with triggerReason RemoteStart)
         c = self._unauthorized_tx(connector_id or 0) or self._pick_connector(connector_id or 0)
         if c is None:
             return False
-        if self.settings.authorize_remote_tx:
+        if self.settings.authorize_remote_tx and authorize:
             self._authorize(id_tag, c.id, now, remote=True)
         else:
             self._authorized(id_tag, {"status": "Accepted"}, c.id, now, True)
@@ -468,7 +480,7 @@ class Engine:
             return
         if cache:
             self.auth.learn(tx.id_tag, info, now)
-        if info.get("status") == "Accepted" or tx.stopped_at is not None:
+        if info.get("status") == "Accepted" or tx.stopped_at is not None or not self.settings.auth_enabled:
             return
         c = self.connectors.get(tx.connector_id)
         if c is None or c.tx_key != tx_key or not c.tx_authorized:
@@ -483,9 +495,9 @@ class Engine:
             c.invalid_suspended = True
             self.hal.permit_charging(c.id, False)
         else:
-            c.invalid_suspended = True   # energy limit: checked at each sample; suspend when reached
-            tx.extra["invalid_at_wh"] = self._read(c, now, persist=False).energy_wh
-            self.transactions.update(tx_key, extra=tx.extra)
+            # MaxEnergyOnInvalidId: charging goes on (no Deauthorized, no SuspendedEVSE: TC_C_15_CS) until that much
+            # energy more has been delivered; checked at each sample, then the energy offer is suspended
+            c.invalid_at_wh = self._read(c, now, persist=False).energy_wh
         self._refresh(c, now)
 
     def stop_transaction(self, tx_key: str, reason: StopReason, now: float) -> bool:
@@ -650,6 +662,7 @@ class Engine:
         c.next_sample = None
         c.next_ended_sample = None
         c.invalid_suspended = False
+        c.invalid_at_wh = None
         c.ev_side_disconnected = False
         if unlock:
             self.hal.lock_connector(c.id, False)
@@ -849,14 +862,12 @@ class Engine:
                                                           keep_at))
 
     def _check_invalid_energy(self, c: Connector, now: float) -> None:
-        if not (c.invalid_suspended and c.tx_key):
+        if c.invalid_at_wh is None or not c.tx_key:
             return
-        tx = self.transactions.get(c.tx_key)
-        start = tx.extra.get("invalid_at_wh")
-        if start is not None and c.last_energy - start >= self.settings.max_energy_on_invalid_id:
+        if c.last_energy - c.invalid_at_wh >= self.settings.max_energy_on_invalid_id:
+            c.invalid_suspended = True   # MaxEnergyOnInvalidId delivered: SuspendedEVSE from now on
+            c.invalid_at_wh = None
             self.hal.permit_charging(c.id, False)
-            tx.extra.pop("invalid_at_wh", None)
-            self.transactions.update(c.tx_key, extra=tx.extra)
 
     # ---- status ------------------------------------------------------------------------------------------------
     def _compute(self, c: Connector) -> tuple[Status, str, str, str]:

@@ -113,7 +113,22 @@ CREATE TABLE local_list_version (
 INSERT INTO local_list_version (id, version) VALUES (0, 0);
 """
 
+# Version 3: the security log (OCPP 2.0.1 A04.FR.04, rolling) with the queue of critical events not yet confirmed by
+# the CSMS (A04.FR.01/02: critical = 1 AND delivered = 0). See secure_cp.securityevents.
+_V3_SECURITY_LOG = """
+CREATE TABLE security_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: names one event forever
+    type      TEXT    NOT NULL,
+    timestamp TEXT    NOT NULL,                    -- RFC 3339
+    tech_info TEXT,
+    critical  INTEGER NOT NULL CHECK (critical IN (0, 1)),
+    delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1))
+);
+CREATE INDEX security_log_queue ON security_log (id) WHERE critical = 1 AND delivered = 0;
+"""
+
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_LOCAL_LIST,
+    _V3_SECURITY_LOG,
 ]

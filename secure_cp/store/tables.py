@@ -220,18 +220,32 @@ class AuthCache:
         self._db = db
         self.max_entries = max_entries
 
-    def get(self, id_tag: str, *, now: float | None = None) -> dict | None:
+    def get(self, id_tag: str, *, now: float | None = None, lifetime: float | None = None) -> dict | None:
         """The cached info, or None. Marks the entry as recently used.
 
         With ``now`` (epoch seconds), an Accepted entry past its expiry is changed to ``Expired`` in the cache
         and returned so (1.6 §3.5.1 "When the validity of a Cache entry expires, it SHALL be changed to
-        expired"; 2.0.1 C10.FR.10).
+        expired"; 2.0.1 C10.FR.10, C10.FR.13).
+
+        With ``now`` and ``lifetime`` (2.0.1 AuthCacheCtrlr.LifeTime, s), an entry without an expiry of its own that
+        was neither updated nor used for ``lifetime`` seconds is no longer in the cache: it is removed and None is
+        returned (C10.FR.08 "how long it takes until a token expires in the Authorization Cache since it is last
+        used", C10.FR.10 "removed"). A lookup with ``now`` is a use: ``updated_at`` holds the time of the last
+        update or use, so the lifetime counts from the later of the two.
         """
-        rows = self._db.query("SELECT info, status, expires_at FROM auth_cache WHERE id_tag = ?", (id_tag,))
+        rows = self._db.query("SELECT info, status, expires_at, updated_at FROM auth_cache WHERE id_tag = ?",
+                              (id_tag,))
         if not rows:
             return None
         info = json_loads(rows[0]["info"])
         expires_at = rows[0]["expires_at"]
+        if (now is not None and lifetime is not None and expires_at is None
+                and rows[0]["updated_at"] + lifetime <= now):
+            try:
+                self.delete(id_tag)
+            except StoreError:
+                pass   # still treated as gone; the next lookup tries again
+            return None
         expired = (
             now is not None
             and expires_at is not None
@@ -252,6 +266,8 @@ class AuthCache:
                     "WHERE id_tag = ?",
                     (id_tag,),
                 )
+                if now is not None:
+                    conn.execute("UPDATE auth_cache SET updated_at = ? WHERE id_tag = ?", (float(now), id_tag))
         except StoreError:
             # Recency bookkeeping must not turn a successful lookup into a failed authorization
             # (e.g. on a full disk); the answer read above is still correct.

@@ -114,6 +114,25 @@ class Settings16:
         return (raw or "").strip().lower() == "true"
 
     auth_cache_enabled = property(lambda s: s._bool("AuthorizationCacheEnabled", True))
+
+    @property
+    def auth_cache_lifetime(self) -> int | None:
+        """2.0.1 AuthCacheCtrlr.LifeTime in s (C10.FR.08); 1.6 has no such key (§3.5.1: entries stay until evicted)."""
+        if self.protocol != "2.0.1":
+            return None
+        raw = self._get_201("AuthCacheCtrlr", "LifeTime")
+        try:
+            return max(int(raw), 0) if raw is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def auth_enabled(self) -> bool:
+        """2.0.1 AuthCtrlr.Enabled ("If set to false, no authorization is done before starting a transaction or when
+        reading an idToken"); a 1.6 connection always authorizes."""
+        raw = self._get_201("AuthCtrlr", "Enabled") if self.protocol == "2.0.1" else None
+        return (raw or "true").strip().lower() != "false"
+
     sample_interval = property(lambda s: s._int("MeterValueSampleInterval", 60))
     aligned_interval = property(lambda s: s._int("ClockAlignedDataInterval", 0))
     sampled_measurands = property(lambda s: s._list("MeterValuesSampledData"))

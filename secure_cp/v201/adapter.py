@@ -34,6 +34,7 @@ from ..engine.model import TxUpdated, drop_intermediate
 from ..jsontext import dumps
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
+from ..securityevents import SecurityEvents
 from ..store import StoreError
 from . import messages as m
 from .devmodel import REPORT_BASES, base_report, get_variables, set_variables
@@ -87,8 +88,12 @@ class Ocpp201Adapter(AdapterBase):
     def __init__(self, *, engine: Engine, model: DeviceModel, settings, db, outbox, transactions, kv,
                  station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
-                 call_timeout: float = 30.0, local_list=None, network=None):
+                 call_timeout: float = 30.0, local_list=None, network=None,
+                 security_events: SecurityEvents | None = None):
         self.engine = engine
+        #: A04: the security log and its queue of critical events, sent as SecurityEventNotification
+        self.security = security_events if security_events is not None else SecurityEvents(db)
+        self._security_retry_at = 0.0                      # after a CALLERROR / timeout (the event stays queued)
         self.network = network                    # v201.netprofiles.NetworkProfiles, or None: no SetNetworkProfile
         self.local_list = local_list              # engine.locallist.LocalAuthList, or None: no list
         self.model = model
@@ -258,10 +263,14 @@ class Ocpp201Adapter(AdapterBase):
         with triggerReason ChargingStateChanged (e.g. SuspendedEVSE after an invalid idToken, E05.FR.02)."""
         cs = self._charging_state(eff.connector_id, eff.status)
         tx = self.engine.tx_on(eff.connector_id)
-        if cs is None or tx is None or not tx.extra.get("q_start") or tx.extra.get("q_stop") \
-                or tx.extra.get("cs") == cs:
+        if cs is not None and tx is not None:
+            self._report_charging_state(tx, cs, eff.timestamp or now, now)
+
+    def _report_charging_state(self, tx, cs: str, at: float, now: float) -> None:
+        """Updated ChargingStateChanged when ``cs`` differs from the chargingState last reported for ``tx``."""
+        if not tx.extra.get("q_start") or tx.extra.get("q_stop") or tx.extra.get("cs") == cs:
             return
-        payload = m.transaction_event("Updated", rfc3339(eff.timestamp or now), "ChargingStateChanged", tx.tx_key,
+        payload = m.transaction_event("Updated", rfc3339(at), "ChargingStateChanged", tx.tx_key,
                                       offline=not self.online, charging_state=cs)
         self._append_event(tx, payload, {"cs": cs}, now)
 
@@ -286,7 +295,7 @@ class Ocpp201Adapter(AdapterBase):
             self.engine.on_authorize_result(id_tag, None, now)
             return
 
-        cache = self._token_type(id_tag) != "NoAuthorization"   # C02.FR.03: never cached
+        cache = m.cacheable(self._token_type(id_tag))   # C02.FR.03 / C03.FR.02: never cached
 
         def done(res: dict | None, tag: str = id_tag) -> None:
             info = res.get("idTokenInfo") if res else None
@@ -372,7 +381,9 @@ class Ocpp201Adapter(AdapterBase):
         if not tx.extra.get("q_start"):
             self._enqueue_started(tx.tx_key, now)   # contains the change already
             return
-        cs = self._current_charging_state(tx)
+        # the cable of a running transaction is (back) in: EV and EVSE are connected; the energy that follows is a
+        # change of charging state of its own (TC_E_26_CS steps 5 and 7, reusable state EnergyTransferStarted)
+        cs = "EVConnected" if eff.trigger == "CablePluggedIn" else self._current_charging_state(tx)
         token, extra, remote_id = None, {"cs": cs}, None
         if eff.trigger in ("Authorized", "RemoteStart") and tx.id_tag:
             token_type = self._token_type(tx.id_tag)
@@ -382,9 +393,13 @@ class Ocpp201Adapter(AdapterBase):
         payload = m.transaction_event("Updated", rfc3339(now), eff.trigger, tx.tx_key, offline=not self.online,
                                       charging_state=cs if tx.extra.get("cs") != cs else None,
                                       remote_start_id=remote_id, token=token)
-        if self._append_event(tx, payload, extra, now) and remote_id is not None:
+        if not self._append_event(tx, payload, extra, now):
+            return
+        if remote_id is not None:
             del self._remote_ids[tx.id_tag]
             self.kv.set("remote_starts", self._remote_ids)
+        if eff.trigger == "CablePluggedIn":   # what the EVSE and the EV do now that the cable is in
+            self._report_charging_state(tx, self._current_charging_state(tx), now, now)
 
     def _enqueue_ended(self, eff: TxStopped, now: float) -> None:
         tx = self.transactions.get(eff.tx_key)
@@ -514,6 +529,8 @@ class Ocpp201Adapter(AdapterBase):
             self.engine.settings_changed(now)
         elif name == ("ocppcommctrlr", "websocketpinginterval"):
             self.hooks.config_changed("WebSocketPingInterval", value or "")
+        elif name[0] == "ocppcommctrlr" and name[1].startswith("retrybackoff"):   # Part 4 §5.3: the next reconnect
+            self.hooks.config_changed("RetryBackOff", value or "")
         elif name == ("securityctrlr", "basicauthpassword"):
             self.hooks.config_changed("AuthorizationKey", value or "")   # A01: reconnect with the new password
 
@@ -579,7 +596,8 @@ class Ocpp201Adapter(AdapterBase):
         self._remote_ids[tag] = p["remoteStartId"]
         self.kv.set("remote_starts", self._remote_ids)
         for cid in candidates:
-            if self.engine.remote_start(tag, cid, now):
+            # C03.FR.01 / C05.FR.01: a Central idToken (made by the CSMS) is never sent in an AuthorizeRequest
+            if self.engine.remote_start(tag, cid, now, authorize=token_type != "Central"):
                 return {"status": "Accepted"}
         del self._remote_ids[tag]
         self.kv.set("remote_starts", self._remote_ids)
@@ -819,13 +837,15 @@ class Ocpp201Adapter(AdapterBase):
                 inflight.ref.on_result(payload)
         elif inflight.kind == "outbox":
             self._on_tx_delivered(inflight.ref, payload, now)
+        elif inflight.kind == "security":   # A04.FR.03: the CSMS confirmed it
+            self.security.delivered(inflight.ref)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
         # the frequent Updated events: their deletion waits for the next fsync'ed write (see delivery.py)
         self.queue.delivered(item.seq, now, defer=item.payload.get("eventType") == "Updated")
         self._transmitted.discard(item.seq)
         info, token = payload.get("idTokenInfo"), item.payload.get("idToken")
-        if not info or not token or token.get("type") == "NoAuthorization":   # C02.FR.03: never cached
+        if not info or not token or not m.cacheable(token.get("type", "")):   # C02.FR.03 / C03.FR.02
             return
         info16 = m.auth_info_16(info)
         tx = self.transactions.get(item.tx_key) if item.tx_key else None
@@ -848,6 +868,8 @@ class Ocpp201Adapter(AdapterBase):
                 inflight.ref.on_result(None)
         elif inflight.kind == "outbox":
             self._tx_failed(inflight.ref, error, now)
+        elif inflight.kind == "security":   # A04.FR.02: kept until confirmed; tried again later, not in a loop
+            self._security_retry_at = now + DEFAULT_BOOT_RETRY
 
     def _tx_failed(self, item, error: str, now: float) -> None:
         """E13.FR.02-04: retry MessageAttempts[TransactionEvent] times, waiting MessageAttemptInterval times the
@@ -940,12 +962,43 @@ class Ocpp201Adapter(AdapterBase):
                               m.status_notification(evse_id, connector_id, status, ts), (cid, status, ts), now)
             if text:
                 return text
-        text = self._send_queued(self._volatile, now) or self._next_outbox(now)
+        text = (self._next_security_event(now) or self._send_queued(self._volatile, now)
+                or self._next_outbox(now))
         if text:
             return text
         if self.heartbeat_interval > 0 and now - self.last_sent_at >= self.heartbeat_interval:
             return self._send("heartbeat", "Heartbeat", {}, None, now)
         return None
+
+    def _next_security_event(self, now: float) -> str | None:
+        """A04.FR.01/02: the oldest critical security event the CSMS has not confirmed (queued on disk, so one that
+        happened offline or before a reboot goes out once registered again; TC_B_21 step 11, TC_G_18/19/21)."""
+        if now < self._security_retry_at:
+            return None
+        for event in self.security.pending(1):
+            payload = {"type": event.type, "timestamp": event.timestamp}
+            if event.tech_info:
+                payload["techInfo"] = event.tech_info
+            text = self._send("security", "SecurityEventNotification", payload, event.id, now)
+            if text:
+                return text
+            self.security.delivered(event.id)   # fails its schema (cannot be sent, ever): only the log keeps it
+        return None
+
+    def _sync_clock(self, current_time: str | None) -> None:
+        """Take the CSMS's time; a change of more than ClockCtrlr.TimeAdjustmentReportingThreshold seconds is the
+        critical security event SettingSystemTime (Part 2 Appendix 1). ``self._now`` is the station's time before
+        the change (the runtime's clock, the one every ``now`` comes from)."""
+        if current_time:
+            try:
+                delta = parse_rfc3339(current_time) - self._now
+            except ValueError:
+                delta = 0.0
+            threshold = self.s201.time_adjustment_reporting_threshold
+            if threshold > 0 and abs(delta) > threshold:
+                self.security.record("SettingSystemTime", rfc3339(self._now + delta),
+                                     f"clock set by the CSMS by {delta:+.0f} s")
+        super()._sync_clock(current_time)
 
     def _tx_head(self):
         """The outbox head if it is ours; a 1.6 message waits for a 1.6 connection (the runtime pins the version)."""

@@ -61,10 +61,23 @@ AUTH_STATUS_16 = {"Accepted": "Accepted", "Blocked": "Blocked", "Expired": "Expi
 _HEX_UID = re.compile(r"(?:[0-9A-Fa-f]{2}){4,10}")
 
 
+#: IdTokenEnumType values whose IdTokenInfo never goes into the Authorization Cache: NoAuthorization (C02.FR.03) and
+#: Central, an identifier the CSMS made up, e.g. for one remote start (C03.FR.02 / C05.FR.02, C05 remark: "pointless
+#: to either cache or authorize these tokens").
+NOT_CACHED_TYPES = frozenset({"NoAuthorization", "Central"})
+
+
+def cacheable(token_type: str) -> bool:
+    """Whether the IdTokenInfo of an idToken of this type may be stored in the Authorization Cache."""
+    return token_type not in NOT_CACHED_TYPES
+
+
 def token_type_guess(id_tag: str) -> str:
-    """IdTokenEnumType for an identifier whose type nobody told us: a card UID (4..10 bytes as hex digits, Part 2
-    C §1.1 note) is ISO14443, anything else a Central token."""
-    return "ISO14443" if _HEX_UID.fullmatch(id_tag) else "Central"
+    """IdTokenEnumType for an identifier whose type nobody told us, i.e. one read at this station (a type the CSMS
+    gave, in RequestStartTransaction, is remembered instead): a card UID (4..10 bytes as hex digits, Part 2 C §1.1
+    note) is ISO14443, anything else Local. Never Central: that type means the CSMS generated the identifier (Part 2
+    §3.43), and its IdTokenInfo would then not be cached (C03.FR.02)."""
+    return "ISO14443" if _HEX_UID.fullmatch(id_tag) else "Local"
 
 
 def id_token(id_tag: str, token_type: str) -> dict:

@@ -36,6 +36,9 @@ class Settings201:
     message_attempt_interval = property(
         lambda s: s._int("OCPPCommCtrlr", "MessageAttemptInterval", 60, "TransactionEvent"))
     offline_threshold = property(lambda s: s._int("OCPPCommCtrlr", "OfflineThreshold", 60))
+    #: seconds; a larger clock change is the security event SettingSystemTime (0: not reported)
+    time_adjustment_reporting_threshold = property(
+        lambda s: s._int("ClockCtrlr", "TimeAdjustmentReportingThreshold", 20))
     # SampledDataCtrlr / AlignedDataCtrlr (Part 2 §2.7)
     tx_started_measurands = property(lambda s: s._list("SampledDataCtrlr", "TxStartedMeasurands"))
     tx_updated_measurands = property(lambda s: s._list("SampledDataCtrlr", "TxUpdatedMeasurands"))
