@@ -17,6 +17,11 @@ Example (see README for the full reference)::
     password = "0011223344556677"      # the AuthorizationKey (1.6: hex text)
     password_encoding = "hex-string"   # or "raw": send the bytes the hex text stands for
 
+    [security]                         # security profiles 2 and 3 (TLS)
+    ca_file = "certs/csms-root.pem"    # the CSMS root certificate(s) the station trusts
+    cert_file = "certs/station-chain.pem"   # profile 3: station certificate (+ sub-CA), CN = identity
+    key_file = "certs/station.key"     # profile 3: its private key (software PEM: development only)
+
     [[evse]]
     connectors = 1
 
@@ -32,6 +37,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .security.tls import SoftwareCredential, TlsConfigError, client_context
 
 SUPPORTED_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
 
@@ -55,6 +62,9 @@ class StationConfig:
     security_profile: int = 0
     password: str | None = None
     password_encoding: str = "hex-string"
+    ca_file: Path | None = None        # [security]: CSMS root certificate(s), PEM (profiles 2 and 3)
+    cert_file: Path | None = None      # [security]: station certificate chain, PEM (profile 3)
+    key_file: Path | None = None       # [security]: station private key, PEM (profile 3; software key)
     call_timeout: float = 30.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
@@ -73,6 +83,7 @@ _SECTIONS = {
     "csms": {"url", "protocols", "security_profile", "password", "password_encoding", "call_timeout",
              "reconnect_min", "reconnect_max"},
     "evse": None,  # array of tables, checked separately
+    "security": {"ca_file", "cert_file", "key_file"},
     "hardware": {"adapter", "options"},
     "simulator": {"api"},
     "ocpp": None,  # free-form: OCPP 1.6 configuration keys -> initial values
@@ -134,8 +145,6 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
         sp = _expect(cs["security_profile"], int, "csms.security_profile")
         if sp not in (0, 1, 2, 3):
             raise ConfigError("csms.security_profile: 0, 1, 2 or 3")
-        if sp >= 2:
-            raise ConfigError("csms.security_profile: profiles 2 and 3 (TLS) are not available yet")
         cfg.security_profile = sp
     if "password" in cs:
         cfg.password = _expect(cs["password"], str, "csms.password")
@@ -150,8 +159,9 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
             if v <= 0:
                 raise ConfigError(f"csms.{k}: must be > 0")
             setattr(cfg, k, v)
-    if cfg.security_profile == 1 and not cfg.password:
-        raise ConfigError("csms.password: required for security_profile 1")
+    if cfg.security_profile in (1, 2) and not cfg.password:
+        raise ConfigError(f"csms.password: required for security_profile {cfg.security_profile} (HTTP Basic auth)")
+    _parse_security(data.get("security", {}), cfg, base_dir)
     if cfg.password and cfg.password_encoding == "raw":
         try:
             bytes.fromhex(cfg.password)
@@ -206,6 +216,44 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
         if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("log.level: DEBUG, INFO, WARNING or ERROR")
     return cfg
+
+
+def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
+    """[security]: the TLS files, relative to the configuration file. Checked here by building the TLS context
+    (files exist, are PEM, key matches certificate), so a bad file stops the start with a message naming the key."""
+    for k in ("ca_file", "cert_file", "key_file"):
+        if k in sec:
+            p = Path(_expect(sec[k], str, f"security.{k}"))
+            setattr(cfg, k, p if p.is_absolute() or base_dir is None else base_dir / p)
+    sp = cfg.security_profile
+    scheme = "wss" if sp >= 2 else "ws"
+    if not cfg.csms_url.startswith(scheme + "://"):
+        raise ConfigError(f"csms.url: security_profile {sp} needs a {scheme}:// url, got {cfg.csms_url!r}")
+    if sp < 2:
+        return
+    if cfg.ca_file is None:
+        raise ConfigError(f"security.ca_file: required for security_profile {sp} (the CSMS root certificate)")
+    if sp == 3:
+        for k in ("cert_file", "key_file"):
+            if getattr(cfg, k) is None:
+                raise ConfigError(f"security.{k}: required for security_profile 3 (the station certificate)")
+    try:
+        tls_context(cfg, sp)
+    except TlsConfigError as exc:
+        raise ConfigError(f"security.{exc.setting or 'ca_file'}: {exc}") from None
+
+
+def tls_context(cfg: StationConfig, security_profile: int):
+    """The station's TLS client context for ``security_profile`` (2 or 3) from the [security] files. Raises
+    TlsConfigError (naming the file and, in ``setting``, the key) if they are missing or unusable."""
+    if cfg.ca_file is None:
+        raise TlsConfigError("no CSMS root certificate configured", setting="ca_file")
+    credential = None
+    if security_profile == 3:
+        if cfg.cert_file is None or cfg.key_file is None:
+            raise TlsConfigError("no station certificate and key configured", setting="cert_file")
+        credential = SoftwareCredential(cfg.cert_file, cfg.key_file)
+    return client_context(security_profile, cfg.ca_file, credential)
 
 
 def load(path: str | Path) -> StationConfig:

@@ -12,14 +12,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import StationConfig
+from .config import StationConfig, tls_context
 from .devicemodel import Config16, DeviceModel
 from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
 from .hal import HardwareAdapter, load_adapter
+from .diagnostics import LogUploads
+from .logsetup import add_file_log, file_log_paths, remove_file_log
 from .redact import redact_frame
+from .security.tls import classify_failure
 from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
                     Transactions)
@@ -90,6 +93,9 @@ class Station:
         self._reload = False
         self._reboot = False
         self.boots = 0
+        self._tls_contexts: dict = {}               # security profile -> ssl.SSLContext (see _tls_context)
+        self._last_tls_event: str | None = None     # the TLS security event last recorded (see _record_tls_failure)
+        self._file_log = add_file_log(cfg.data_dir)   # the DiagnosticsLog of GetLog (N01.FR.04)
         self._open_store()
 
     # ---- building the parts -----------------------------------------------------------------------------------
@@ -111,7 +117,7 @@ class Station:
                     supported_measurands=set(self.hal.supported_measurands()),
                     station_info={k: v for k, v in self._station_info().items() if v})
         self.network = NetworkProfiles(KeyValue(self.db, "netprofiles"), self.model, self._configured_profile,
-                                       cfg.identity)
+                                       cfg.identity, max_security_profile=self._max_security_profile)
         self.settings = Settings16(self.config)
         self.cache = AuthCache(self.db)
         self.local_list = self._local_auth_list()
@@ -120,6 +126,7 @@ class Station:
                              protocol="1.6", evse_of={cid: evse for cid, (evse, _) in evses.items()})
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
         self.security_events = SecurityEvents(self.db)
+        self.logs = self._log_uploads()
         self._record_startup()
         self.adapters: dict = {}
         for proto in cfg.protocols:   # one adapter per offered version; the negotiated one is active
@@ -128,14 +135,15 @@ class Station:
                     engine=self.engine, config=self.config, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, station_info=self._station_info(),
                     datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
-                    local_list=self.local_list)
+                    local_list=self.local_list, logs=self.logs)
             elif proto == "ocpp2.0.1":
                 from .v201.adapter import Ocpp201Adapter
                 self.adapters[proto] = Ocpp201Adapter(
                     engine=self.engine, model=self.model, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
-                    local_list=self.local_list, network=self.network, security_events=self.security_events)
+                    local_list=self.local_list, network=self.network, security_events=self.security_events,
+                    logs=self.logs)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
         self.plan = self.network.plan(self._int_variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3),
@@ -258,21 +266,59 @@ class Station:
         """A profile the transport can use (e.g. security profile 1 needs a password); others are skipped."""
         try:
             self.transport_config(profile).validate()
+            if profile.security_profile >= 2:
+                self._tls_context(profile.security_profile)   # the [security] files load (TlsConfigError otherwise)
         except ValueError as exc:
             log.error("network profile %s cannot be used: %s", profile.describe(), exc)
             return False
         return True
 
     def transport_config(self, profile: NetworkProfile | None = None) -> TransportConfig:
-        """The transport settings for ``profile``, by default the one the connection plan is at (B10)."""
+        """The transport settings for ``profile``, by default the one the connection plan is at (B10).
+
+        Profiles 1 and 2 send the Basic-auth password; profile 3 authenticates with the station certificate and sends
+        none (A00 table 11). Profiles 2 and 3 get the TLS context of the [security] files, made when a connection
+        attempt needs it: files that do not load make a failed attempt (logged, retried with back-off, the station runs
+        on offline); at boot such a profile is skipped like any other unusable one (_usable_profile)."""
         profile = profile or self.plan.current
         if profile.from_config:   # the configuration may have changed since boot (simulator API)
             profile = self._configured_profile()
         ping = self.settings.websocket_ping_interval
+        sp = profile.security_profile
         return TransportConfig(url=profile.url, identity=self.cfg.identity,
-                               subprotocols=self.offered_protocols(), security_profile=profile.security_profile,
-                               password=self._password() if profile.security_profile >= 1 else None,
+                               subprotocols=self.offered_protocols(), security_profile=sp,
+                               password=self._password() if sp in (1, 2) else None,
+                               ssl_context=(lambda: self._tls_context(sp)) if sp >= 2 else None,
                                ping_interval=ping or None, **self._backoff())
+
+    def _tls_context(self, security_profile: int):
+        """One TLS client context per security profile, built from the files at first use and kept: a handshake
+        with a shared context reuses its loaded roots and key. (Certificate installation, A02/A05, must drop it.)"""
+        ctx = self._tls_contexts.get(security_profile)
+        if ctx is None:
+            ctx = self._tls_contexts[security_profile] = tls_context(self.cfg, security_profile)
+        return ctx
+
+    def _max_security_profile(self) -> int:
+        """The highest security profile this station has what it needs for: a CSMS root for 2, plus a station
+        certificate and key for 3 (B09 / A05.FR.02: a profile the station cannot use is rejected)."""
+        if self.cfg.ca_file is None:
+            return 1
+        return 3 if self.cfg.cert_file is not None and self.cfg.key_file is not None else 2
+
+    def _record_tls_failure(self, exc: Exception) -> None:
+        """A00.FR.309/315/322 (413/419/426): a TLS handshake failure becomes its security event. The station retries
+        with back-off; to keep a long outage from flooding the security log and the CSMS queue, an event is recorded
+        once per kind of failure until a connection succeeds again."""
+        failure = classify_failure(exc, self.adapter.version)
+        if failure is None or failure.event is None or failure.event == self._last_tls_event:
+            return
+        self._last_tls_event = failure.event
+        log.error("security event %s: %s", failure.event, failure.text)
+        try:
+            self.security_events.record(failure.event, rfc3339(self.clock.now()), failure.text)
+        except StoreError as exc_store:
+            log.critical("cannot store security event %s (%s)", failure.event, exc_store)
 
     def _backoff(self) -> dict:
         """The reconnect back-off of the transport (2.0.1 Part 4 §5.3, TC_B_57_CS).
@@ -351,6 +397,7 @@ class Station:
 
     def _on_connect_error(self, exc: Exception) -> None:
         """A connection attempt failed: after NetworkProfileConnectionAttempts of them, the next profile (B10.FR.03)."""
+        self._record_tls_failure(exc)
         if self.plan.failed():
             log.warning("no connection after %d attempts; trying network profile %s", self.plan.attempts,
                         self.plan.current.describe())
@@ -358,6 +405,7 @@ class Station:
 
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
+        self._last_tls_event = None    # a TLS failure after this connection is news again
         profile = self.plan.current
         self.plan.connected()
         log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
@@ -483,10 +531,28 @@ class Station:
             self._reboot = False
             await self._run_once()
             if not self._reboot or self._stopping:
+                self.logs.close()
+                remove_file_log(self._file_log)
                 return
             self.db.close()
             self._open_store()
             self.boots += 1
+
+    def _log_uploads(self) -> LogUploads:
+        """GetLog jobs (diagnostics.LogUploads) over this boot's store; a job of the previous boot ends with it."""
+        old = getattr(self, "logs", None)
+        if old is not None:
+            old.close()
+        return LogUploads(security_events=self.security_events, log_files=lambda: file_log_paths(self.cfg.data_dir),
+                          identity=self.cfg.identity, report=self._on_log_status)
+
+    def _on_log_status(self, status: str, request_id: int) -> None:
+        """A log upload's status (on the loop): a LogStatusNotification of the active adapter (N01.FR.07-10)."""
+        self._send_all(self._event(self._log_status, status, request_id, self.clock.now()))
+
+    def _log_status(self, status: str, request_id: int, now: float) -> list[str]:
+        self.adapter.log_status(status, request_id, now)
+        return self.adapter.poll(now)
 
     def _flush_delivered(self) -> list[str]:
         for adapter in self.adapters.values():

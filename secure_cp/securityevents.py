@@ -10,9 +10,10 @@ Version-neutral (OCPP 2.0.1 Part 2 A04 and the OCPP 1.6 Security Whitepaper edit
   never rolled out of the log.
 
 The protocol adapters only read ``pending()`` and call ``delivered()``; whoever detects an event (runtime, TLS
-layer, firmware updater, tamper input) calls ``record()``. Issue #4 adds the TLS events (InvalidCsmsCertificate,
-InvalidTLSVersion, InvalidTLSCipherSuite) by calling ``record()`` from the transport; the 1.6 adapter can send the
-same queue as its SecurityEventNotification.req.
+layer, firmware updater, tamper input) calls ``record()``. The TLS events (InvalidCsmsCertificate / 1.6
+InvalidCentralSystemCertificate, InvalidTLSVersion, InvalidTLSCipherSuite) are recorded by the runtime when a handshake
+fails (``Station._record_tls_failure``, classified by ``security.tls``); the 1.6 adapter can send the same queue as
+its SecurityEventNotification.req.
 """
 from __future__ import annotations
 

@@ -456,8 +456,9 @@ async def test_tc_f_26_cs_trigger_boot_notification_rejected_once_accepted(csms,
 async def test_tc_f_15_f_17_f_18_cs_trigger_log_and_firmware_status_idle(csms, make_station):
     """TC_F_15_CS (F06.FR.15): LogStatusNotification while no log upload runs -> Accepted, then status Idle.
     TC_F_18_CS (F06.FR.16, L01.FR.25) / TC_F_17_CS (F06.FR.03: an evse is irrelevant for this message):
-    FirmwareStatusNotification while no firmware update runs -> Accepted, then status Idle. This station has no
-    GetLog / UpdateFirmware, so it is always idle; a triggered notification carries no requestId."""
+    FirmwareStatusNotification while no firmware update runs -> Accepted, then status Idle. No log upload runs
+    here and there is no UpdateFirmware: idle, so a triggered notification carries no requestId (a running upload:
+    test_diagnostics.py)."""
     await configured(csms, make_station)
     n = len(csms.received)
     assert await csms.call(ID, "TriggerMessage", {"requestedMessage": "LogStatusNotification"}) == \

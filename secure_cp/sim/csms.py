@@ -41,6 +41,7 @@ import http
 import itertools
 import json
 import logging
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -727,8 +728,12 @@ class Csms:
         log: logging.Logger | None = None,
         response_timeout: float = 10.0,
         subprotocols: Iterable[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        #: TLS server context (security profiles 2/3, ``secure_cp.security.tls.server_context``); None: plain ws://.
+        #: Its certificate may be replaced (``load_cert_chain``) while running: new connections use the new one.
+        self.ssl_context = ssl_context
         self.port = port
         self.basic_auth = basic_auth
         self.log = log or _LOG
@@ -784,6 +789,7 @@ class Csms:
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             logger=self.log.getChild("ws"),
+            ssl=self.ssl_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.log.info("CSMS listening on %s", self.url)
@@ -807,7 +813,7 @@ class Csms:
     @property
     def url(self) -> str:
         """The OCPP-J endpoint URL; a station appends "/" + its identity (OCPP-J §3.1.1)."""
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.ssl_context is not None else 'ws'}://{self.host}:{self.port}"
 
     # -- knobs ------------------------------------------------------------------------------------------------
 

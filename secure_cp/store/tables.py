@@ -136,6 +136,14 @@ class Transactions:
         )
         return [_tx_from_row(row) for row in rows]
 
+    def of_id_tag(self, id_tag: str) -> list[TxRecord]:
+        """Transactions started or stopped with ``id_tag`` (ASCII case ignored: 2.0.1 IdToken is case insensitive),
+        oldest first: what the station holds about one customer (2.0.1 N09 / N10)."""
+        rows = self._db.query(
+            f"SELECT {_TX_COLUMNS} FROM transactions WHERE id_tag = ? COLLATE NOCASE "
+            "OR stop_id_tag = ? COLLATE NOCASE ORDER BY started_at, rowid", (id_tag, id_tag))
+        return [_tx_from_row(row) for row in rows]
+
     def next_seq_no(self, tx_key: str) -> int:
         """Atomically return the current ``seq_no`` and increment it (2.0.1 TransactionEventRequest.seqNo).
 
@@ -305,6 +313,12 @@ class AuthCache:
         with self._db.tx() as conn:
             conn.execute("DELETE FROM auth_cache WHERE id_tag = ?", (id_tag,))
 
+    def matching(self, id_tag: str) -> dict[str, dict]:
+        """The entries whose idTag equals ``id_tag`` with ASCII case ignored (2.0.1 IdToken is case insensitive), as
+        stored: a read that is no use of the entries (no recency or expiry bookkeeping; 2.0.1 N09 reports)."""
+        rows = self._db.query("SELECT id_tag, info FROM auth_cache WHERE id_tag = ? COLLATE NOCASE", (id_tag,))
+        return {row[0]: json_loads(row[1]) for row in rows}
+
     def clear(self) -> None:
         """Empty the cache (1.6 ClearCache, 2.0.1 C11 ClearCacheRequest)."""
         with self._db.tx() as conn:
@@ -353,6 +367,11 @@ class LocalList:
 
     def items(self) -> dict[str, dict]:
         return {row[0]: json_loads(row[1]) for row in self._db.query("SELECT id_tag, info FROM local_list")}
+
+    def matching(self, id_tag: str) -> dict[str, dict]:
+        """The entries whose idTag equals ``id_tag`` with ASCII case ignored (2.0.1 IdToken is case insensitive)."""
+        rows = self._db.query("SELECT id_tag, info FROM local_list WHERE id_tag = ? COLLATE NOCASE", (id_tag,))
+        return {row[0]: json_loads(row[1]) for row in rows}
 
     @staticmethod
     def _set_version(conn: sqlite3.Connection, version: int) -> None:

@@ -38,6 +38,8 @@ from websockets.exceptions import (
 from websockets.frames import Frame
 from websockets.protocol import State
 
+from ..security.tls import classify_failure
+
 __all__ = [
     "Transport",
     "TransportConfig",
@@ -71,8 +73,9 @@ class TransportConfig:
     password: bytes | None = None
     """Basic-auth password bytes. 1.6: the caller decides raw AuthorizationKey bytes vs its hex string;
     2.0.1: the UTF-8 BasicAuthPassword (A00.FR.205)."""
-    ssl_context: ssl.SSLContext | None = None
-    """TLS context for profiles 2/3 (wss://). Ignored for ws:// URLs."""
+    ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None
+    """TLS context for profiles 2/3 (wss://), or a function that makes it at each connection attempt (a failure there,
+    e.g. a certificate file gone, is a failed attempt: logged, retried with back-off). Ignored for ws:// URLs."""
     ping_interval: float | None = None
     """WebSocketPingInterval in seconds; ``None`` or 0 disables pings."""
     ping_timeout: float | None = None
@@ -398,7 +401,14 @@ class Transport:
             ping_timeout = ping_interval if config.ping_timeout is None else (config.ping_timeout or None)
         kwargs: dict[str, Any] = {}
         if url.lower().startswith("wss:"):
-            kwargs["ssl"] = config.ssl_context
+            ctx = config.ssl_context
+            if callable(ctx):
+                try:
+                    ctx = ctx()
+                except Exception as exc:  # noqa: BLE001 - unusable TLS settings: no connection, the station runs on
+                    self._notify_error(exc)
+                    return _Outcome(failure=f"TLS settings for {url} unusable: {exc}", level=logging.ERROR)
+            kwargs["ssl"] = ctx
 
         self._connecting = True
         try:
@@ -493,6 +503,12 @@ class Transport:
                 ),
                 level=logging.ERROR,
             )
+        tls = classify_failure(exc, "") if url.lower().startswith("wss:") else None
+        if tls is not None:
+            # A00.FR.310/414: OpenSSL aborted the handshake, so the connection is already terminated; the runtime
+            # records the security event (on_connect_error). One ERROR line names the cause.
+            return _Outcome(failure=f"TLS handshake with {url} failed, connection terminated: {tls.text}",
+                            level=logging.ERROR)
         if isinstance(exc, (OSError, TimeoutError, InvalidHandshake, InvalidURI)):
             return _Outcome(failure=f"cannot connect to {url}: {_describe(exc)}")
         # Not a network error we know: keep the traceback (at DEBUG) so the cause can be found.

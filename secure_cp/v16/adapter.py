@@ -12,6 +12,7 @@ from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..delivery import OutboxQueue
+from ..diagnostics import LogUploads
 from ..devicemodel import TooManyKeys
 from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
                       TxStarted, TxStopped, rfc3339)
@@ -29,6 +30,13 @@ CORE_ACTIONS = frozenset({
 })
 #: Local Auth List Management profile (1.6 §5.10, §5.15): answered when the station offers the profile.
 LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
+#: Security Whitepaper edition 3 N01 (log retrieval) and the ExtendedTriggerMessage of its LogStatusNotification:
+#: answered when the runtime uploads logs (diagnostics.LogUploads).
+LOG_ACTIONS = frozenset({"GetLog", "ExtendedTriggerMessage"})
+#: 1.6 LogStatusNotification.req has no AcceptedCanceled (UploadLogStatusEnumType of the whitepaper): a cancelled
+#: upload is reported by the GetLog.conf AcceptedCanceled of the request that cancelled it only.
+LOG_STATUSES_16 = frozenset({"BadMessage", "Idle", "NotSupportedOperation", "PermissionDenied", "Uploaded",
+                             "UploadFailure", "Uploading"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
@@ -42,13 +50,16 @@ class Ocpp16Adapter(AdapterBase):
 
     def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
                  registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
-                 hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None):
+                 hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None,
+                 logs: LogUploads | None = None):
         self.engine = engine
+        self.logs = logs                                # diagnostics.LogUploads, or None: no GetLog
         self.config = config
         self.local_list = local_list                    # engine.locallist.LocalAuthList, or None: no list
         profiles = getattr(config, "supported_profiles", ["Core"])
         actions = CORE_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None
-                                  and "LocalAuthListManagement" in profiles else frozenset())
+                                  and "LocalAuthListManagement" in profiles else frozenset()) \
+            | (LOG_ACTIONS if logs is not None else frozenset())
         self.settings = settings
         self.db = db
         self.outbox = outbox
@@ -296,6 +307,38 @@ class Ocpp16Adapter(AdapterBase):
         hard = p["type"] == "Hard"
         self._after_reply.append(lambda: self.engine.reset(hard, now))
         return {"status": "Accepted"}
+
+    def _cs_GetLog(self, p: dict, now: float) -> dict:
+        """Whitepaper N01: Accepted with the file name (N01.FR.01), the upload after the response (N01.FR.02-04);
+        AcceptedCanceled when it replaces an upload in progress (N01.FR.11); Rejected when there is no such log or
+        the location is no URL. Statuses come back through ``log_status`` with the requestId (N01.FR.07)."""
+        answer = self.logs.request(p["logType"], p["requestId"], p["log"], p.get("retries"), p.get("retryInterval"))
+        if answer.status == "Rejected":
+            log.info("GetLog %s rejected: %s", p["requestId"], answer.detail)
+            return {"status": "Rejected"}
+        return {"status": answer.status, "filename": answer.filename}
+
+    def log_status(self, status: str, request_id: int, now: float) -> None:
+        """LogStatusNotification.req (N01.FR.07-10), queued like the other non-transaction messages (kept while
+        offline, sent once Accepted). A status 1.6 cannot carry (AcceptedCanceled) is not sent."""
+        if status in LOG_STATUSES_16:
+            self._queue_volatile("LogStatusNotification", {"status": status, "requestId": request_id})
+
+    def _cs_ExtendedTriggerMessage(self, p: dict, now: float) -> dict:
+        """Whitepaper F06 ExtendedTriggerMessage: LogStatusNotification (Idle without requestId when no upload runs,
+        else Uploading with its requestId: N01.FR.12) and Heartbeat, sent after the response; every other message
+        NotImplemented (this station does not offer the Remote Trigger profile)."""
+        what = p["requestedMessage"]
+        if what == "LogStatusNotification":
+            busy = self.logs.busy_request_id
+            payload = {"status": "Idle"} if busy is None else {"status": "Uploading", "requestId": busy}
+            self._after_reply.append(lambda: self._queue_volatile("LogStatusNotification", payload))
+            return {"status": "Accepted"}
+        if what == "Heartbeat":
+            self._after_reply.append(lambda: self._queue_volatile(
+                "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime"))))
+            return {"status": "Accepted"}
+        return {"status": "NotImplemented"}
 
     def _cs_UnlockConnector(self, p: dict, now: float) -> dict:
         cid = p["connectorId"]

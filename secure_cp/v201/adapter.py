@@ -12,9 +12,10 @@ member list is accepted by SetVariables (the device model checks the members).
 
 Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
 connectors (an EVSE command applies to each of its connectors), signed meter values, reservations, smart charging,
-GetReport (B08), certificates, firmware, logs and monitoring. The Local Authorization List (D01/D02) is the one the
-1.6 adapter manages too (engine.locallist); of the 2.0.1-only idTokenInfo fields only evseId (C01.FR.21) is kept on
-it and in the cache (language, personal message, chargingPriority and the idToken type are not: no display).
+GetReport (B08), certificates, firmware and monitoring (log retrieval, N01, is diagnostics.LogUploads). The Local
+Authorization List (D01/D02) is the one the 1.6 adapter manages too (engine.locallist); of the 2.0.1-only
+idTokenInfo fields only evseId (C01.FR.21) is kept on it and in the cache (language, personal message,
+chargingPriority and the idToken type are not: no display).
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..delivery import OutboxQueue
+from ..diagnostics import LogUploads
 from ..devicemodel import DeviceModel
 from ..engine import (AuthorizeRequest, Engine, SampledValue, Sample, Status, StatusChanged,
                       StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
+from ..engine.customer import KEPT_IN_USE, CustomerData, Record
 from ..engine.datatransfer import DataTransferRegistry
 from ..engine.model import TxUpdated, drop_intermediate
 from ..jsontext import dumps
@@ -45,7 +48,8 @@ log = logging.getLogger("secure_cp.v201")
 #: CSMS->station actions this adapter answers; every other action with a 2.0.1 schema gets NotSupported, an action
 #: without one NotImplemented (the Endpoint's supported_actions).
 CS_ACTIONS = frozenset({
-    "ChangeAvailability", "ClearCache", "DataTransfer", "GetBaseReport", "GetTransactionStatus", "GetVariables",
+    "ChangeAvailability", "ClearCache", "CustomerInformation", "DataTransfer", "GetBaseReport",
+    "GetTransactionStatus", "GetVariables",
     "RequestStartTransaction", "RequestStopTransaction", "Reset", "SetVariables", "TriggerMessage",
     "UnlockConnector",
 })
@@ -53,15 +57,20 @@ CS_ACTIONS = frozenset({
 LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 #: B09: answered when the runtime manages network connection profiles (v201.netprofiles).
 NETWORK_ACTIONS = frozenset({"SetNetworkProfile"})
+#: N01: answered when the runtime uploads logs (diagnostics.LogUploads).
+LOG_ACTIONS = frozenset({"GetLog"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
                          "LogStatusNotification", "FirmwareStatusNotification"})
-#: Triggered notifications of jobs this station never runs (no GetLog upload, no UpdateFirmware): always Idle
-#: (F06.FR.15 LogStatusNotification, F06.FR.16 / L01.FR.25 FirmwareStatusNotification), without requestId.
+#: Triggered notifications answered Idle, without requestId, while no such job runs (F06.FR.15 LogStatusNotification,
+#: F06.FR.16 / L01.FR.25 FirmwareStatusNotification; no UpdateFirmware here, so the latter always). A log upload in
+#: progress is reported Uploading with its requestId instead (N01.FR.13).
 IDLE_NOTIFICATIONS = frozenset({"LogStatusNotification", "FirmwareStatusNotification"})
 #: BootReasonEnumType (Part 2 §3.5).
 BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "PowerUp", "RemoteReset",
                           "ScheduledReset", "Triggered", "Unknown", "Watchdog"})
+#: Queued answers to a CSMS request that still go out after a reconnect (the CSMS waits for every part of them).
+KEPT_ACROSS_CONNECTIONS = frozenset({"NotifyReport", "NotifyCustomerInformation"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected (B02.FR.07, B03.FR.05)
 TOKEN_TYPES_KEPT = 200        # idToken types learned from RequestStartTransaction, newest kept
@@ -89,8 +98,9 @@ class Ocpp201Adapter(AdapterBase):
                  station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
                  call_timeout: float = 30.0, local_list=None, network=None,
-                 security_events: SecurityEvents | None = None):
+                 security_events: SecurityEvents | None = None, logs: LogUploads | None = None):
         self.engine = engine
+        self.logs = logs                          # diagnostics.LogUploads, or None: no GetLog (N01)
         #: A04: the security log and its queue of critical events, sent as SecurityEventNotification
         self.security = security_events if security_events is not None else SecurityEvents(db)
         self._security_retry_at = 0.0                      # after a CALLERROR / timeout (the event stays queued)
@@ -112,7 +122,8 @@ class Ocpp201Adapter(AdapterBase):
         self.hooks = hooks or Hooks()
         self.registry = registry or SchemaRegistry("2.0.1")
         actions = (CS_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None else frozenset())
-                   | (NETWORK_ACTIONS if network is not None else frozenset()))
+                   | (NETWORK_ACTIONS if network is not None else frozenset())
+                   | (LOG_ACTIONS if logs is not None else frozenset()))
         self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
                                  supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
@@ -136,6 +147,10 @@ class Ocpp201Adapter(AdapterBase):
         self.queue = OutboxQueue(db, outbox)              # head, deferred deletions, retries
         self._token_types: dict[str, str] = dict(kv.get("token_types", {}))
         self._remote_ids: dict[str, int] = dict(kv.get("remote_starts", {}))
+        #: N09 / N10: what the station holds about a customer (this adapter's learned token types included)
+        self.customers = CustomerData(db, transactions, engine.auth.cache, outbox=outbox, engine=engine,
+                                      local_list=local_list.store if local_list is not None else None,
+                                      sources=[self])
 
     # ---- small helpers ------------------------------------------------------------------------------------------
     def _connectors_of(self, evse_id: int) -> list[int]:
@@ -188,7 +203,7 @@ class Ocpp201Adapter(AdapterBase):
         if inflight is not None and inflight.kind == "call" and inflight.ref.on_result:
             inflight.ref.on_result(None)
         # F06.FR.09: triggered messages give current information, so they are not kept for the next connection
-        for call in [c for c in self._priority if c.action != "NotifyReport"]:
+        for call in [c for c in self._priority if c.action not in KEPT_ACROSS_CONNECTIONS]:
             self._priority.remove(call)
             if call.on_result:
                 call.on_result(None)
@@ -709,7 +724,11 @@ class Ocpp201Adapter(AdapterBase):
                 "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime")))))
             return {"status": "Accepted"}
         if what in IDLE_NOTIFICATIONS:   # F06.FR.03: an evse given with it is not relevant and ignored
-            self._after_reply.append(lambda: self._queue_call(self._priority, _Call(what, {"status": "Idle"})))
+            payload = {"status": "Idle"}
+            busy = self.logs.busy_request_id if self.logs is not None and what == "LogStatusNotification" else None
+            if busy is not None:         # N01.FR.13: the upload in progress, with its requestId
+                payload = {"status": "Uploading", "requestId": busy}
+            self._after_reply.append(lambda: self._queue_call(self._priority, _Call(what, payload)))
             return {"status": "Accepted"}
         if evse is not None and evse["id"] != 0:
             cids = self._connectors_of(evse["id"])
@@ -808,6 +827,76 @@ class Ocpp201Adapter(AdapterBase):
             return {"status": result.status}
         return {"status": result.status,
                 "statusInfo": {"reasonCode": result.reason, "additionalInfo": result.detail[:512]}}
+
+    def _cs_CustomerInformation(self, p: dict, now: float) -> dict:
+        """N09 / N10. Exactly one reference to the customer, or Invalid (N09.FR.09); report and clear both false:
+        Rejected (N09.FR.07 / N10.FR.07). Otherwise Accepted (N09.FR.02 / N10.FR.01): a clear removes the customer's
+        data except the local list (N10.FR.03 / N10.FR.06, engine.customer) in this handler's store transaction,
+        and after the response the report follows as NotifyCustomerInformation parts: the data found (N09.FR.05,
+        with a clear: what was cleared and what was kept, N10.FR.03), one part with empty data when nothing was found
+        (N09.FR.06 / N10.FR.04; the Part 6 "data empty" of TC_N_62), or without report one part saying the data was
+        cleared (N10.FR.06). The station keeps no customerIdentifier and no customer certificates (no ISO 15118), so
+        for those there is never data."""
+        refs = [key for key in ("idToken", "customerCertificate", "customerIdentifier") if key in p]
+        if len(refs) != 1:
+            return {"status": "Invalid", "statusInfo": {
+                "reasonCode": "InvalidValue" if refs else "MissingParam",
+                "additionalInfo": "exactly one of idToken, customerCertificate, customerIdentifier is required"}}
+        if not p["report"] and not p["clear"]:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidValue",
+                                                         "additionalInfo": "neither report nor clear is set"}}
+        records: list[Record] = []
+        if refs[0] == "idToken":
+            token = p["idToken"]["idToken"]
+            records = self.customers.clear(token) if p["clear"] else self.customers.find(token)
+            log.info("CustomerInformation %s: %d record(s)%s", p["requestId"], len(records),
+                     " cleared" if p["clear"] else "")
+        if p["report"]:
+            lines = [r.line(clearing=p["clear"]) for r in records]
+        else:
+            lines = ["customer information cleared"]
+        parts = m.customer_information(p["requestId"], lines, rfc3339(now))
+
+        def queue() -> None:
+            for part in parts:
+                self._queue_call(self._priority, _Call("NotifyCustomerInformation", part))
+        self._after_reply.append(queue)
+        return {"status": "Accepted"}
+
+    def customer_records(self, id_token: str) -> list[Record]:
+        """engine.customer.CustomerSource: the idToken type learned from the CSMS (RequestStartTransaction) and a
+        remote start waiting for its transaction."""
+        same = id_token.casefold()
+        found = [Record(f"idToken type {kind} (from the CSMS)")
+                 for tag, kind in self._token_types.items() if tag.casefold() == same]
+        found += [Record(f"remote start {rid} waiting for its transaction", KEPT_IN_USE)
+                  for tag, rid in self._remote_ids.items() if tag.casefold() == same]
+        return found
+
+    def forget_customer(self, id_token: str) -> None:
+        same = id_token.casefold()
+        known = [tag for tag in self._token_types if tag.casefold() == same]
+        if known:
+            for tag in known:
+                del self._token_types[tag]
+            self.kv.set("token_types", self._token_types)
+
+    def _cs_GetLog(self, p: dict, now: float) -> dict:
+        """N01: Accepted with the file name (N01.FR.01) and the upload starts after the response (N01.FR.02-04), or
+        AcceptedCanceled when it replaces an upload in progress (N01.FR.12, which reports AcceptedCanceled with its
+        own requestId, N01.FR.20); Rejected when there is no such log (N01.FR.05) or remoteLocation is no URL
+        (reasonCode InvalidURL). The statuses come back through ``log_status``."""
+        answer = self.logs.request(p["logType"], p["requestId"], p["log"], p.get("retries"), p.get("retryInterval"))
+        if answer.status == "Rejected":
+            return {"status": "Rejected", "statusInfo": {"reasonCode": answer.reason or "Unspecified",
+                                                         "additionalInfo": answer.detail[:512]}}
+        return {"status": answer.status, "filename": answer.filename}
+
+    def log_status(self, status: str, request_id: int, now: float) -> None:
+        """A LogStatusNotification for a GetLog upload (N01.FR.07-10, N01.FR.20). Queued like the other non-transaction
+        messages: kept while offline (up to VOLATILE_LIMIT) and sent once connected and Accepted, so the CSMS learns
+        how the upload it asked for ended."""
+        self._queue_call(self._volatile, _Call("LogStatusNotification", {"status": status, "requestId": request_id}))
 
     def _cs_GetTransactionStatus(self, p: dict, now: float) -> dict:
         """E14: whether the transaction runs and whether transaction messages wait in the queue (for it, or at all

@@ -165,3 +165,31 @@ def transaction_event(event_type: str, timestamp: str, trigger: str, tx_key: str
     if meter_values:
         p["meterValue"] = meter_values
     return p
+
+
+#: NotifyCustomerInformationRequest.data: string[0..512] (Part 2 §1.34.1).
+CUSTOMER_DATA_MAX = 512
+
+
+def customer_information(request_id: int, lines: list[str], generated_at: str,
+                         max_chars: int = CUSTOMER_DATA_MAX) -> list[dict]:
+    """NotifyCustomerInformationRequest parts for a report of ``lines`` (N09.FR.05): whole lines packed into parts
+    of at most ``max_chars`` characters (a longer line is cut across parts), seqNo from 0, tbc on every part but the
+    last. No lines: one part with empty data, "no data found" (N09.FR.06 / N10.FR.04)."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        joined = f"{current}\n{line}" if current else line
+        if len(joined) <= max_chars:
+            current = joined
+            continue
+        if current:
+            chunks.append(current)
+        while len(line) > max_chars:
+            chunks.append(line[:max_chars])
+            line = line[max_chars:]
+        current = line
+    if current or not chunks:
+        chunks.append(current)
+    return [{"data": chunk, "tbc": n < len(chunks) - 1, "seqNo": n, "generatedAt": generated_at,
+             "requestId": request_id} for n, chunk in enumerate(chunks)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,11 +29,13 @@ from ..transport import TransportConfig
 
 log = logging.getLogger("secure_cp.v201.netprofiles")
 
-#: The highest security profile this station can connect with: TLS (profiles 2 and 3) is not available yet.
-MAX_SECURITY_PROFILE = 1
+#: The highest security profile this stack can connect with (3: TLS with client certificates). What one station can
+#: use depends on its files (a CSMS root for 2, a station certificate and key for 3): ``max_security_profile``.
+MAX_SECURITY_PROFILE = 3
 #: ocppVersion values this station speaks through a network profile (the 2.0.1 adapter handles SetNetworkProfile).
 OCPP_VERSIONS = frozenset({"OCPP20"})
 _PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+_URL_CHECK_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)    # never used for a connection
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,13 @@ class NetworkProfiles:
     """The profiles per slot, SetNetworkProfile validation (B09) and the NetworkConfigurationPriority check (B10).
 
     ``kv``: a ``KeyValue`` store; ``initial``: the profile of the station configuration, called on every use (the
-    simulator API may change the configured URL at run time); ``identity``: the station identity (URL check).
+    simulator API may change the configured URL at run time); ``identity``: the station identity (URL check);
+    ``max_security_profile``: the highest profile the station has certificates for (default 1: no TLS files).
     """
 
-    def __init__(self, kv, model: DeviceModel, initial: Callable[[], NetworkProfile], identity: str):
+    def __init__(self, kv, model: DeviceModel, initial: Callable[[], NetworkProfile], identity: str, *,
+                 max_security_profile: Callable[[], int] = lambda: 1):
+        self._max_security_profile = max_security_profile
         self._kv = kv
         self._model = model
         self._initial = initial
@@ -116,15 +122,19 @@ class NetworkProfiles:
         sp = data["securityProfile"]
         if sp < self.current_security_profile():
             return "NoSecurityDowngrade"                 # B09.FR.04
-        if not 0 <= sp <= MAX_SECURITY_PROFILE:
-            return "UnsupportedSecurity"                 # B09 prerequisite: the data matches the station's abilities
+        if not 0 <= sp <= min(MAX_SECURITY_PROFILE, self._max_security_profile()):
+            # B09 prerequisite: the data matches the station's abilities; A05.FR.02 (TC_A_20): no CSMS root for 2/3,
+            # TC_A_21: no station certificate for 3
+            return "UnsupportedSecurity"
         if "apn" in data or "vpn" in data:
             return "UnsupportedNetwork"                  # no modem or VPN client to configure
         if data["messageTimeout"] < 1:                   # MessageTimeout minLimit 1 (Part 2 §2.1.3)
             return "InvalidTimeout"
         try:
+            # the URL check only: the real TLS context is built when the profile is used
             TransportConfig(url=data["ocppCsmsUrl"], identity=self._identity, subprotocols=["ocpp2.0.1"],
-                            security_profile=sp, password=b"-" if sp in (1, 2) else None).validate()
+                            security_profile=sp, password=b"-" if sp in (1, 2) else None,
+                            ssl_context=_URL_CHECK_CONTEXT if sp >= 2 else None).validate()
         except ValueError:
             return "InvalidURL"
         return None
