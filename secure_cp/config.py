@@ -36,8 +36,9 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from .security.keys.config import KEYS_SECTION_KEYS, KeysConfig, KeysConfigError, parse_keys_section
 from .security.tls import SoftwareCredential, TlsConfigError, client_context
 
 SUPPORTED_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
@@ -65,6 +66,9 @@ class StationConfig:
     ca_file: Path | None = None        # [security]: CSMS root certificate(s), PEM (profiles 2 and 3)
     cert_file: Path | None = None      # [security]: station certificate chain, PEM (profile 3)
     key_file: Path | None = None       # [security]: station private key, PEM (profile 3; software key)
+    keys: KeysConfig = field(default_factory=KeysConfig)   # [keys]: the key backend (software / pkcs11)
+    manufacturer_root_file: Path | None = None   # [security]: manufacturer root(s), PEM: firmware signers (L01)
+    firmware_install_command: str | None = None  # [firmware] install_command; None: the simulator's installer
     call_timeout: float = 30.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
@@ -83,7 +87,9 @@ _SECTIONS = {
     "csms": {"url", "protocols", "security_profile", "password", "password_encoding", "call_timeout",
              "reconnect_min", "reconnect_max"},
     "evse": None,  # array of tables, checked separately
-    "security": {"ca_file", "cert_file", "key_file"},
+    "security": {"ca_file", "cert_file", "key_file", "manufacturer_root_file"},
+    "firmware": {"install_command"},
+    "keys": KEYS_SECTION_KEYS,
     "hardware": {"adapter", "options"},
     "simulator": {"api"},
     "ocpp": None,  # free-form: OCPP 1.6 configuration keys -> initial values
@@ -162,6 +168,11 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
     if cfg.security_profile in (1, 2) and not cfg.password:
         raise ConfigError(f"csms.password: required for security_profile {cfg.security_profile} (HTTP Basic auth)")
     _parse_security(data.get("security", {}), cfg, base_dir)
+    try:
+        cfg.keys = parse_keys_section(data.get("keys", {}), base_dir, cfg.data_dir)
+    except KeysConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    _parse_firmware(data.get("firmware", {}), data.get("security", {}), cfg, base_dir)
     if cfg.password and cfg.password_encoding == "raw":
         try:
             bytes.fromhex(cfg.password)
@@ -218,6 +229,25 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
     return cfg
 
 
+def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
+    """[firmware] install_command (the installer hook of secure firmware update) and [security]
+    manufacturer_root_file (the roots firmware signing certificates must chain to), read and checked here."""
+    if "install_command" in fw:
+        command = _expect(fw["install_command"], str, "firmware.install_command")
+        if not command.strip():
+            raise ConfigError("firmware.install_command: must not be empty")
+        cfg.firmware_install_command = command
+    if "manufacturer_root_file" in sec:
+        p = Path(_expect(sec["manufacturer_root_file"], str, "security.manufacturer_root_file"))
+        cfg.manufacturer_root_file = p if p.is_absolute() or base_dir is None else base_dir / p
+        try:
+            from .firmware import load_roots
+            if not load_roots(cfg.manufacturer_root_file):
+                raise ValueError("no certificate in it")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"security.manufacturer_root_file: {exc}") from None
+
+
 def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
     """[security]: the TLS files, relative to the configuration file. Checked here by building the TLS context
     (files exist, are PEM, key matches certificate), so a bad file stops the start with a message naming the key."""
@@ -243,17 +273,18 @@ def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> Non
         raise ConfigError(f"security.{exc.setting or 'ca_file'}: {exc}") from None
 
 
-def tls_context(cfg: StationConfig, security_profile: int):
-    """The station's TLS client context for ``security_profile`` (2 or 3) from the [security] files. Raises
-    TlsConfigError (naming the file and, in ``setting``, the key) if they are missing or unusable."""
-    if cfg.ca_file is None:
+def tls_context(cfg: StationConfig, security_profile: int, extra_roots: Sequence = ()):
+    """The station's TLS client context for ``security_profile`` (2 or 3) from the [security] files, trusting the
+    CSMS roots ``extra_roots`` (installed with InstallCertificate, M05) as well. Raises TlsConfigError (naming the
+    file and, in ``setting``, the key) if they are missing or unusable."""
+    if cfg.ca_file is None and not extra_roots:
         raise TlsConfigError("no CSMS root certificate configured", setting="ca_file")
     credential = None
     if security_profile == 3:
         if cfg.cert_file is None or cfg.key_file is None:
             raise TlsConfigError("no station certificate and key configured", setting="cert_file")
         credential = SoftwareCredential(cfg.cert_file, cfg.key_file)
-    return client_context(security_profile, cfg.ca_file, credential)
+    return client_context(security_profile, cfg.ca_file, credential, extra_roots)
 
 
 def load(path: str | Path) -> StationConfig:

@@ -99,6 +99,22 @@ def _in_window(ts: float, oldest: float | None, latest: float | None) -> bool:
     return (oldest is None or ts >= oldest) and (latest is None or ts <= latest)
 
 
+def http_target(location: str) -> tuple[str, dict[str, str]]:
+    """(URL without user:password, request headers): credentials in a file-transfer location become HTTP Basic
+    auth, never part of the request line (or of a log line: see redact_url)."""
+    parts = urllib.parse.urlsplit(location)
+    headers = {"User-Agent": "secure-cp"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
+    return urllib.parse.urlunsplit(parts), headers
+
+
 def redact_url(url: str) -> str:
     """The location without its user:password part (N01.FR.17 credentials never go to the log)."""
     parts = urllib.parse.urlsplit(url)
@@ -279,17 +295,7 @@ class LogUploads:
         return "".join(out)
 
     def _upload(self, job: _Job, data: bytes) -> None:
-        parts = urllib.parse.urlsplit(job.location)
-        headers = {"User-Agent": "secure-cp"}
-        if parts.username is not None:                            # N01.FR.17: credentials in the URL
-            user = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            host = parts.hostname or ""
-            if ":" in host:
-                host = f"[{host}]"
-            parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
-        url = urllib.parse.urlunsplit(parts)
+        url, headers = http_target(job.location)                  # N01.FR.17: credentials in the URL
         if self.method == "POST":                                  # N01.FR.19
             boundary = uuid.uuid4().hex
             body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"uploadfile\"; "
@@ -301,7 +307,7 @@ class LogUploads:
             headers["Content-Type"] = "application/octet-stream"
             headers["Content-Disposition"] = f"attachment; filename=\"{job.filename}\""
         req = urllib.request.Request(url, data=body, headers=headers, method=self.method)
-        context = self.ssl_context if parts.scheme.lower() == "https" else None
+        context = self.ssl_context if url.lower().startswith("https:") else None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=context) as resp:
                 resp.read()

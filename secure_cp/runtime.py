@@ -12,16 +12,21 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from cryptography import x509
+
 from .config import StationConfig, tls_context
 from .devicemodel import Config16, DeviceModel
+from .devicemodel.keys16 import VENDOR_COMPONENT
 from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
 from .hal import HardwareAdapter, load_adapter
 from .diagnostics import LogUploads
+from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller, load_roots
 from .logsetup import add_file_log, file_log_paths, remove_file_log
 from .redact import redact_frame
+from .security.certstore import CertificateStore
 from .security.tls import classify_failure
 from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
@@ -40,6 +45,8 @@ frames_log = logging.getLogger("secure_cp.frames")
 _BACKOFF_VARIABLES = ("RetryBackOffWaitMinimum", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes")
 #: RetryBackOffWaitMinimum may be 0; the transport waits at least this long, so a dead CSMS is no busy loop.
 MIN_RECONNECT_WAIT = 0.05
+#: s the firmware update waits for the CSMS to confirm InstallRebooting before it reboots anyway (offline).
+FIRMWARE_REBOOT_WAIT = 30.0
 
 
 class Clock:
@@ -116,6 +123,7 @@ class Station:
         define_v201(self.model, evses={e: n for e, n in enumerate(self._evse_sizes(), start=1)},
                     supported_measurands=set(self.hal.supported_measurands()),
                     station_info={k: v for k, v in self._station_info().items() if v})
+        self.certificates = self._certificate_store()
         self.network = NetworkProfiles(KeyValue(self.db, "netprofiles"), self.model, self._configured_profile,
                                        cfg.identity, max_security_profile=self._max_security_profile)
         self.settings = Settings16(self.config)
@@ -127,6 +135,7 @@ class Station:
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
         self.security_events = SecurityEvents(self.db)
         self.logs = self._log_uploads()
+        self.firmware = self._firmware_updates()
         self._record_startup()
         self.adapters: dict = {}
         for proto in cfg.protocols:   # one adapter per offered version; the negotiated one is active
@@ -135,7 +144,8 @@ class Station:
                     engine=self.engine, config=self.config, settings=self.settings, db=self.db, outbox=self.outbox,
                     transactions=self.transactions, station_info=self._station_info(),
                     datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
-                    local_list=self.local_list, logs=self.logs)
+                    local_list=self.local_list, logs=self.logs, certificates=self.certificates,
+                    firmware=self.firmware)
             elif proto == "ocpp2.0.1":
                 from .v201.adapter import Ocpp201Adapter
                 self.adapters[proto] = Ocpp201Adapter(
@@ -143,12 +153,43 @@ class Station:
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
                     local_list=self.local_list, network=self.network, security_events=self.security_events,
-                    logs=self.logs)
+                    logs=self.logs, certificates=self.certificates, firmware=self.firmware)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
         self.plan = self.network.plan(self._int_variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3),
                                       self._usable_profile)   # B10.FR.04: the connection order of this boot
         self.hal.set_listener(self._on_hal)
+        self.firmware.resume()     # an image installed before this boot is active now: Installed (L01.FR.28)
+
+    def _certificate_store(self) -> CertificateStore:
+        """M03-M05: CA certificates installed by the CSMS in ``<data_dir>/certs``. Capacity: the smaller of 2.0.1
+        SecurityCtrlr.CertificateEntries maxLimit and 1.6 CertificateStoreMaxLength; CertificateEntries shows the
+        current amount. A change of the CSMS roots drops the cached TLS contexts (the next connection trusts them)."""
+        model = self.model
+
+        def max_entries() -> int:
+            limits = [self._int_variable(VENDOR_COMPONENT, "CertificateStoreMaxLength", 20)]
+            entries = model.definition("SecurityCtrlr", "CertificateEntries")
+            if entries is not None and entries.max is not None:
+                limits.append(int(entries.max))
+            return min(limits)
+
+        def changed(cert_type: str, count: int) -> None:
+            if model.definition("SecurityCtrlr", "CertificateEntries") is not None:
+                model.set("SecurityCtrlr", "CertificateEntries", str(count), force=True)
+            if cert_type == "CSMSRootCertificate":
+                self._tls_contexts.clear()
+
+        def station_chain() -> list:
+            try:
+                return x509.load_pem_x509_certificates(self.cfg.cert_file.read_bytes()) if self.cfg.cert_file else []
+            except (OSError, ValueError):
+                return []
+
+        store = CertificateStore(self.db, self.cfg.data_dir / "certs", max_entries=max_entries,
+                                 station_chain=station_chain, now=self.clock.now, on_change=changed)
+        changed("", len(store))
+        return store
 
     def _record_startup(self) -> None:
         """Security events of this start (A04, Appendix 1, both critical): ResetOrReboot when the previous run ended
@@ -296,13 +337,14 @@ class Station:
         with a shared context reuses its loaded roots and key. (Certificate installation, A02/A05, must drop it.)"""
         ctx = self._tls_contexts.get(security_profile)
         if ctx is None:
-            ctx = self._tls_contexts[security_profile] = tls_context(self.cfg, security_profile)
+            ctx = self._tls_contexts[security_profile] = tls_context(
+                self.cfg, security_profile, self.certificates.roots("CSMSRootCertificate"))
         return ctx
 
     def _max_security_profile(self) -> int:
         """The highest security profile this station has what it needs for: a CSMS root for 2, plus a station
         certificate and key for 3 (B09 / A05.FR.02: a profile the station cannot use is rejected)."""
-        if self.cfg.ca_file is None:
+        if self.cfg.ca_file is None and not self.certificates.roots("CSMSRootCertificate"):
             return 1
         return 3 if self.cfg.cert_file is not None and self.cfg.key_file is not None else 2
 
@@ -406,6 +448,7 @@ class Station:
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
         self._last_tls_event = None    # a TLS failure after this connection is news again
+        self.certificates.set_server_certificate(self.transport.peer_certificate())   # the CSMS root in use
         profile = self.plan.current
         self.plan.connected()
         log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
@@ -532,6 +575,7 @@ class Station:
             await self._run_once()
             if not self._reboot or self._stopping:
                 self.logs.close()
+                self.firmware.close()
                 remove_file_log(self._file_log)
                 return
             self.db.close()
@@ -552,6 +596,67 @@ class Station:
 
     def _log_status(self, status: str, request_id: int, now: float) -> list[str]:
         self.adapter.log_status(status, request_id, now)
+        return self.adapter.poll(now)
+
+    def _firmware_updates(self) -> FirmwareUpdates:
+        """Secure firmware update (firmware.FirmwareUpdates) over this boot's store; a job of the previous boot
+        ends with it. The installer: ``[firmware] install_command``, else the simulator's (keeps the image)."""
+        old = getattr(self, "firmware", None)
+        if old is not None:
+            old.close()
+        command = self.cfg.firmware_install_command
+        work_dir = self.cfg.data_dir / "firmware"
+        installer = CommandInstaller(command) if command else SimulatedInstaller(work_dir)
+        return FirmwareUpdates(kv=KeyValue(self.db, "firmware"), security_events=self.security_events,
+                               manufacturer_roots=self._manufacturer_roots, report=self._on_firmware_status,
+                               reboot=self._firmware_reboot, clock=self.clock.now, installer=installer,
+                               idle=lambda: not any(c.tx_key for c in self.engine.connectors.values()),
+                               work_dir=work_dir)
+
+    def _manufacturer_roots(self) -> list:
+        """The trusted manufacturer roots: ManufacturerRootCertificate in the certificate store (when the station
+        has one) and the ``[security] manufacturer_root_file``."""
+        roots = []
+        certstore = getattr(self, "certstore", None) or getattr(self, "certificates", None)
+        if certstore is not None and hasattr(certstore, "roots"):
+            roots.extend(certstore.roots("ManufacturerRootCertificate"))
+        try:
+            roots.extend(load_roots(self.cfg.manufacturer_root_file))
+        except (OSError, ValueError) as exc:
+            log.error("manufacturer_root_file %s unusable: %s", self.cfg.manufacturer_root_file, exc)
+        return roots
+
+    def _on_firmware_status(self, status: str, request_id: int,
+                            on_result: Callable[[dict | None], None] | None = None) -> None:
+        """A firmware update's status (on the loop): a (Signed)FirmwareStatusNotification of the active adapter."""
+        self._send_all(self._event(self._firmware_status, status, request_id, on_result, self.clock.now()))
+
+    def _firmware_status(self, status: str, request_id: int, on_result, now: float) -> list[str]:
+        self.adapter.firmware_status(status, request_id, now, on_result)
+        return self.adapter.poll(now)
+
+    def _firmware_reboot(self, request_id: int) -> None:
+        """L01.FR.15 / L01.FR.32 (a): InstallRebooting, then (once the CSMS has it, or FIRMWARE_REBOOT_WAIT s later)
+        the reboot that activates the image, with boot reason FirmwareUpdate."""
+        loop = asyncio.get_running_loop()
+        done = False
+
+        def reboot() -> None:
+            nonlocal done
+            if done or self._stopping:
+                return
+            done = True
+            timer.cancel()
+            log.warning("rebooting to activate firmware update %d", request_id)
+            self._send_all(self._event(self._reboot_for_firmware, self.clock.now()))
+            self._wake.set()
+        timer = loop.call_later(FIRMWARE_REBOOT_WAIT, reboot)
+        self._on_firmware_status("InstallRebooting", request_id, lambda res: loop.call_soon(reboot))
+
+    def _reboot_for_firmware(self, now: float) -> list[str]:
+        self.engine.reset(False, now)
+        self.engine.kv.set("boot_reason", "FirmwareUpdate")
+        KeyValue(self.db, "v201").delete("boot_reason")
         return self.adapter.poll(now)
 
     def _flush_delivered(self) -> list[str]:

@@ -190,5 +190,66 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def expired_ca(out: Path, stem: str = "expired-root") -> Issuer:
+    """A self-signed root CA whose validity ended yesterday (TC_M_07: an invalid certificate is Rejected)."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    cert = _issue(_name("Expired Root CA", CPO_NAME), key, None, ca=True, not_before=now - 30 * _DAY,
+                  not_after=now - _DAY)
+    write_key(key, out / f"{stem}.key")
+    return Issuer(cert, key, _write_certs(out / f"{stem}.pem", cert))
+
+
+# ---- secure firmware update (OCPP 2.0.1 L01, 1.6 whitepaper L01) --------------------------------------------------
+MANUFACTURER_NAME = "secure-cp development manufacturer"
+
+
+@dataclass(frozen=True)
+class FirmwareSigner:
+    """A firmware signing certificate (issued directly by a manufacturer root: no intermediates, L01 remark), its
+    key, and the PEM text an UpdateFirmwareRequest carries as signingCertificate."""
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    cert_file: Path
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign(self, data: bytes) -> str:
+        """See :func:`sign_file`."""
+        return sign_file(data, self.key)
+
+
+def manufacturer_root(out: Path, stem: str = "manufacturer-root") -> Issuer:
+    """The manufacturer root CA (2.0.1 / 1.6 ManufacturerRootCertificate): what firmware signers chain to."""
+    out.mkdir(parents=True, exist_ok=True)
+    return _new_ca(out, stem, "secure-cp development manufacturer root CA", MANUFACTURER_NAME, None)
+
+
+def firmware_signing_certificate(out: Path, issuer: Issuer, stem: str = "firmware-signing", *,
+                                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None
+                                 ) -> FirmwareSigner:
+    """A firmware signing certificate (extended key usage codeSigning) issued by ``issuer``; expired or
+    not-yet-valid ones for tests come from the keyword arguments."""
+    out.mkdir(parents=True, exist_ok=True)
+    now = _now()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(_name("secure-cp development firmware signing", MANUFACTURER_NAME), key, issuer, ca=False,
+                  not_before=not_before or now - _DAY, not_after=not_after or now + 365 * _DAY,
+                  usage=ExtendedKeyUsageOID.CODE_SIGNING)
+    write_key(key, out / f"{stem}.key")
+    return FirmwareSigner(cert, key, _write_certs(out / f"{stem}.pem", cert))
+
+
+def sign_file(data: bytes | Path, key: ec.EllipticCurvePrivateKey) -> str:
+    """The base64 ECDSA (SHA-256) signature over a whole firmware file (``data`` or the file at that path), as an
+    UpdateFirmwareRequest carries it in firmware.signature (L01.FR.04)."""
+    import base64
+    raw = Path(data).read_bytes() if isinstance(data, Path) else data
+    return base64.b64encode(key.sign(raw, ec.ECDSA(hashes.SHA256()))).decode()
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

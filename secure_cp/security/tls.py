@@ -28,7 +28,7 @@ import ssl
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -115,24 +115,32 @@ def _harden(ctx: ssl.SSLContext) -> None:
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
 
 
-def client_context(security_profile: int, ca_file: Path, credential: ClientCredential | None = None
-                   ) -> ssl.SSLContext:
+def client_context(security_profile: int, ca_file: Path | None, credential: ClientCredential | None = None,
+                   extra_roots: Sequence[x509.Certificate] = ()) -> ssl.SSLContext:
     """The station's TLS context for ``security_profile`` 2 or 3 (see the module docstring).
 
-    ``ca_file``: PEM file with the CSMS root certificate(s) the station trusts. ``credential``: required for
-    profile 3, ignored for 2. Raises TlsConfigError with a message naming the file on any unusable input."""
+    ``ca_file``: PEM file with the CSMS root certificate(s) the station trusts; ``extra_roots``: CSMS roots
+    installed by the CSMS (certstore, M05), trusted as well (either may be empty, not both). ``credential``:
+    required for profile 3, ignored for 2. Raises TlsConfigError with a message naming the file on any unusable
+    input."""
     if security_profile not in (2, 3):
         raise TlsConfigError(f"security profile {security_profile} does not use TLS", "ca_file")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)     # check_hostname on, CERT_REQUIRED, no system roots
     _harden(ctx)
     ctx.hostname_checks_common_name = True           # A00.FR.510: the CSMS FQDN is in the CN
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
-    _readable(ca_file, "CSMS root certificate", "ca_file")
-    try:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    except ssl.SSLError as exc:
-        raise TlsConfigError(f"CSMS root certificate file {ca_file} holds no valid PEM certificate: "
-                             f"{exc.reason or exc}", "ca_file") from None
+    if ca_file is not None or not extra_roots:
+        if ca_file is None:
+            raise TlsConfigError("no CSMS root certificate configured or installed", "ca_file")
+        _readable(ca_file, "CSMS root certificate", "ca_file")
+        try:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        except ssl.SSLError as exc:
+            raise TlsConfigError(f"CSMS root certificate file {ca_file} holds no valid PEM certificate: "
+                                 f"{exc.reason or exc}", "ca_file") from None
+    if extra_roots:
+        ctx.load_verify_locations(cadata="".join(
+            c.public_bytes(serialization.Encoding.PEM).decode() for c in extra_roots))
     if not ctx.get_ca_certs():
         raise TlsConfigError(f"CSMS root certificate file {ca_file} holds no CA certificate", "ca_file")
     if security_profile == 3:

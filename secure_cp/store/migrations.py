@@ -127,8 +127,22 @@ CREATE TABLE security_log (
 CREATE INDEX security_log_queue ON security_log (id) WHERE critical = 1 AND delivered = 0;
 """
 
+# Version 4: the index of the certificate store (OCPP 2.0.1 M03-M05, 1.6 whitepaper M03-M05): one row per installed
+# certificate, its PEM in <data_dir>/certs/<file>. See secure_cp.security.certstore.
+_V4_CERTIFICATES = """
+CREATE TABLE certificates (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    cert_type    TEXT    NOT NULL,                 -- 2.0.1 name (1.6 CentralSystemRootCertificate = CSMSRootCertificate)
+    fingerprint  TEXT    NOT NULL,                 -- SHA-256 of the DER, hex
+    file         TEXT    NOT NULL UNIQUE,
+    installed_at REAL    NOT NULL,
+    UNIQUE (cert_type, fingerprint)
+);
+"""
+
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_LOCAL_LIST,
     _V3_SECURITY_LOG,
+    _V4_CERTIFICATES,
 ]

@@ -274,6 +274,12 @@ class Transport:
     def config(self) -> TransportConfig:
         return self._config
 
+    def peer_certificate(self) -> bytes | None:
+        """The CSMS's TLS server certificate (DER) on the open connection, None without TLS or connection."""
+        ws = self._ws
+        ssl_object = ws.transport.get_extra_info("ssl_object") if ws is not None else None
+        return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
     def reconfigure(self, config: TransportConfig) -> None:
         """Use ``config`` from the next connection attempt on; the current connection is left alone.
 

@@ -13,6 +13,7 @@ from typing import Callable
 from ..adapter_base import AdapterBase, Hooks, Inflight
 from ..delivery import OutboxQueue
 from ..diagnostics import LogUploads
+from ..firmware import FirmwareUpdates
 from ..devicemodel import TooManyKeys
 from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
                       TxStarted, TxStopped, rfc3339)
@@ -37,6 +38,12 @@ LOG_ACTIONS = frozenset({"GetLog", "ExtendedTriggerMessage"})
 #: upload is reported by the GetLog.conf AcceptedCanceled of the request that cancelled it only.
 LOG_STATUSES_16 = frozenset({"BadMessage", "Idle", "NotSupportedOperation", "PermissionDenied", "Uploaded",
                              "UploadFailure", "Uploading"})
+#: Security Whitepaper edition 3 M03-M05 (certificate management): answered when the runtime has a certificate store.
+CERTIFICATE_ACTIONS = frozenset({"InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds"})
+#: Security Whitepaper edition 3 L01 (secure firmware update) and the ExtendedTriggerMessage of its
+#: SignedFirmwareStatusNotification: answered when the runtime installs signed firmware (firmware.FirmwareUpdates).
+#: The plain UpdateFirmware.req is not among them: CALLERROR NotSupported, no update (whitepaper L01.FR.20).
+FIRMWARE_ACTIONS = frozenset({"SignedUpdateFirmware", "ExtendedTriggerMessage"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
@@ -51,15 +58,19 @@ class Ocpp16Adapter(AdapterBase):
     def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
                  registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
                  hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None,
-                 logs: LogUploads | None = None):
+                 logs: LogUploads | None = None, certificates=None, firmware: FirmwareUpdates | None = None):
         self.engine = engine
+        self.firmware = firmware                        # firmware.FirmwareUpdates, or None: no SignedUpdateFirmware
+        self.certificates = certificates                # security.certstore.CertificateStore, or None
         self.logs = logs                                # diagnostics.LogUploads, or None: no GetLog
         self.config = config
         self.local_list = local_list                    # engine.locallist.LocalAuthList, or None: no list
         profiles = getattr(config, "supported_profiles", ["Core"])
         actions = CORE_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None
                                   and "LocalAuthListManagement" in profiles else frozenset()) \
-            | (LOG_ACTIONS if logs is not None else frozenset())
+            | (LOG_ACTIONS if logs is not None else frozenset()) \
+            | (CERTIFICATE_ACTIONS if certificates is not None else frozenset()) \
+            | (FIRMWARE_ACTIONS if firmware is not None else frozenset())
         self.settings = settings
         self.db = db
         self.outbox = outbox
@@ -326,10 +337,17 @@ class Ocpp16Adapter(AdapterBase):
 
     def _cs_ExtendedTriggerMessage(self, p: dict, now: float) -> dict:
         """Whitepaper F06 ExtendedTriggerMessage: LogStatusNotification (Idle without requestId when no upload runs,
-        else Uploading with its requestId: N01.FR.12) and Heartbeat, sent after the response; every other message
+        else Uploading with its requestId: N01.FR.12), FirmwareStatusNotification (as SignedFirmwareStatusNotification:
+        Idle after Installed or before any update, else the last status: L01.FR.28/29) and Heartbeat, sent after the
+        response; every other message
         NotImplemented (this station does not offer the Remote Trigger profile)."""
         what = p["requestedMessage"]
-        if what == "LogStatusNotification":
+        if what == "FirmwareStatusNotification" and self.firmware is not None:   # whitepaper L01.FR.28/29
+            status, request_id = self.firmware.trigger_status()
+            payload = {"status": status} if request_id is None else {"status": status, "requestId": request_id}
+            self._after_reply.append(lambda: self._queue_volatile("SignedFirmwareStatusNotification", payload))
+            return {"status": "Accepted"}
+        if what == "LogStatusNotification" and self.logs is not None:
             busy = self.logs.busy_request_id
             payload = {"status": "Idle"} if busy is None else {"status": "Uploading", "requestId": busy}
             self._after_reply.append(lambda: self._queue_volatile("LogStatusNotification", payload))
@@ -339,6 +357,38 @@ class Ocpp16Adapter(AdapterBase):
                 "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime"))))
             return {"status": "Accepted"}
         return {"status": "NotImplemented"}
+
+    def _cs_InstallCertificate(self, p: dict, now: float) -> dict:
+        """Whitepaper M05: Accepted (M05.FR.02), Rejected for an invalid / expired / non-CA certificate (M05.FR.06)
+        or a full store (CertificateStoreMaxLength, M05.FR.03), Failed when it cannot be stored (M05.FR.04)."""
+        return {"status": self.certificates.install(p["certificateType"], p["certificate"]).status}
+
+    def _cs_DeleteCertificate(self, p: dict, now: float) -> dict:
+        """Whitepaper M04: Accepted / NotFound / Failed (M04.FR.02-04; M04.FR.05 the Charge Point certificate,
+        M04.FR.06 the CentralSystemRootCertificate in use for the current connection)."""
+        return {"status": self.certificates.delete(p["certificateHashData"])}
+
+    def _cs_GetInstalledCertificateIds(self, p: dict, now: float) -> dict:
+        """Whitepaper M03: Accepted with the hash data of each certificate of the type (M03.FR.03/04), else NotFound
+        (M03.FR.02)."""
+        found = [e["certificateHashData"] for e in self.certificates.ids([p["certificateType"]])]
+        return {"status": "Accepted", "certificateHashData": found} if found else {"status": "NotFound"}
+
+    def _cs_SignedUpdateFirmware(self, p: dict, now: float) -> dict:
+        """Whitepaper L01: Accepted, AcceptedCanceled when it replaces an update in progress (L01.FR.26),
+        InvalidCertificate when the signing certificate does not chain to a manufacturer root (L01.FR.23/24). The
+        statuses follow as SignedFirmwareStatusNotification.req through ``firmware_status``."""
+        answer = self.firmware.request(p["requestId"], p["firmware"], p.get("retries"), p.get("retryInterval"))
+        if answer.reason is not None:
+            log.info("SignedUpdateFirmware %s: %s (%s)", p["requestId"], answer.status, answer.detail)
+        return {"status": answer.status}
+
+    def firmware_status(self, status: str, request_id: int, now: float,
+                        on_result: Callable | None = None) -> None:
+        """SignedFirmwareStatusNotification.req with the update's requestId (whitepaper L01.FR.01/10/21), queued
+        like the other non-transaction messages."""
+        self._queue_volatile("SignedFirmwareStatusNotification", {"status": status, "requestId": request_id},
+                             on_result)
 
     def _cs_UnlockConnector(self, p: dict, now: float) -> dict:
         cid = p["connectorId"]

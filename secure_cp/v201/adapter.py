@@ -37,6 +37,7 @@ from ..engine.model import TxUpdated, drop_intermediate
 from ..jsontext import dumps
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
+from ..firmware import FirmwareUpdates
 from ..securityevents import SecurityEvents
 from ..store import StoreError
 from . import messages as m
@@ -59,12 +60,16 @@ LOCAL_LIST_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 NETWORK_ACTIONS = frozenset({"SetNetworkProfile"})
 #: N01: answered when the runtime uploads logs (diagnostics.LogUploads).
 LOG_ACTIONS = frozenset({"GetLog"})
+#: M03-M05: answered when the runtime has a certificate store (security.certstore).
+CERTIFICATE_ACTIONS = frozenset({"InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds"})
+#: L01: answered when the runtime installs signed firmware (firmware.FirmwareUpdates).
+FIRMWARE_ACTIONS = frozenset({"UpdateFirmware"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
                          "LogStatusNotification", "FirmwareStatusNotification"})
 #: Triggered notifications answered Idle, without requestId, while no such job runs (F06.FR.15 LogStatusNotification,
-#: F06.FR.16 / L01.FR.25 FirmwareStatusNotification; no UpdateFirmware here, so the latter always). A log upload in
-#: progress is reported Uploading with its requestId instead (N01.FR.13).
+#: F06.FR.16 / L01.FR.25 FirmwareStatusNotification). A log upload in progress is reported Uploading with its
+#: requestId instead (N01.FR.13), a firmware update its last status with its requestId (L01.FR.26).
 IDLE_NOTIFICATIONS = frozenset({"LogStatusNotification", "FirmwareStatusNotification"})
 #: BootReasonEnumType (Part 2 §3.5).
 BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "PowerUp", "RemoteReset",
@@ -98,8 +103,11 @@ class Ocpp201Adapter(AdapterBase):
                  station_info: dict, layout: dict[int, tuple[int, int]], registry: SchemaRegistry | None = None,
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
                  call_timeout: float = 30.0, local_list=None, network=None,
-                 security_events: SecurityEvents | None = None, logs: LogUploads | None = None):
+                 security_events: SecurityEvents | None = None, logs: LogUploads | None = None,
+                 certificates=None, firmware: FirmwareUpdates | None = None):
         self.engine = engine
+        self.firmware = firmware                  # firmware.FirmwareUpdates, or None: no UpdateFirmware (L01)
+        self.certificates = certificates          # security.certstore.CertificateStore, or None: no M03-M05
         self.logs = logs                          # diagnostics.LogUploads, or None: no GetLog (N01)
         #: A04: the security log and its queue of critical events, sent as SecurityEventNotification
         self.security = security_events if security_events is not None else SecurityEvents(db)
@@ -123,7 +131,9 @@ class Ocpp201Adapter(AdapterBase):
         self.registry = registry or SchemaRegistry("2.0.1")
         actions = (CS_ACTIONS | (LOCAL_LIST_ACTIONS if local_list is not None else frozenset())
                    | (NETWORK_ACTIONS if network is not None else frozenset())
-                   | (LOG_ACTIONS if logs is not None else frozenset()))
+                   | (LOG_ACTIONS if logs is not None else frozenset())
+                   | (CERTIFICATE_ACTIONS if certificates is not None else frozenset())
+                   | (FIRMWARE_ACTIONS if firmware is not None else frozenset()))
         self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
                                  supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
@@ -728,6 +738,9 @@ class Ocpp201Adapter(AdapterBase):
             busy = self.logs.busy_request_id if self.logs is not None and what == "LogStatusNotification" else None
             if busy is not None:         # N01.FR.13: the upload in progress, with its requestId
                 payload = {"status": "Uploading", "requestId": busy}
+            if what == "FirmwareStatusNotification" and self.firmware is not None:   # L01.FR.25/26
+                status, request_id = self.firmware.trigger_status()
+                payload = {"status": status} if request_id is None else {"status": status, "requestId": request_id}
             self._after_reply.append(lambda: self._queue_call(self._priority, _Call(what, payload)))
             return {"status": "Accepted"}
         if evse is not None and evse["id"] != 0:
@@ -897,6 +910,42 @@ class Ocpp201Adapter(AdapterBase):
         messages: kept while offline (up to VOLATILE_LIMIT) and sent once connected and Accepted, so the CSMS learns
         how the upload it asked for ended."""
         self._queue_call(self._volatile, _Call("LogStatusNotification", {"status": status, "requestId": request_id}))
+
+    def _cs_InstallCertificate(self, p: dict, now: float) -> dict:
+        """M05: Accepted (M05.FR.02), Rejected with a reasonCode for an invalid, expired or non-CA certificate
+        (M05.FR.07) or a full store (M05.FR.06), Failed when it cannot be stored (M05.FR.03); rules in certstore."""
+        result = self.certificates.install(p["certificateType"], p["certificate"])
+        if result.status == "Accepted":
+            return {"status": "Accepted"}
+        return {"status": result.status, "statusInfo": {"reasonCode": result.reason,
+                                                        "additionalInfo": result.detail[:512]}}
+
+    def _cs_DeleteCertificate(self, p: dict, now: float) -> dict:
+        """M04: Accepted / NotFound / Failed (M04.FR.02-04, M04.FR.06 the station certificate)."""
+        return {"status": self.certificates.delete(p["certificateHashData"])}
+
+    def _cs_GetInstalledCertificateIds(self, p: dict, now: float) -> dict:
+        """M03: the hash data of every installed certificate of the requested types, all types when certificateType
+        is omitted (M03.FR.03/04); NotFound without certificateHashDataChain when there is none (M03.FR.02)."""
+        chain = self.certificates.ids(p.get("certificateType"))
+        return {"status": "Accepted", "certificateHashDataChain": chain} if chain else {"status": "NotFound"}
+
+    def _cs_UpdateFirmware(self, p: dict, now: float) -> dict:
+        """L01: Accepted, or AcceptedCanceled when it replaces an update in progress (L01.FR.24); InvalidCertificate
+        when the signing certificate does not chain to a manufacturer root (L01.FR.21/22); Rejected without a
+        signing certificate (TC_L_18_CS). The statuses follow through ``firmware_status``."""
+        answer = self.firmware.request(p["requestId"], p["firmware"], p.get("retries"), p.get("retryInterval"))
+        if answer.reason is None:
+            return {"status": answer.status}
+        return {"status": answer.status, "statusInfo": {"reasonCode": answer.reason,
+                                                        "additionalInfo": answer.detail[:512]}}
+
+    def firmware_status(self, status: str, request_id: int, now: float,
+                        on_result: Callable[[dict | None], None] | None = None) -> None:
+        """A FirmwareStatusNotification with the update's requestId (L01.FR.01/10/20), queued like the other
+        non-transaction messages (kept while offline, sent once Accepted)."""
+        self._queue_call(self._volatile, _Call("FirmwareStatusNotification",
+                                               {"status": status, "requestId": request_id}, on_result))
 
     def _cs_GetTransactionStatus(self, p: dict, now: float) -> dict:
         """E14: whether the transaction runs and whether transaction messages wait in the queue (for it, or at all

@@ -1,0 +1,339 @@
+"""Secure firmware update, end to end: 2.0.1 UpdateFirmware + FirmwareStatusNotification (Part 2 L01, Part 6 TC_L_01,
+02, 03, 05, 06, 07, 08, 10, 18: the Core profile's L test cases) and 1.6 SignedUpdateFirmware +
+SignedFirmwareStatusNotification (Security Whitepaper edition 3 L01).
+
+A real station (engine, adapters, SQLite, reboots) against the strict CSMS, a development manufacturer PKI
+(``security.devpki``), and a real HTTP server in this process (``http.server`` in a thread) serving the image.
+Statuses are checked in the order the CSMS received them, each with the request's requestId (L01.FR.10)."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from helpers import booted as booted16
+from test_v201_core import barrier
+from secure_cp.security import devpki
+from secure_cp.sim.csms import CallErrorReceived, Csms
+
+ID = "CP1"
+IMAGE = b"secure-cp firmware image v2\n" + bytes(range(256)) * 64
+
+
+class FirmwareServer:
+    """Serves ``files`` (path -> bytes) by GET; 404 for anything else. ``gets`` lists the requested paths."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.gets: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.gets.append(self.path)
+                body = outer.files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def serve(self, path: str, data: bytes) -> str:
+        self.files[path] = data
+        return self.base + path
+
+    def __enter__(self) -> "FirmwareServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FirmwareServer]:
+    with FirmwareServer() as s:
+        yield s
+
+
+@pytest.fixture
+def pki(tmp_path):
+    root = devpki.manufacturer_root(tmp_path / "pki")
+    return root, devpki.firmware_signing_certificate(tmp_path / "pki", root)
+
+
+def closed_port_url() -> str:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/fw.bin"
+
+
+def rfc(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+PAST = timedelta(hours=-2)
+
+
+def firmware(location: str, signer: devpki.FirmwareSigner, *, data: bytes = IMAGE, retrieve: timedelta = PAST,
+             install: timedelta | None = PAST) -> dict:
+    fw = {"location": location, "retrieveDateTime": rfc(retrieve), "signingCertificate": signer.pem,
+          "signature": signer.sign(data)}
+    if install is not None:
+        fw["installDateTime"] = rfc(install)
+    return fw
+
+
+async def booted(csms: Csms, make_station, root, **kw):
+    st = await make_station(csms, protocols=["ocpp2.0.1"], manufacturer_root_file=root.cert_file, **kw)
+    await csms.wait_for("BootNotification", identity=ID)
+    await csms.wait_for("SecurityEventNotification", identity=ID)   # the boot's StartupOfTheDevice is out
+    return st
+
+
+def statuses(csms: Csms, after: int = 0, action: str = "FirmwareStatusNotification") -> list[tuple[str, int | None]]:
+    return [(r.payload["status"], r.payload.get("requestId")) for r in csms.received[after:] if r.action == action]
+
+
+def security_events(csms: Csms, after: int = 0) -> list[str]:
+    return [r.payload["type"] for r in csms.received[after:] if r.action == "SecurityEventNotification"]
+
+
+async def status_reached(csms: Csms, status: str, request_id: int, after: int, timeout: float = 20,
+                         action: str = "FirmwareStatusNotification"):
+    return await csms.wait_for(action, lambda p: p == {"status": status, "requestId": request_id}, after=after,
+                               timeout=timeout)
+
+
+INSTALLED_FLOW = ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting", "Installed"]
+
+
+# ---- 2.0.1 ---------------------------------------------------------------------------------------------------------
+async def test_tc_l_01_cs_installed_after_a_firmware_update_reboot(csms, make_station, server, pki):
+    """TC_L_01_CS (L01.FR.01/04/05/10/12/15/20/21/28/31/32): Accepted; Downloading, Downloaded, SignatureVerified,
+    Installing, InstallRebooting, all with the requestId; the station reboots (BootNotification reason
+    FirmwareUpdate), then reports Installed and the security event FirmwareUpdated. The installer got the image
+    byte for byte. A triggered FirmwareStatusNotification then says Idle (L01.FR.25)."""
+    root, signer = pki
+    st = await booted(csms, make_station, root)
+    n = len(csms.received)
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 41, "retries": 1, "retryInterval": 0,
+                                                 "firmware": firmware(server.serve("/fw.bin", IMAGE), signer)})
+    assert res == {"status": "Accepted"}
+    await status_reached(csms, "Installed", 41, n)
+    boot = await csms.wait_for("BootNotification", after=n)
+    assert boot.payload["reason"] == "FirmwareUpdate"
+    assert statuses(csms, n) == [(s, 41) for s in INSTALLED_FLOW]
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", after=n)
+    installed = st.cfg.data_dir / "firmware" / "installed.bin"
+    assert installed.read_bytes() == IMAGE
+    assert st.station.boots == 1 and server.gets == ["/fw.bin"]
+    m = len(csms.received)
+    assert await csms.call(ID, "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}) == \
+        {"status": "Accepted"}
+    idle = await csms.wait_for("FirmwareStatusNotification", after=m)
+    assert idle.payload == {"status": "Idle"}
+    assert csms.violations == []
+
+
+async def test_tc_l_02_cs_install_scheduled(csms, make_station, server, pki):
+    """TC_L_02_CS (L01.FR.16): installDateTime in the future -> InstallScheduled after SignatureVerified, then
+    Installing once that time has come, and Installed after the reboot."""
+    root, signer = pki
+    await booted(csms, make_station, root)
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer, install=timedelta(seconds=1.5))
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 42, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "Installed", 42, n)
+    assert statuses(csms, n) == [(s, 42) for s in ["Downloading", "Downloaded", "SignatureVerified",
+                                                    "InstallScheduled", *INSTALLED_FLOW[3:]]]
+    assert csms.violations == []
+
+
+async def test_tc_l_03_cs_download_scheduled(csms, make_station, server, pki):
+    """TC_L_03_CS (L01.FR.13): retrieveDateTime in the future -> DownloadScheduled first, the download at that
+    time, then the whole installation."""
+    root, signer = pki
+    await booted(csms, make_station, root)
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer, retrieve=timedelta(seconds=1.5), install=None)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 43, "firmware": fw}) == {"status": "Accepted"}
+    first = await csms.wait_for("FirmwareStatusNotification", after=n)
+    assert first.payload == {"status": "DownloadScheduled", "requestId": 43}
+    assert server.gets == []                              # not before retrieveDateTime
+    await status_reached(csms, "Installed", 43, n)
+    assert statuses(csms, n) == [("DownloadScheduled", 43)] + [(s, 43) for s in INSTALLED_FLOW]
+    assert csms.violations == []
+
+
+async def test_tc_l_05_cs_invalid_certificate_from_an_unknown_root(csms, make_station, server, pki, tmp_path):
+    """TC_L_05_CS (L01.FR.02/21/22): a signing certificate from a root the station does not trust ->
+    InvalidCertificate with statusInfo, the security event InvalidFirmwareSigningCertificate, no download and no
+    FirmwareStatusNotification. An expired certificate from the right root: the same."""
+    root, _ = pki
+    await booted(csms, make_station, root)
+    stranger = devpki.firmware_signing_certificate(tmp_path / "other", devpki.unknown_ca(tmp_path / "other"))
+    n = len(csms.received)
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 44, "firmware": firmware(
+        server.serve("/fw.bin", IMAGE), stranger)})
+    assert res["status"] == "InvalidCertificate" and res["statusInfo"]["reasonCode"] == "InvalidCertificate"
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
+                        after=n)
+    now = datetime.now(timezone.utc)
+    expired = devpki.firmware_signing_certificate(tmp_path / "pki", root, "expired", not_before=now - timedelta(2),
+                                                  not_after=now - timedelta(1))
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 45, "firmware": firmware(
+        server.serve("/fw.bin", IMAGE), expired)})
+    assert res["status"] == "InvalidCertificate"
+    await barrier(csms)
+    assert security_events(csms, n) == ["InvalidFirmwareSigningCertificate"] * 2
+    assert statuses(csms, n) == [] and server.gets == []
+    assert csms.violations == []
+
+
+async def test_tc_l_06_cs_tampered_image_invalid_signature(csms, make_station, server, pki):
+    """TC_L_06_CS (L01.FR.03/04): the file on the server differs from the signed one -> Downloading, Downloaded,
+    InvalidSignature, the security event InvalidFirmwareSignature; nothing is installed, no reboot."""
+    root, signer = pki
+    st = await booted(csms, make_station, root)
+    tampered = IMAGE[:-1] + b"\x00"
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", tampered), signer, data=IMAGE)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 46, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "InvalidSignature", 46, n)
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSignature", after=n)
+    await barrier(csms)
+    assert statuses(csms, n) == [("Downloading", 46), ("Downloaded", 46), ("InvalidSignature", 46)]
+    assert not (st.cfg.data_dir / "firmware" / "installed.bin").exists()
+    assert st.station.boots == 0
+    m = len(csms.received)
+    await csms.call(ID, "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+    last = await csms.wait_for("FirmwareStatusNotification", after=m)
+    assert last.payload == {"status": "InvalidSignature", "requestId": 46}     # L01.FR.26
+    assert csms.violations == []
+
+
+async def test_tc_l_07_cs_download_failed_after_the_retries(csms, make_station, server, pki):
+    """TC_L_07_CS (L01.FR.30): a file that does not exist is tried 1 + retries times, then Downloading and
+    DownloadFailed with the requestId; an unreachable server the same."""
+    root, signer = pki
+    await booted(csms, make_station, root)
+    n = len(csms.received)
+    fw = firmware(server.base + "/fw.bin_does.not_exist", signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 47, "retries": 2, "retryInterval": 0,
+                                                  "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "DownloadFailed", 47, n)
+    assert statuses(csms, n) == [("Downloading", 47), ("DownloadFailed", 47)]
+    assert server.gets == ["/fw.bin_does.not_exist"] * 3
+    n = len(csms.received)
+    fw = firmware(closed_port_url(), signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 48, "retries": 1, "retryInterval": 0,
+                                                  "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "DownloadFailed", 48, n)
+    assert statuses(csms, n) == [("Downloading", 48), ("DownloadFailed", 48)]
+    assert csms.violations == []
+
+
+async def test_tc_l_08_cs_installer_refuses_the_image(csms, make_station, server, pki):
+    """TC_L_08_CS (L01.FR.29): the configured install command (``[firmware] install_command``) gets the image path
+    and exits 2 (its own verification failed) -> Installing, then InstallVerificationFailed; no reboot."""
+    root, signer = pki
+    command = f"{sys.executable} -c \"import sys, shutil; shutil.copy(sys.argv[1], sys.argv[1] + '.seen'); sys.exit(2)\""
+    st = await booted(csms, make_station, root, firmware_install_command=command)
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 49, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "InstallVerificationFailed", 49, n)
+    assert statuses(csms, n) == [(s, 49) for s in ["Downloading", "Downloaded", "SignatureVerified", "Installing",
+                                                    "InstallVerificationFailed"]]
+    assert (st.cfg.data_dir / "firmware" / "firmware-49.bin.seen").read_bytes() == IMAGE
+    assert st.station.boots == 0
+    assert csms.violations == []
+
+
+async def test_tc_l_10_cs_second_update_cancels_the_first(csms, make_station, server, pki):
+    """TC_L_10_CS (L01.FR.24, L01.FR.26): while an update waits for its retrieveDateTime (DownloadScheduled, which
+    a TriggerMessage reports again with its requestId), a new UpdateFirmware is answered AcceptedCanceled; the old
+    request reports nothing more, the new one runs to Installed."""
+    root, signer = pki
+    await booted(csms, make_station, root)
+    url = server.serve("/fw.bin", IMAGE)
+    n = len(csms.received)
+    fw = firmware(url, signer, retrieve=timedelta(days=1))
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 50, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "DownloadScheduled", 50, n)
+    m = len(csms.received)
+    await csms.call(ID, "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"})
+    again = await csms.wait_for("FirmwareStatusNotification", after=m)
+    assert again.payload == {"status": "DownloadScheduled", "requestId": 50}
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 51, "firmware": firmware(url, signer)})
+    assert res == {"status": "AcceptedCanceled"}
+    await status_reached(csms, "Installed", 51, n)
+    assert statuses(csms, n) == [("DownloadScheduled", 50), ("DownloadScheduled", 50)] + \
+        [(s, 51) for s in INSTALLED_FLOW]
+    assert csms.violations == []
+
+
+async def test_tc_l_18_cs_missing_certificate_and_signature_rejected(csms, make_station, server, pki):
+    """TC_L_18_CS: an UpdateFirmware without signingCertificate and signature (a non-secure update) -> Rejected,
+    nothing downloaded; then the station still takes a proper update."""
+    root, signer = pki
+    await booted(csms, make_station, root)
+    url = server.serve("/fw.bin", IMAGE)
+    n = len(csms.received)
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 52, "firmware": {"location": url,
+                                                                              "retrieveDateTime": rfc(PAST)}})
+    assert res["status"] == "Rejected" and res["statusInfo"]["reasonCode"] == "MissingSigningCert"
+    await barrier(csms)
+    assert statuses(csms, n) == [] and server.gets == []
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 53, "firmware": firmware(url, signer)}) == \
+        {"status": "Accepted"}
+    await status_reached(csms, "Installed", 53, n)
+    assert csms.violations == []
+
+
+# ---- 1.6 security whitepaper ---------------------------------------------------------------------------------------
+async def test_16_whitepaper_l01_signed_update_firmware_and_plain_update_firmware(csms, make_station, server, pki):
+    """Whitepaper L01.FR.20: plain UpdateFirmware.req -> CALLERROR NotSupported, no update. L01.FR.01/10/23:
+    SignedUpdateFirmware.req -> Accepted; SignedFirmwareStatusNotification.req Downloading .. InstallRebooting, the
+    reboot, Installed, all with the requestId; ExtendedTriggerMessage FirmwareStatusNotification -> Idle
+    (L01.FR.28). A signer from an unknown root -> InvalidCertificate (L01.FR.24)."""
+    root, signer = pki
+    await booted16(csms, make_station, manufacturer_root_file=root.cert_file)
+    url = server.serve("/fw.bin", IMAGE)
+    with pytest.raises(CallErrorReceived) as info:
+        await csms.call(ID, "UpdateFirmware", {"location": url, "retrieveDate": rfc(PAST)})
+    assert info.value.code == "NotSupported"
+    n = len(csms.received)
+    fw = firmware(url, signer, install=None)
+    assert await csms.call(ID, "SignedUpdateFirmware", {"requestId": 61, "firmware": fw}) == {"status": "Accepted"}
+    action = "SignedFirmwareStatusNotification"
+    await status_reached(csms, "Installed", 61, n, action=action)
+    assert statuses(csms, n, action) == [(s, 61) for s in INSTALLED_FLOW]
+    assert server.gets == ["/fw.bin"]
+    m = len(csms.received)
+    assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}) == \
+        {"status": "Accepted"}
+    idle = await csms.wait_for(action, after=m)
+    assert idle.payload == {"status": "Idle"}
+    other = devpki.firmware_signing_certificate(server_dir := Path(root.cert_file).parent / "x",
+                                                devpki.unknown_ca(server_dir))
+    res = await csms.call(ID, "SignedUpdateFirmware", {"requestId": 62, "firmware": firmware(url, other,
+                                                                                             install=None)})
+    assert res == {"status": "InvalidCertificate"}
+    assert csms.violations == []
