@@ -8,8 +8,11 @@ from typing import Any, Callable
 
 from .engine import Notice, ResetNow, parse_rfc3339
 from .rpc import SchemaError
+from .securityevents import SecurityEvents, event_type_for
 
 log = logging.getLogger("secure_cp.adapter")
+
+SECURITY_EVENT_RETRY = 60.0   # s after a CALLERROR / timeout before the same security event is sent again
 
 
 @dataclass
@@ -29,8 +32,13 @@ class Inflight:
 
 class AdapterBase:
     """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``registry``, ``hooks``, ``_inflight``,
-    ``last_sent_at``, ``online``, ``registration``, implement ``poll`` and ``_queue_data_transfer``, and list
-    how they turn each engine effect into messages in ``EFFECTS`` (effect type -> handler(adapter, effect, now))."""
+    ``last_sent_at``, ``online``, ``registration``, ``security`` (securityevents.SecurityEvents) and
+    ``_security_retry_at``, implement ``poll`` and ``_queue_data_transfer``, and list how they turn each engine
+    effect into messages in ``EFFECTS`` (effect type -> handler(adapter, effect, now))."""
+
+    version: str
+    security: SecurityEvents
+    _security_retry_at: float = 0.0      # after a CALLERROR / timeout (the event stays queued)
 
     EFFECTS: dict[type, Callable] = {}
     COMMON_EFFECTS: dict[type, Callable] = {
@@ -74,6 +82,36 @@ class AdapterBase:
         self._inflight = Inflight(kind, action, ref)
         self.last_sent_at = now
         return text
+
+    # ---- security events (2.0.1 A04, 1.6 whitepaper A04: the same use case, the same queue) --------------------
+    def _next_security_event(self, now: float) -> str | None:
+        """A04.FR.01/02: the oldest critical security event the CSMS has not confirmed, once registered (queued on
+        disk, so one that happened offline or before a reboot goes out after the next BootNotification Accepted;
+        2.0.1 TC_B_21 step 11, TC_G_18/19/21). Its type under this version's name (``event_type_for``)."""
+        if now < self._security_retry_at or not self.security.has_pending():
+            return None
+        for event in self.security.pending(1):
+            payload = {"type": event_type_for(self.version, event.type), "timestamp": event.timestamp}
+            if event.tech_info:
+                payload["techInfo"] = event.tech_info
+            text = self._send("security", "SecurityEventNotification", payload, event.id, now)
+            if text:
+                return text
+            self.security.delivered(event.id)   # fails its schema (cannot be sent, ever): only the log keeps it
+        return None
+
+    def _security_event_answered(self, inflight: Inflight, confirmed: bool, now: float) -> None:
+        """The answer to a SecurityEventNotification: confirmed (A04.FR.03), it leaves the queue; a CALLERROR or
+        timeout keeps it queued (A04.FR.02) and it is tried again after SECURITY_EVENT_RETRY, not in a loop. A
+        dropped connection is neither: it stays queued and goes again after the reconnect."""
+        if confirmed:
+            self.security.delivered(inflight.ref)
+        else:
+            self._security_retry_at = now + SECURITY_EVENT_RETRY
+
+    def _security_deadline(self) -> float | None:
+        """When ``_next_security_event`` has something to send (for ``next_deadline``), None if nothing is queued."""
+        return self._security_retry_at if self.security.has_pending() else None
 
     def flush_delivered(self) -> None:
         """Delete the delivered outbox items now (at shutdown; see delivery.OutboxQueue)."""

@@ -17,7 +17,10 @@ response goes out before the first notification).
   PKCS#1 v1.5) (L01.FR.04/12): SignatureVerified, or InvalidSignature + the security event InvalidFirmwareSignature
   (L01.FR.03). A missing signature is an invalid one (L01 step 5).
 * installDateTime in the future: InstallScheduled, installed at that time (L01.FR.16). While a transaction runs the
-  installation waits for it to end (L01.FR.06), reported InstallScheduled (L01.FR.34).
+  installation waits for it to end (L01.FR.06), reported InstallScheduled (L01.FR.34), and meanwhile the ``hold``
+  callback holds the connectors without a transaction Unavailable (L01.FR.07; the runtime skips it when
+  AllowNewSessionsPendingFirmwareUpdate is true). The installation starts when the last transaction has ended; the
+  hold ends with a failed installation or a cancelled update, else with the reboot that activates the image.
 * Installing, then the installer hook (``Installer``): a command from the configuration (e.g. RAUC or SWUpdate), or the
   simulator's, which keeps the image. It ends in InstallationFailed, InstallVerificationFailed (L01.FR.29), or a
   reboot to activate the image: InstallRebooting before it (L01.FR.15, L01.FR.32 option a), boot reason
@@ -46,10 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from . import lazy
+
+x509 = lazy.module("cryptography.x509")
+_exceptions = lazy.module("cryptography.exceptions")
+hashes = lazy.module("cryptography.hazmat.primitives.hashes")
+ec = lazy.module("cryptography.hazmat.primitives.asymmetric.ec")
+padding = lazy.module("cryptography.hazmat.primitives.asymmetric.padding")
+rsa = lazy.module("cryptography.hazmat.primitives.asymmetric.rsa")
+utils = lazy.module("cryptography.hazmat.primitives.asymmetric.utils")
 
 from .diagnostics import http_target, redact_url
 from .engine import rfc3339
@@ -164,7 +172,7 @@ def check_signing_certificate(pem: str, roots: list[x509.Certificate], at: dt.da
             continue
         try:
             cert.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, _exceptions.InvalidSignature):
             continue
         if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
             raise ValueError("the manufacturer root is expired or not yet valid")
@@ -185,13 +193,13 @@ def check_signing_certificate(pem: str, roots: list[x509.Certificate], at: dt.da
 
 def verify_signature(cert: x509.Certificate, digest: bytes, signature_b64: str | None) -> None:
     """Check the base64 ``signature`` over the file whose SHA-256 is ``digest`` with the certificate's public key:
-    ECDSA, or RSA with PSS or PKCS#1 v1.5 (L01.FR.04). Raises InvalidSignature."""
+    ECDSA, or RSA with PSS or PKCS#1 v1.5 (L01.FR.04). Raises cryptography's InvalidSignature."""
     if not signature_b64:
-        raise InvalidSignature("no signature")
+        raise _exceptions.InvalidSignature("no signature")
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidSignature("signature is not base64") from None
+        raise _exceptions.InvalidSignature("signature is not base64") from None
     key = cert.public_key()
     prehashed = utils.Prehashed(hashes.SHA256())
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -200,10 +208,10 @@ def verify_signature(cert: x509.Certificate, digest: bytes, signature_b64: str |
     if isinstance(key, rsa.RSAPublicKey):
         try:
             key.verify(signature, digest, padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO), prehashed)
-        except InvalidSignature:
+        except _exceptions.InvalidSignature:
             key.verify(signature, digest, padding.PKCS1v15(), prehashed)
         return
-    raise InvalidSignature(f"unsupported signing key {type(key).__name__}")
+    raise _exceptions.InvalidSignature(f"unsupported signing key {type(key).__name__}")
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -236,19 +244,23 @@ class FirmwareUpdates:
     ``manufacturer_roots()`` gives the trusted manufacturer root certificates (certificate store and/or file);
     ``report(status, request_id)`` is called on the event loop for every status; ``reboot(request_id)`` asks the
     runtime to report InstallRebooting and reboot with boot reason FirmwareUpdate; ``idle()`` is True when no
-    transaction runs; ``clock()`` is the station's time; ``work_dir`` holds the downloaded image."""
+    transaction runs; ``hold(True)`` holds the idle connectors Unavailable while the installation waits for the
+    transactions (L01.FR.07), ``hold(False)`` lifts it; ``clock()`` is the station's time; ``work_dir`` holds the
+    downloaded image."""
 
     def __init__(self, *, kv: KeyValue, security_events: SecurityEvents,
                  manufacturer_roots: Callable[[], list[x509.Certificate]], report: Callable[[str, int], None],
                  reboot: Callable[[int], None], idle: Callable[[], bool], clock: Callable[[], float],
                  installer: Installer, work_dir: Path, ssl_context: ssl.SSLContext | None = None,
-                 timeout: float = HTTP_TIMEOUT):
+                 timeout: float = HTTP_TIMEOUT, hold: Callable[[bool], None] = lambda on: None):
         self.kv = kv
         self.security_events = security_events
         self.manufacturer_roots = manufacturer_roots
         self.report = report
         self.reboot = reboot
         self.idle = idle
+        self.hold = hold
+        self._holding = False          # hold(True) is in force (event loop only)
         self.clock = clock
         self.installer = installer
         self.work_dir = work_dir
@@ -308,6 +320,7 @@ class FirmwareUpdates:
             self._current.cancelled.set()
             log.info("firmware update %d cancelled by request %d", self._current.request_id, request_id)
             status = "AcceptedCanceled"
+            self._release()
         self.kv.delete("activating")
         self._current = job
         threading.Thread(target=self._run, args=(job,), name=f"firmware-{request_id}", daemon=True).start()
@@ -318,6 +331,7 @@ class FirmwareUpdates:
         if self._current is not None:
             self._current.cancelled.set()
             self._current = None
+        self._holding = False      # the engine that held the connectors goes with this boot
 
     def _status(self, status: str, request_id: int) -> None:
         self.kv.set("last", [status, request_id])
@@ -329,6 +343,8 @@ class FirmwareUpdates:
             return
         if status in FINAL_STATUSES:
             self._current = None
+            if status != "InstallRebooting":      # the reboot ends the hold (it is kept in memory only)
+                self._release()
         if status == "InvalidSignature":                          # L01.FR.03
             self.security_events.record("InvalidFirmwareSignature", rfc3339(self.clock()),
                                         f"requestId {job.request_id}")
@@ -339,11 +355,25 @@ class FirmwareUpdates:
             return
         self._status(status, job.request_id)
 
+    def _hold_connectors(self, job: _Job) -> None:
+        """On the loop: the job waits for the transactions to end, so hold the idle connectors (L01.FR.07)."""
+        if job is self._current and not job.cancelled.is_set() and not self._holding:
+            self._holding = True
+            self.hold(True)
+
+    def _release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self.hold(False)
+
     # ---- the worker thread --------------------------------------------------------------------------------------
-    def _post(self, job: _Job, status: str) -> None:
+    def _on_loop(self, fn: Callable, *args) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._deliver, job, status)
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _post(self, job: _Job, status: str) -> None:
+        self._on_loop(self._deliver, job, status)
 
     def _run(self, job: _Job) -> None:
         image = self.work_dir / f"firmware-{job.request_id}.bin"
@@ -378,7 +408,7 @@ class FirmwareUpdates:
         self._post(job, "Downloaded")
         try:
             verify_signature(job.cert, digest, job.signature)                 # L01.FR.04 / L01.FR.12
-        except InvalidSignature as exc:
+        except _exceptions.InvalidSignature as exc:
             log.warning("firmware update %d: invalid signature %s", job.request_id, exc)
             image.unlink(missing_ok=True)
             self._post(job, "InvalidSignature")
@@ -388,6 +418,7 @@ class FirmwareUpdates:
             return
         if not self.idle():                                                    # L01.FR.06 / L01.FR.34
             self._post(job, "InstallScheduled")
+            self._on_loop(self._hold_connectors, job)                          # L01.FR.07
             while not self.idle():
                 if job.cancelled.wait(IDLE_POLL):
                     return

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from cryptography import x509
 
+from . import lazy
 from .config import StationConfig, tls_context
 from .devicemodel import Config16, DeviceModel
 from .devicemodel.keys16 import VENDOR_COMPONENT
@@ -21,6 +21,7 @@ from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
+from .engine.station import HOLD_FIRMWARE
 from .hal import HardwareAdapter, load_adapter
 from .diagnostics import LogUploads
 from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller, load_roots
@@ -37,6 +38,7 @@ from .v16.adapter import Ocpp16Adapter
 from .v16.settings import Settings16
 from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
+x509 = lazy.module("cryptography.x509")
 log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
@@ -145,7 +147,7 @@ class Station:
                     transactions=self.transactions, station_info=self._station_info(),
                     datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
                     local_list=self.local_list, logs=self.logs, certificates=self.certificates,
-                    firmware=self.firmware)
+                    firmware=self.firmware, security_events=self.security_events)
             elif proto == "ocpp2.0.1":
                 from .v201.adapter import Ocpp201Adapter
                 self.adapters[proto] = Ocpp201Adapter(
@@ -453,12 +455,12 @@ class Station:
         self.plan.connected()
         log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
                  profile.slot)
-        self.network.connected_with(profile.slot)        # B10.FR.07: the fallback when all others fail
+        # B10.FR.07: the fallback when all others fail; A05.FR.06: SecurityProfile goes up to the one in use and the
+        # profiles below it are removed (only on success: a fallback keeps the old ones)
+        self.network.connected_at(profile)
         self._apply_message_timeout(profile)
         if self.model.definition("OCPPCommCtrlr", "ActiveNetworkProfile") is not None:
             self.model.set("OCPPCommCtrlr", "ActiveNetworkProfile", str(profile.slot), force=True)
-        if profile.security_profile > self.network.current_security_profile():   # SecurityProfile: the one in use
-            self.model.set("SecurityCtrlr", "SecurityProfile", str(profile.security_profile), force=True)
         if subprotocol != self.adapter.subprotocol and subprotocol in self.adapters:
             log.info("OCPP version now %s (was %s)", subprotocol, self.adapter.subprotocol)
             self.adapter = self.adapters[subprotocol]
@@ -611,7 +613,20 @@ class Station:
                                manufacturer_roots=self._manufacturer_roots, report=self._on_firmware_status,
                                reboot=self._firmware_reboot, clock=self.clock.now, installer=installer,
                                idle=lambda: not any(c.tx_key for c in self.engine.connectors.values()),
-                               work_dir=work_dir)
+                               hold=self._firmware_hold, work_dir=work_dir)
+
+    def _firmware_hold(self, on: bool) -> None:
+        """L01.FR.07: while a firmware installation waits for the transactions to end, every connector without one is
+        Unavailable (and each one whose transaction ends follows), unless ChargingStation.
+        AllowNewSessionsPendingFirmwareUpdate is true. Lifted when the update fails or is cancelled; after
+        InstallRebooting the reboot ends it (the new boot reports the connectors Available again)."""
+        if on and (self.model.get("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate") or "").lower() == "true":
+            return
+        self._send_all(self._event(self._hold_for_firmware, on, self.clock.now()))
+
+    def _hold_for_firmware(self, on: bool, now: float) -> list[str]:
+        self.engine.hold(sorted(self.engine.connectors), HOLD_FIRMWARE, on, now)
+        return self.adapter.poll(now)
 
     def _manufacturer_roots(self) -> list:
         """The trusted manufacturer roots: ManufacturerRootCertificate in the certificate store (when the station

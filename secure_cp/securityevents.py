@@ -12,8 +12,8 @@ Version-neutral (OCPP 2.0.1 Part 2 A04 and the OCPP 1.6 Security Whitepaper edit
 The protocol adapters only read ``pending()`` and call ``delivered()``; whoever detects an event (runtime, TLS
 layer, firmware updater, tamper input) calls ``record()``. The TLS events (InvalidCsmsCertificate / 1.6
 InvalidCentralSystemCertificate, InvalidTLSVersion, InvalidTLSCipherSuite) are recorded by the runtime when a handshake
-fails (``Station._record_tls_failure``, classified by ``security.tls``); the 1.6 adapter can send the same queue as
-its SecurityEventNotification.req.
+fails (``Station._record_tls_failure``, classified by ``security.tls``). Both adapters send the same queue
+(``AdapterBase._next_security_event``): 2.0.1 SecurityEventNotificationRequest, 1.6 SecurityEventNotification.req.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .store import Database
 
-__all__ = ["EVENT_TYPES", "SecurityEvent", "SecurityEvents", "is_critical"]
+__all__ = ["EVENT_TYPES", "NAMES_16", "SecurityEvent", "SecurityEvents", "event_type_for", "is_critical"]
 
 #: Part 2 Appendix 1 "Security Events" (Appendices CSV v1.4, security_events.csv): type -> critical.
 EVENT_TYPES: dict[str, bool] = {
@@ -46,6 +46,19 @@ EVENT_TYPES: dict[str, bool] = {
     "MaintenanceLoginAccepted": True,
     "MaintenanceLoginFailed": True,
 }
+#: The events the 1.6 Security Whitepaper edition 3 (§8) names differently, 1.6 name -> 2.0.1 name. Both versions
+#: share one queue, so an event recorded under one version's name is sent under the other's if the station connects
+#: with the other version (``event_type_for``). Criticality: the whitepaper marks fewer events critical than
+#: Appendix 1 (e.g. not the TLS / certificate ones); every whitepaper-critical event is critical in Appendix 1 too,
+#: and "critical should be pushed" does not forbid pushing more, so this station applies Appendix 1 to both versions
+#: (an InvalidCentralSystemCertificate reaches a 1.6 Central System, as InvalidCsmsCertificate reaches a 2.0.1 CSMS).
+NAMES_16: dict[str, str] = {
+    "FailedToAuthenticateAtCentralSystem": "FailedToAuthenticateAtCsms",
+    "CentralSystemFailedToAuthenticate": "CsmsFailedToAuthenticate",
+    "InvalidCentralSystemCertificate": "InvalidCsmsCertificate",
+    "InvalidChargePointCertificate": "InvalidChargingStationCertificate",
+}
+_NAMES_201_TO_16 = {v201: v16 for v16, v201 in NAMES_16.items()}
 TYPE_MAX = 50          # SecurityEventNotificationRequest.type: string(50)
 TECH_INFO_MAX = 255    # SecurityEventNotificationRequest.techInfo: string(255)
 LOG_SIZE = 1000        # entries kept in the rolling security log (undelivered critical ones are never dropped)
@@ -54,7 +67,15 @@ LOG_SIZE = 1000        # entries kept in the rolling security log (undelivered c
 def is_critical(event_type: str) -> bool:
     """Critical per Appendix 1. A type not in the list (vendor-specific) is treated as critical: sending an event
     the CSMS did not need is cheaper than silently keeping one it did."""
-    return EVENT_TYPES.get(event_type, True)
+    return EVENT_TYPES.get(NAMES_16.get(event_type, event_type), True)
+
+
+def event_type_for(version: str, event_type: str) -> str:
+    """The name of an event in a SecurityEventNotification of OCPP ``version`` ("1.6" or "2.0.1"); types both
+    versions share, and vendor-specific ones, unchanged."""
+    if version == "1.6":
+        return _NAMES_201_TO_16.get(event_type, event_type)
+    return NAMES_16.get(event_type, event_type)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,8 @@ class SecurityEvents:
     def __init__(self, db: Database, *, log_size: int = LOG_SIZE) -> None:
         self.db = db
         self.log_size = log_size
+        self._has_pending: bool | None = None    # cached answer of has_pending (None: ask the store)
+        self._rollbacks = db.rollbacks           # a rollback may have taken back a recorded event
 
     def record(self, event_type: str, timestamp: str, tech_info: str | None = None, *,
                critical: bool | None = None) -> SecurityEvent:
@@ -93,7 +116,16 @@ class SecurityEvents:
             conn.execute(
                 "DELETE FROM security_log WHERE id <= ? AND NOT (critical = 1 AND delivered = 0)",
                 (event_id - self.log_size,))
+        if crit:
+            self._has_pending = True
         return SecurityEvent(event_id, event_type, timestamp, info, crit, False)
+
+    def has_pending(self) -> bool:
+        """Whether a critical event waits for the CSMS; answered from memory (asked on every frame and timer)."""
+        if self._has_pending is None or self._rollbacks != self.db.rollbacks:
+            self._rollbacks = self.db.rollbacks
+            self._has_pending = bool(self.pending(1))
+        return self._has_pending
 
     def pending(self, limit: int = 1) -> list[SecurityEvent]:
         """Critical events not confirmed by the CSMS, oldest first (they are sent in the order they happened)."""
@@ -104,6 +136,7 @@ class SecurityEvents:
     def delivered(self, event_id: int) -> None:
         """The CSMS confirmed the notification (A04.FR.03): it leaves the queue and stays in the log."""
         self.db.write("UPDATE security_log SET delivered = 1 WHERE id = ?", (event_id,))
+        self._has_pending = None
 
     def log(self, limit: int | None = None) -> list[SecurityEvent]:
         """The security log, oldest first (the newest ``limit`` entries if given): what a GetLog SecurityLog

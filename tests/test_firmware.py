@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import booted as booted16
-from test_v201_core import barrier
+from test_v201_core import barrier, ended, get_var, set_var, started
 from secure_cp.security import devpki
 from secure_cp.sim.csms import CallErrorReceived, Csms
 
@@ -304,6 +304,150 @@ async def test_tc_l_18_cs_missing_certificate_and_signature_rejected(csms, make_
     assert await csms.call(ID, "UpdateFirmware", {"requestId": 53, "firmware": firmware(url, signer)}) == \
         {"status": "Accepted"}
     await status_reached(csms, "Installed", 53, n)
+    assert csms.violations == []
+
+
+# ---- installation while transactions run (L01.FR.06/07/34) -----------------------------------------------------------
+async def two_evses(csms: Csms, make_station, root, allow_new_sessions: str, **kw):
+    """A booted 2.0.1 station with two EVSEs, ChargingStation.AllowNewSessionsPendingFirmwareUpdate set by the CSMS
+    (the test cases' Configuration State)."""
+    st = await booted(csms, make_station, root, connectors=2, **kw)
+    for evse in (1, 2):
+        await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e, identity=ID)
+    assert await set_var(csms, "ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", allow_new_sessions) == \
+        "Accepted"
+    return st
+
+
+async def charging(csms: Csms, st, evse: int, tag: str, after: int = 0) -> str:
+    """Plug in and present ``tag`` on ``evse``: the transaction id of the Started event."""
+    st.hw.ev_plug(evse)
+    st.hw.present_tag(tag, evse)
+    return (await started(csms, after=after, evse={"id": evse, "connectorId": 1}))["transactionInfo"]["transactionId"]
+
+
+def connector_statuses(csms: Csms, after: int, evse: int) -> list[str]:
+    return [r.payload["connectorStatus"] for r in csms.received[after:]
+            if r.action == "StatusNotification" and r.payload["evseId"] == evse]
+
+
+def index_of(csms: Csms, action: str, pred, after: int = 0) -> int:
+    return next(i for i, r in enumerate(csms.received) if i >= after and r.action == action and pred(r.payload))
+
+
+async def test_tc_l_15_cs_install_waits_for_the_transaction_and_idle_evses_are_unavailable(csms, make_station,
+                                                                                          server, pki):
+    """TC_L_15_CS (L01.FR.01/06/07/10/20/34), AllowNewSessionsPendingFirmwareUpdate false: during a transaction on
+    EVSE 1 the update downloads and verifies, then reports InstallScheduled (step 9) and sets the idle EVSE 2
+    Unavailable (step 11; AvailabilityState too) where no new transaction starts; when the transaction ends
+    (ParkingBayUnoccupied: the cable is unplugged) EVSE 1 goes Unavailable too (step 14), then Installing,
+    InstallRebooting, the reboot, and both EVSEs Available again (step 21) with Installed and FirmwareUpdated.
+    TC_L_13_CS checks the same connector statuses (its steps 5, 14, 21); its download after the transaction does
+    not apply: this station downloads while charging (PICS AQ-7)."""
+    root, signer = pki
+    st = await two_evses(csms, make_station, root, "false")
+    tx_id = await charging(csms, st, 1, "TAG1")
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 71, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "InstallScheduled", 71, n)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 2 and p["connectorStatus"] == "Unavailable",
+                        after=n)
+    assert await get_var(csms, "EVSE", "AvailabilityState", evse={"id": 2}) == "Unavailable"
+    assert connector_statuses(csms, n, 1) == []             # EVSE 1 goes on charging
+    m = len(csms.received)
+    st.hw.ev_plug(2)                                        # no new session on the held EVSE
+    st.hw.present_tag("TAG2", 2)
+    await csms.wait_for("Authorize", after=m)
+    await barrier(csms)
+    assert st.station.engine.connectors[2].tx_key is None
+    assert not [r for r in csms.received[m:] if r.action == "TransactionEvent"]
+    st.hw.ev_plug(2, False)
+    await barrier(csms)
+    assert statuses(csms, n) == [(s, 71) for s in ["Downloading", "Downloaded", "SignatureVerified",
+                                                    "InstallScheduled"]]   # nothing installed while charging
+    assert (st.cfg.data_dir / "firmware" / "installed.bin").exists() is False
+    m = len(csms.received)
+    st.hw.ev_plug(1, False)                                 # ParkingBayUnoccupied: the transaction ends
+    await ended(csms, tx_id, after=m)
+    await status_reached(csms, "Installed", 71, m)
+    assert index_of(csms, "TransactionEvent", lambda p: p["eventType"] == "Ended", m) < \
+        index_of(csms, "FirmwareStatusNotification", lambda p: p["status"] == "Installing", m)
+    boot = index_of(csms, "BootNotification", lambda p: p["reason"] == "FirmwareUpdate", m)
+    assert connector_statuses(csms, m, 1)[0] == "Unavailable"     # step 14, before the reboot
+    for evse in (1, 2):                                     # step 21: the reboot ended the hold
+        await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e, after=boot)
+        assert connector_statuses(csms, boot, evse) == ["Available"]
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "FirmwareUpdated", after=m)
+    assert statuses(csms, n) == [(s, 71) for s in ["Downloading", "Downloaded", "SignatureVerified",
+                                                    "InstallScheduled", *INSTALLED_FLOW[3:]]]
+    assert (st.cfg.data_dir / "firmware" / "installed.bin").read_bytes() == IMAGE
+    assert not any(c.holds for c in st.station.engine.connectors.values())
+    assert csms.violations == []
+
+
+async def test_tc_l_14_cs_allow_new_sessions_pending_firmware_update_true(csms, make_station, server, pki):
+    """TC_L_14_CS (L01.FR.06, L01.FR.07 precondition false): AllowNewSessionsPendingFirmwareUpdate true -> no EVSE is
+    made Unavailable while the installation waits, a second transaction starts on EVSE 2, and the installation
+    waits for that one too: Installing only when the last transaction has ended."""
+    root, signer = pki
+    st = await two_evses(csms, make_station, root, "true")
+    assert await get_var(csms, "ChargingStation", "AllowNewSessionsPendingFirmwareUpdate") == "true"
+    tx1 = await charging(csms, st, 1, "TAG1")
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 72, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "InstallScheduled", 72, n)
+    tx2 = await charging(csms, st, 2, "TAG2", after=n)     # a new session is allowed
+    m = len(csms.received)
+    st.hw.ev_plug(1, False)
+    await ended(csms, tx1, after=m)
+    await barrier(csms)
+    assert "Unavailable" not in connector_statuses(csms, n, 1) + connector_statuses(csms, n, 2)
+    assert ("Installing", 72) not in statuses(csms, n)     # the second transaction still runs
+    m = len(csms.received)
+    st.hw.ev_plug(2, False)
+    await ended(csms, tx2, after=m)
+    await status_reached(csms, "Installed", 72, m)
+    assert statuses(csms, n) == [(s, 72) for s in ["Downloading", "Downloaded", "SignatureVerified",
+                                                    "InstallScheduled", *INSTALLED_FLOW[3:]]]
+    assert csms.violations == []
+
+
+async def test_l01_fr_07_each_evse_freed_is_held_and_a_failed_install_lifts_the_hold(csms, make_station, server,
+                                                                                    pki):
+    """L01.FR.07 "any EVSE that becomes available SHALL be set to UNAVAILABLE": with transactions on both EVSEs the
+    one that ends first goes Unavailable while the other still charges (no Installing yet); after the last one
+    the installation starts. The installer fails (InstallationFailed): no reboot, the hold is lifted and both
+    EVSEs are Available and usable again."""
+    root, signer = pki
+    command = f"{sys.executable} -c \"import sys; sys.exit(1)\""
+    st = await two_evses(csms, make_station, root, "false", firmware_install_command=command)
+    tx1 = await charging(csms, st, 1, "TAG1")
+    tx2 = await charging(csms, st, 2, "TAG2")
+    n = len(csms.received)
+    fw = firmware(server.serve("/fw.bin", IMAGE), signer)
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 73, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "InstallScheduled", 73, n)
+    m = len(csms.received)
+    st.hw.ev_plug(1, False)
+    await ended(csms, tx1, after=m)
+    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1 and p["connectorStatus"] == "Unavailable",
+                        after=m)
+    await barrier(csms)
+    assert connector_statuses(csms, n, 2) == [] and ("Installing", 73) not in statuses(csms, n)
+    m = len(csms.received)
+    st.hw.ev_plug(2, False)
+    await ended(csms, tx2, after=m)
+    await status_reached(csms, "InstallationFailed", 73, m)
+    for evse in (1, 2):
+        await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e
+                            and p["connectorStatus"] == "Available", after=m)
+    assert st.station.boots == 0
+    assert statuses(csms, n) == [(s, 73) for s in ["Downloading", "Downloaded", "SignatureVerified",
+                                                    "InstallScheduled", "Installing", "InstallationFailed"]]
+    assert not any(c.holds for c in st.station.engine.connectors.values())
+    await charging(csms, st, 1, "TAG3", after=m)            # usable again
     assert csms.violations == []
 
 

@@ -3,7 +3,8 @@ development PKI (secure_cp.security.devpki) made in tmp_path, a real station and
 
 Part 6: TC_A_04_CS (valid server certificate), TC_A_05_CS (invalid server certificate: terminated, security event
 InvalidCsmsCertificate sent once a good connection exists), TC_A_06_CS (TLS version too low), TC_A_07_CS-style
-mutual TLS (security profile 3), TC_A_19_CS (upgrade 1 -> 2). Part 2 / 1.6 whitepaper: A00.FR.307-322 (profile 2),
+mutual TLS (security profile 3), TC_A_19_CS (upgrade 1 -> 2, A05.FR.06, fallback when the new
+profile fails), TC_A_20_CS (A05.FR.02). Part 2 / 1.6 whitepaper: A00.FR.307-322 (profile 2),
 A00.FR.401-426 (profile 3).
 """
 from __future__ import annotations
@@ -279,7 +280,85 @@ async def test_tc_a_19_upgrade_security_profile_1_to_2(pki, make_station):
         assert ssl_object(secure).version() in ("TLSv1.2", "TLSv1.3")
         await eventually(lambda: st.station.model.get("SecurityCtrlr", "SecurityProfile") == "2",
                          what="SecurityProfile 2")
+        # step 13 / A05.FR.06: the profile-1 slot is gone from NetworkConfigurationPriority, and cannot come back
+        got = await secure.call(ID, "GetVariables", {"getVariableData": [
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"}}]})
+        assert got["getVariableResult"][0]["attributeValue"] == "2"
+        assert st.station.network.get(1) is None
+        res = await secure.call(ID, "SetVariables", {"setVariableData": [{
+            "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"},
+            "attributeValue": "2,1"}]})
+        assert res["setVariableResult"][0]["attributeStatus"] == "Rejected"
         assert plain.violations == [] and secure.violations == []
+
+
+async def test_tc_a_19_a05_fr_06_b10_fr_03_new_profile_fails_fallback_keeps_security_profile(pki, make_station,
+                                                                                             tmp_path, caplog):
+    """TC_A_19_CS when the new connection fails (A05 with B10.FR.03): the profile-2 CSMS presents a certificate of an
+    unknown CA, so every TLS handshake of slot 2 is refused (InvalidCsmsCertificate); after
+    NetworkProfileConnectionAttempts attempts the station falls back to slot 1 (the previous, working profile) and
+    boots there. SecurityProfile stays 1 and no profile is removed: A05.FR.06 only applies after a successful
+    connection with the new profile."""
+    caplog.set_level(logging.INFO, logger="secure_cp")
+    async with Csms(basic_auth={ID: PASSWORD.encode()}) as plain, \
+            tls_csms(pki, cert=bad_server_cert("unknown-ca", pki, tmp_path / "bad")) as secure:
+        st = await make_station(plain, protocols=["ocpp2.0.1"], security_profile=1, password=PASSWORD,
+                                ca_file=pki.ca_file)
+        await plain.wait_for("StatusNotification", identity=ID)
+        assert st.station.model.get("SecurityCtrlr", "SecurityProfile") == "1"
+
+        async def set_var(variable: str, value: str) -> str:
+            res = await plain.call(ID, "SetVariables", {"setVariableData": [{
+                "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": variable}, "attributeValue": value}]})
+            return res["setVariableResult"][0]["attributeStatus"]
+        assert await set_var("NetworkProfileConnectionAttempts", "2") == "Accepted"
+        res = await plain.call(ID, "SetNetworkProfile", {"configurationSlot": 2, "connectionData": {
+            "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": secure.url, "messageTimeout": 30,
+            "securityProfile": 2, "ocppInterface": "Wired0"}})
+        assert res["status"] == "Accepted"
+        assert await set_var("NetworkConfigurationPriority", "2,1") == "RebootRequired"
+        mark = len(plain.received)
+        assert (await plain.call(ID, "Reset", {"type": "OnIdle"}))["status"] == "Accepted"
+        boot = await plain.wait_for("BootNotification", identity=ID, after=mark, timeout=20)
+        assert boot.payload["reason"] == "RemoteReset"
+        refused = [r for r in caplog.records if r.name == "secure_cp.transport"
+                   and "TLS handshake with" in r.getMessage() and secure.url.split("//")[1] in r.getMessage()]
+        assert len(refused) == 2                                   # NetworkProfileConnectionAttempts on slot 2
+        assert secure.connected == {} and not any(r.identity == ID for r in secure.received)
+        station = st.station
+        assert station.plan.current.slot == 1 and station.network.active_slot == 1
+        assert station.model.get("SecurityCtrlr", "SecurityProfile") == "1"          # only up on success
+        assert station.model.get("OCPPCommCtrlr", "NetworkConfigurationPriority") == "2,1"
+        assert station.network.get(1) is not None and station.network.get(2).security_profile == 2
+        assert [e.type for e in logged_events(st, "InvalidCsmsCertificate")] == ["InvalidCsmsCertificate"]
+        assert plain.violations == []
+
+
+async def test_tc_a_20_a05_fr_02_priority_with_profile_2_rejected_without_csms_root(pki, make_station):
+    """TC_A_20_CS / A05.FR.02: the profile-2 slot was stored while the station had a CSMS root (installed by the
+    CSMS, M05); once that root is deleted (M04), a NetworkConfigurationPriority that puts the profile-2 slot in use
+    is Rejected, SecurityProfile stays 1 and the station stays on its connection."""
+    async with Csms(basic_auth={ID: PASSWORD.encode()}) as plain, tls_csms(pki) as secure:
+        st = await make_station(plain, protocols=["ocpp2.0.1"], security_profile=1, password=PASSWORD)
+        await plain.wait_for("StatusNotification", identity=ID)
+        res = await plain.call(ID, "InstallCertificate", {"certificateType": "CSMSRootCertificate",
+                                                           "certificate": Path(pki.ca_file).read_text()})
+        assert res["status"] == "Accepted"
+        res = await plain.call(ID, "SetNetworkProfile", {"configurationSlot": 2, "connectionData": {
+            "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": secure.url, "messageTimeout": 30,
+            "securityProfile": 2, "ocppInterface": "Wired0"}})
+        assert res["status"] == "Accepted"
+        ids = await plain.call(ID, "GetInstalledCertificateIds", {"certificateType": ["CSMSRootCertificate"]})
+        hash_data = ids["certificateHashDataChain"][0]["certificateHashData"]
+        assert (await plain.call(ID, "DeleteCertificate", {"certificateHashData": hash_data}))["status"] == "Accepted"
+        res = await plain.call(ID, "SetVariables", {"setVariableData": [{
+            "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"},
+            "attributeValue": "2,1"}]})
+        assert res["setVariableResult"][0]["attributeStatus"] == "Rejected"
+        assert st.station.model.get("OCPPCommCtrlr", "NetworkConfigurationPriority") == "1"
+        assert st.station.model.get("SecurityCtrlr", "SecurityProfile") == "1"
+        assert st.station.transport.connected and secure.received == []
+        assert plain.violations == []
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------

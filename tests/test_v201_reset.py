@@ -53,7 +53,7 @@ async def test_tc_b_21_b12_step_3a_on_idle_station_reset_makes_idle_evses_unavai
     for evse in (1, 2):
         await csms.wait_for("StatusNotification", lambda p, e=evse: p["evseId"] == e, after=after_boot)
     assert "Unavailable" not in statuses(csms, after_boot, 1) + statuses(csms, after_boot, 2)
-    assert not any(c.reset_hold for c in st.station.engine.connectors.values())
+    assert not any(c.holds for c in st.station.engine.connectors.values())
     assert csms.violations == []
 
 
@@ -79,7 +79,7 @@ async def test_tc_b_26_b12_fr_07_on_idle_evse_reset_holds_only_that_evse(csms, m
     # the EVSE went through its reset (Unavailable) and is back (Occupied: the cable is still in); no reboot
     assert statuses(csms, m, 1) == ["Unavailable", "Occupied"]
     assert st.hw.resets == [] and st.station.boots == 0
-    assert not st.station.engine.connectors[1].reset_hold
+    assert not st.station.engine.connectors[1].holds
     st.hw.present_tag("TAG3", 1)                            # usable again: a new transaction starts
     await started(csms, after=m, evse={"id": 1, "connectorId": 1})
     assert csms.violations == []
@@ -101,6 +101,6 @@ async def test_b12_fr_06_evse_set_inoperative_stays_unavailable_after_its_on_idl
     await barrier(csms)
     assert statuses(csms, n, 1) == ["Unavailable"]
     c = st.station.engine.connectors[1]
-    assert not c.reset_hold and not c.operative
+    assert not c.holds and not c.operative
     assert await get_var(csms, "EVSE", "AvailabilityState", evse={"id": 1}) == "Unavailable"
     assert csms.violations == []

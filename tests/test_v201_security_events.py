@@ -144,3 +144,22 @@ async def test_a04_setting_system_time_when_the_csms_moves_the_clock_beyond_the_
         {"component": {"name": "ClockCtrlr"}, "variable": {"name": "TimeAdjustmentReportingThreshold"}}]})
     assert "SettingSystemTime" not in security_types(csms, n)
     assert csms.violations == []
+
+
+def test_a04_has_pending_answered_from_memory_follows_record_delivered_and_rollback(tmp_path):
+    """The queue check asked on every frame comes from memory, and a rolled-back event is not announced."""
+    db = Database(tmp_path / "station.db")
+    try:
+        events = SecurityEvents(db)
+        assert not events.has_pending()
+        startup = events.record("StartupOfTheDevice", "2026-11-26T00:00:00.000Z")
+        assert events.has_pending()
+        events.delivered(startup.id)
+        assert not events.has_pending()
+        with pytest.raises(RuntimeError):
+            with db.tx():
+                events.record("TamperDetectionActivated", "2026-11-26T00:00:01.000Z")
+                raise RuntimeError("the event's store transaction fails")
+        assert not events.has_pending() and events.pending(5) == []
+    finally:
+        db.close()

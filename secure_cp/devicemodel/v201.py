@@ -256,6 +256,10 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         _d("ChargingStation", "SupplyPhases", "integer", _RO, phases, min=0, max=3),
         _d("ChargingStation", "VendorName", "string", _RO, info["vendor"], max_length=50),
         _d("ChargingStation", "Model", "string", _RO, info["model"], max_length=20),
+        # Appendix ChargingStation;AllowNewSessionsPendingFirmwareUpdate (boolean, not required): true lets new
+        # sessions start while a firmware installation waits for the running transactions; false (the default,
+        # like "does not exist") makes the idle EVSEs Unavailable meanwhile (L01.FR.07).
+        _d("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", "boolean", _RW, "false"),
     ]
     if info.get("serial"):
         defs.append(_d("ChargingStation", "SerialNumber", "string", _RO, info["serial"], max_length=25))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable
 
@@ -37,6 +37,9 @@ BOTH_POINTS = frozenset({"PowerPathClosed", "EnergyTransfer", "DataSigned"})
 AUTH_STOP_POINTS = frozenset({"Authorized", "PowerPathClosed", "EnergyTransfer"})
 #: Stop points ended by unplugging.
 PLUG_STOP_POINTS = frozenset({"EVConnected", "ParkingBayOccupancy", "PowerPathClosed", "EnergyTransfer"})
+#: Why connectors are held Unavailable (Engine.hold): an OnIdle reset, a firmware installation waiting.
+HOLD_RESET = "reset"
+HOLD_FIRMWARE = "firmware"
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Connector:
     warning: Fault | None = None          # non-fatal: reported with the status
     operative: bool = True
     scheduled: bool | None = None         # availability to apply once the transaction ends
-    reset_hold: bool = False              # Unavailable while an OnIdle reset waits (2.0.1 B12 3a); never stored
+    holds: set[str] = field(default_factory=set)   # why it is held Unavailable (Engine.hold); never stored
     tx_key: str | None = None
     auth: PendingAuth | None = None
     finishing: bool = False
@@ -439,7 +442,7 @@ class Engine:
 
     def _usable(self, c: Connector) -> bool:
         return (c.tx_key is None and c.fault is None and not self.emergency and c.operative
-                and self.station_operative and not c.reset_hold and not self._evse_busy(c))
+                and self.station_operative and not c.holds and not self._evse_busy(c))
 
     def _pick_connector(self, connector_id: int, evses: frozenset[int] | None = None) -> Connector | None:
         if connector_id:
@@ -559,18 +562,23 @@ class Engine:
         self.kv.set("boot_reason", "RemoteReset")
         self.effects.append(ResetNow(hard))
 
-    def hold_for_reset(self, connector_ids: Iterable[int], hold: bool, now: float) -> None:
-        """2.0.1 B12 step 3a: while an OnIdle reset waits for transactions to end, the connectors without one are
-        Unavailable (no new transaction can start; the running ones go on and their connectors follow when they
-        end). ``hold`` False lifts it (an EVSE reset that is done). Kept in memory only: it is no availability set by
-        the CSMS, so it neither survives the reboot nor changes what B11.FR.02 / B12.FR.06 restore."""
+    def hold(self, connector_ids: Iterable[int], reason: str, hold: bool, now: float) -> None:
+        """Hold connectors Unavailable while something waits for the running transactions to end: the connectors
+        without one are Unavailable (no new transaction can start; the running ones go on and their connectors
+        follow when they end). ``reason``: ``HOLD_RESET`` (2.0.1 B12 step 3a, an OnIdle reset) or ``HOLD_FIRMWARE``
+        (L01.FR.07, a firmware installation); a connector stays held while any reason holds it, so lifting one
+        (``hold`` False: an EVSE reset that is done, a firmware update that failed) leaves the other in force.
+        Kept in memory only: it is no availability set by the CSMS, so it neither survives the reboot nor changes
+        what B11.FR.02 / B12.FR.06 restore."""
         for cid in connector_ids:
             c = self.connectors.get(cid)
-            if c is None or c.reset_hold == hold:
+            if c is None or (reason in c.holds) == hold:
                 continue
-            c.reset_hold = hold
             if hold:
+                c.holds.add(reason)
                 c.auth = None   # an identifier waiting for the cable would start a transaction
+            else:
+                c.holds.discard(reason)
             self._refresh(c, now, force=True)
 
     def clear_cache(self) -> bool:
@@ -617,7 +625,7 @@ class Engine:
         only when the connector is plugged AND authorized."""
         if c.tx_key or c.fault is not None or self.emergency or self._evse_busy(c):
             return
-        if not (c.operative and self.station_operative) or c.reset_hold:
+        if not (c.operative and self.station_operative) or c.holds:
             return
         trigger = self._start_trigger(c, cause, self._start_points())
         if trigger is None:
@@ -887,7 +895,7 @@ class Engine:
             if not c.ev_ready:
                 return Status.SUSPENDED_EV, code, info, vendor
             return Status.CHARGING, code, info, vendor
-        if not (c.operative and self.station_operative) or c.reset_hold:
+        if not (c.operative and self.station_operative) or c.holds:
             return Status.UNAVAILABLE, code, info, vendor
         if c.finishing and c.plugged:
             return Status.FINISHING, code, info, vendor

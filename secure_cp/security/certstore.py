@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from asn1crypto import keys as asn1_keys
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from .. import lazy
+
+asn1_keys = lazy.module("asn1crypto.keys")
+x509 = lazy.module("cryptography.x509")
+_exceptions = lazy.module("cryptography.exceptions")
+serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 
 __all__ = ["CertificateStore", "InstallResult", "INSTALL_TYPES", "ID_TYPES", "canonical_type", "hash_data",
            "HASH_ALGORITHMS"]
@@ -74,7 +76,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):   # bad signature, unsupported algorithm
+    except (_exceptions.InvalidSignature, ValueError, TypeError):   # bad signature, unsupported algorithm
         return False
     return True
 

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from .. import lazy
+
+x509 = lazy.module("cryptography.x509")
+serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 
 __all__ = ["TLS12_CIPHERS", "TlsConfigError", "TlsFailure", "ClientCredential", "SoftwareCredential",
            "client_context", "server_context", "classify_failure", "certificate_event"]

@@ -20,6 +20,7 @@ from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
 from ..engine.datatransfer import DataTransferRegistry
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
+from ..securityevents import SecurityEvents
 from . import messages
 
 log = logging.getLogger("secure_cp.v16")
@@ -58,8 +59,12 @@ class Ocpp16Adapter(AdapterBase):
     def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
                  registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
                  hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None,
-                 logs: LogUploads | None = None, certificates=None, firmware: FirmwareUpdates | None = None):
+                 logs: LogUploads | None = None, certificates=None, firmware: FirmwareUpdates | None = None,
+                 security_events: SecurityEvents | None = None):
         self.engine = engine
+        #: whitepaper A04: the security log and its queue of critical events, sent as SecurityEventNotification.req
+        self.security = security_events if security_events is not None else SecurityEvents(db)
+        self._security_retry_at = 0.0                   # after a CALLERROR / timeout (the event stays queued)
         self.firmware = firmware                        # firmware.FirmwareUpdates, or None: no SignedUpdateFirmware
         self.certificates = certificates                # security.certstore.CertificateStore, or None
         self.logs = logs                                # diagnostics.LogUploads, or None: no GetLog
@@ -418,6 +423,8 @@ class Ocpp16Adapter(AdapterBase):
                 cb(payload)
         elif inflight.kind == "outbox":
             self._on_tx_delivered(inflight.ref, payload, now)
+        elif inflight.kind == "security":   # whitepaper A04.FR.03: the Central System confirmed it
+            self._security_event_answered(inflight, True, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
         if item.action == "StartTransaction":
@@ -458,6 +465,8 @@ class Ocpp16Adapter(AdapterBase):
             inflight.ref[2](None)
         elif inflight.kind == "outbox":
             self._tx_failed(inflight.ref, error, now)
+        elif inflight.kind == "security":   # whitepaper A04.FR.02: kept until confirmed, tried again later
+            self._security_event_answered(inflight, False, now)
 
     def _tx_failed(self, item, error: str, now: float) -> None:
         self.queue.failed(item, error, now, attempts=self.settings.transaction_message_attempts,
@@ -524,7 +533,9 @@ class Ocpp16Adapter(AdapterBase):
             text = self._send("status", "StatusNotification", payload, eff, now)
             if text:
                 return text
-        text = self._next_outbox(now)
+        # whitepaper A04.FR.01/02: queued critical security events (e.g. StartupOfTheDevice after the statuses of
+        # the boot), then the transaction messages
+        text = self._next_security_event(now) or self._next_outbox(now)
         if text:
             return text
         if self.heartbeat_interval > 0 and now - self.last_sent_at >= self.heartbeat_interval:
@@ -582,5 +593,6 @@ class Ocpp16Adapter(AdapterBase):
                     times.append(item.next_attempt_at or 0.0)
                 if self._volatile or self._statuses:
                     times.append(0.0)
+                times.append(self._security_deadline())     # A04: a queued event, or its retry after a failure
         times = [t for t in times if t is not None]
         return min(times) if times else None

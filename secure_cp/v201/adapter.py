@@ -34,6 +34,7 @@ from ..engine import (AuthorizeRequest, Engine, SampledValue, Sample, Status, St
 from ..engine.customer import KEPT_IN_USE, CustomerData, Record
 from ..engine.datatransfer import DataTransferRegistry
 from ..engine.model import TxUpdated, drop_intermediate
+from ..engine.station import HOLD_RESET
 from ..jsontext import dumps
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
@@ -654,7 +655,7 @@ class Ocpp201Adapter(AdapterBase):
         busy = [cid for cid in cids if self.engine.connectors[cid].tx_key]
         if p["type"] == "OnIdle" and busy:
             self._reset_scheduled.add(evse)
-            self._after_reply.append(lambda: self.engine.hold_for_reset(cids, True, now))
+            self._after_reply.append(lambda: self.engine.hold(cids, HOLD_RESET, True, now))
             return {"status": "Scheduled"}
         if evse == 0:
             # soft, so the runtime lets the queued Ended events go out before it reboots (B12.FR.04/05)
@@ -682,7 +683,7 @@ class Ocpp201Adapter(AdapterBase):
                 # the EVSE is reset: it returns to the availability it had (B12.FR.06), unless a station reset
                 # still waits for other EVSEs
                 log.info("scheduled reset of EVSE %d: its transaction has ended", evse)
-                self.engine.hold_for_reset(cids, False, now)
+                self.engine.hold(cids, HOLD_RESET, False, now)
             else:
                 log.info("scheduled reset of EVSE %d: its transaction has ended; a station reset still waits", evse)
 
@@ -976,7 +977,7 @@ class Ocpp201Adapter(AdapterBase):
         elif inflight.kind == "outbox":
             self._on_tx_delivered(inflight.ref, payload, now)
         elif inflight.kind == "security":   # A04.FR.03: the CSMS confirmed it
-            self.security.delivered(inflight.ref)
+            self._security_event_answered(inflight, True, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
         # the frequent Updated events: their deletion waits for the next fsync'ed write (see delivery.py)
@@ -1007,7 +1008,7 @@ class Ocpp201Adapter(AdapterBase):
         elif inflight.kind == "outbox":
             self._tx_failed(inflight.ref, error, now)
         elif inflight.kind == "security":   # A04.FR.02: kept until confirmed; tried again later, not in a loop
-            self._security_retry_at = now + DEFAULT_BOOT_RETRY
+            self._security_event_answered(inflight, False, now)
 
     def _tx_failed(self, item, error: str, now: float) -> None:
         """E13.FR.02-04: retry MessageAttempts[TransactionEvent] times, waiting MessageAttemptInterval times the
@@ -1108,21 +1109,6 @@ class Ocpp201Adapter(AdapterBase):
             return self._send("heartbeat", "Heartbeat", {}, None, now)
         return None
 
-    def _next_security_event(self, now: float) -> str | None:
-        """A04.FR.01/02: the oldest critical security event the CSMS has not confirmed (queued on disk, so one that
-        happened offline or before a reboot goes out once registered again; TC_B_21 step 11, TC_G_18/19/21)."""
-        if now < self._security_retry_at:
-            return None
-        for event in self.security.pending(1):
-            payload = {"type": event.type, "timestamp": event.timestamp}
-            if event.tech_info:
-                payload["techInfo"] = event.tech_info
-            text = self._send("security", "SecurityEventNotification", payload, event.id, now)
-            if text:
-                return text
-            self.security.delivered(event.id)   # fails its schema (cannot be sent, ever): only the log keeps it
-        return None
-
     def _sync_clock(self, current_time: str | None) -> None:
         """Take the CSMS's time; a change of more than ClockCtrlr.TimeAdjustmentReportingThreshold seconds is the
         critical security event SettingSystemTime (Part 2 Appendix 1). ``self._now`` is the station's time before
@@ -1171,5 +1157,6 @@ class Ocpp201Adapter(AdapterBase):
                     times.append(item.next_attempt_at or 0.0)
                 if self._priority or self._volatile or self._statuses:
                     times.append(0.0)
+                times.append(self._security_deadline())     # A04: a queued event, or its retry after a failure
         times = [t for t in times if t is not None]
         return min(times) if times else None

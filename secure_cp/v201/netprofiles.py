@@ -78,14 +78,18 @@ class NetworkProfiles:
         return [int(s) for s in (d.values_list or ())] if d is not None else [self._initial().slot]
 
     def get(self, slot: int) -> NetworkProfile | None:
-        """The profile in ``slot``: stored by the CSMS, else the configured one for the first slot, else None."""
+        """The profile in ``slot``: stored by the CSMS, else the configured one for the first slot, else None. The
+        configured profile counts as removed while its security profile is below SecurityProfile (A05.FR.06: it
+        cannot be deleted from the configuration file; a file edited to a high enough profile brings it back)."""
         data = self._kv.get(f"slot:{slot}")
         if data is not None:
             return NetworkProfile(slot=slot, url=data["ocppCsmsUrl"], security_profile=data["securityProfile"],
                                   message_timeout=data["messageTimeout"], ocpp_version=data["ocppVersion"],
                                   ocpp_interface=data["ocppInterface"])
         initial = self._initial()
-        return initial if slot == initial.slot else None
+        if slot != initial.slot or initial.security_profile < self.current_security_profile():
+            return None
+        return initial
 
     def priority(self) -> list[int]:
         """The stored NetworkConfigurationPriority, as slot numbers."""
@@ -100,6 +104,38 @@ class NetworkProfiles:
     def connected_with(self, slot: int) -> None:
         if self._kv.get("active") != slot:
             self._kv.set("active", slot)
+
+    def connected_at(self, profile: NetworkProfile) -> list[int]:
+        """A connection with ``profile`` succeeded (A05.FR.06). SecurityProfile only goes up: when ``profile`` is
+        above it, SecurityProfile becomes its security profile, the stored profiles below it are deleted and their
+        slots leave NetworkConfigurationPriority (the configured profile is hidden by ``get``). A failed connection
+        changes nothing, so a station that falls back (B10.FR.03/07) keeps its old SecurityProfile and profiles.
+        Returns the slots removed."""
+        self.connected_with(profile.slot)
+        sp = profile.security_profile
+        if sp <= self.current_security_profile():
+            return []
+        self._model.set("SecurityCtrlr", "SecurityProfile", str(sp), force=True)
+        removed = []
+        for slot in self.slots():
+            stored = self._kv.get(f"slot:{slot}")
+            if stored is not None:
+                lower = stored["securityProfile"] < sp
+                if lower:
+                    self._kv.delete(f"slot:{slot}")
+            else:
+                initial = self._initial()
+                lower = slot == initial.slot and initial.security_profile < sp
+            if lower:
+                removed.append(slot)
+        priority = self.priority()
+        kept = [s for s in priority if s not in removed] or [profile.slot]
+        if kept != priority:
+            self._model.set(*_PRIORITY, ",".join(str(s) for s in kept), force=True)
+        if removed:
+            log.warning("security profile %d in use: network profiles of slots %s removed (A05.FR.06)", sp,
+                        ", ".join(map(str, removed)))
+        return removed
 
     def current_security_profile(self) -> int:
         """SecurityCtrlr.SecurityProfile (B09.FR.04 compares a new profile with it)."""
@@ -146,15 +182,23 @@ class NetworkProfiles:
 
     # ---- B10.FR.01/02 ---------------------------------------------------------------------------------------------
     def _install_priority_check(self) -> None:
-        """NetworkConfigurationPriority only accepts slots that hold a profile (B10.FR.02) and answers RebootRequired
-        (B10.FR.01): the connection order is read at boot (B10.FR.04)."""
+        """NetworkConfigurationPriority only accepts slots that hold a profile (B10.FR.02), and a profile above
+        SecurityProfile only when the station has what it needs (A05.FR.02: a CSMS root for 2 and 3, A05.FR.03: a
+        station certificate for 3); it answers RebootRequired (B10.FR.01): the connection order is read at boot
+        (B10.FR.04). The default and the stored value are not checked again when the variable is (re)defined at boot
+        (``current`` None there): a slot that became empty or unusable since is skipped by ``plan``."""
         d = self._model.definition(*_PRIORITY)
         if d is None:
             return
 
-        def slots_hold_profiles(value: str, _current: str | None) -> bool:
-            return all(self.get(int(s)) is not None for s in split_list(value))
-        self._model.define(dataclasses.replace(d, validator=slots_hold_profiles, reboot_required=True))
+        def acceptable(value: str, current: str | None) -> bool:
+            if current is None:
+                return True
+            # a profile at or below SecurityProfile is in use already; above it, the station must be able to use it
+            allowed = max(self.current_security_profile(), min(MAX_SECURITY_PROFILE, self._max_security_profile()))
+            profiles = [self.get(int(s)) for s in split_list(value)]
+            return all(p is not None and p.security_profile <= allowed for p in profiles)
+        self._model.define(dataclasses.replace(d, validator=acceptable, reboot_required=True))
 
     # ---- B10.FR.03/04/07 ------------------------------------------------------------------------------------------
     def plan(self, attempts: int, usable: Callable[[NetworkProfile], bool]) -> "ConnectionPlan":

@@ -6,11 +6,26 @@
 * :mod:`.wrapper`: ``cryptography`` private-key objects that sign through a backend, :func:`sign_data` (async);
 * :mod:`.config`: the ``[keys]`` configuration section and :func:`open_backend`.
 """
-from .base import (KeyAlgorithm, KeyAuthError, KeyBackend, KeyBackendError, KeyBackendUnavailable, KeyExistsError,
-                   KeyInfo, KeyNotFoundError, KeyRef)
-from .config import KeysConfig, open_backend, parse_keys_section
-from .software import SoftwareBackend
-from .wrapper import BackendECPrivateKey, BackendRSAPrivateKey, sign_data
+import importlib
+from typing import Any
+
+# Exported names -> the submodule that defines them. Imported at first use (PEP 562): the wrapper subclasses
+# cryptography's key classes, and a station that has no [keys] section must not pay for cryptography at start-up.
+_EXPORTS = {
+    **dict.fromkeys(("KeyAlgorithm", "KeyAuthError", "KeyBackend", "KeyBackendError", "KeyBackendUnavailable",
+                     "KeyExistsError", "KeyInfo", "KeyNotFoundError", "KeyRef"), ".base"),
+    **dict.fromkeys(("KeysConfig", "open_backend", "parse_keys_section"), ".config"),
+    "SoftwareBackend": ".software",
+    **dict.fromkeys(("BackendECPrivateKey", "BackendRSAPrivateKey", "sign_data"), ".wrapper"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = ["KeyAlgorithm", "KeyAuthError", "KeyBackend", "KeyBackendError", "KeyBackendUnavailable", "KeyExistsError",
            "KeyInfo", "KeyNotFoundError", "KeyRef", "KeysConfig", "open_backend", "parse_keys_section",

@@ -15,9 +15,17 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from typing import TYPE_CHECKING
+
+from ... import lazy
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+hashes = lazy.module("cryptography.hazmat.primitives.hashes")
+serialization = lazy.module("cryptography.hazmat.primitives.serialization")
+ec = lazy.module("cryptography.hazmat.primitives.asymmetric.ec")
+rsa = lazy.module("cryptography.hazmat.primitives.asymmetric.rsa")
 
 __all__ = ["KeyAlgorithm", "KeyInfo", "KeyRef", "KeyBackend", "KeyBackendError", "KeyNotFoundError",
            "KeyExistsError", "KeyAuthError", "KeyBackendUnavailable", "check_label", "check_digest",
