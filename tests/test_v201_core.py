@@ -62,6 +62,14 @@ async def started(csms: Csms, after: int = 0, **match) -> dict:
     return rec.payload
 
 
+async def updated(csms: Csms, tx_id: str, trigger: str, after: int = 0) -> dict:
+    """The Updated TransactionEvent of ``tx_id`` with ``trigger`` as triggerReason (after record ``after``)."""
+    rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
+                              and p["triggerReason"] == trigger
+                              and p["transactionInfo"]["transactionId"] == tx_id, after=after)
+    return rec.payload
+
+
 async def ended(csms: Csms, tx_id: str, after: int = 0) -> dict:
     rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended"
                               and p["transactionInfo"]["transactionId"] == tx_id, after=after)

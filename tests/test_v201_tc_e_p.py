@@ -8,7 +8,7 @@ import asyncio
 
 from helpers import eventually
 from test_v201_core import (HEX_TAG, ID, assert_complete, barrier, booted, ended, get_var, go_offline, go_online,
-                            set_var, started, tx_events)
+                            set_var, started, tx_events, updated)
 
 TOKEN = {"idToken": HEX_TAG, "type": "ISO14443"}
 
@@ -20,13 +20,6 @@ async def configured(csms, make_station, *, connectors: int = 1, **variables: st
     for name, value in variables.items():
         assert await set_var(csms, "TxCtrlr", name, value) == "Accepted", name
     return st
-
-
-async def updated(csms, tx_id: str, trigger: str, after: int = 0) -> dict:
-    rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
-                              and p["triggerReason"] == trigger
-                              and p["transactionInfo"]["transactionId"] == tx_id, after=after)
-    return rec.payload
 
 
 async def charging(csms, st, connector: int = 1, tag: str = HEX_TAG) -> str:

@@ -3,7 +3,7 @@
 SetVariables. Every test checks the triggerReason sequence, seqNo without gaps and ``csms.violations == []``."""
 from __future__ import annotations
 
-from test_v201_core import HEX_TAG, assert_complete, barrier, booted, ended, set_var, started, tx_events
+from test_v201_core import HEX_TAG, assert_complete, barrier, booted, ended, set_var, started, tx_events, updated
 
 TOKEN = {"idToken": HEX_TAG, "type": "ISO14443"}
 
@@ -16,13 +16,6 @@ async def configured(csms, make_station, start: str | None = None, stop: str | N
     if stop is not None:
         assert await set_var(csms, "TxCtrlr", "TxStopPoint", stop) == "Accepted"
     return st
-
-
-async def updated(csms, tx_id: str, trigger: str, after: int = 0) -> dict:
-    rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
-                              and p["triggerReason"] == trigger
-                              and p["transactionInfo"]["transactionId"] == tx_id, after=after)
-    return rec.payload
 
 
 async def test_tc_e_09_cs_start_point_evconnected_plug_starts_tag_updates(csms, make_station):
