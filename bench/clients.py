@@ -330,7 +330,10 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
                         csms_url=url, reconnect_min=0.05, reconnect_max=0.5, call_timeout=10.0,
                         protocols=["ocpp2.0.1" if ocpp201 else "ocpp1.6"],
                         ocpp_config={"MeterValueSampleInterval": "0", "HeartbeatInterval": "300",
-                                     "MeterValuesSampledData": ",".join(measurands)})
+                                     "MeterValuesSampledData": ",".join(measurands)},
+                        # the round trips are the periodic metering path; a signing meter would only add the signed
+                        # begin record once (issue #5's own bench: python -m bench.ocmf)
+                        eichrecht_mode="off")
     # No state_file: the simulator's register file (a JSON write per reading) is the simulator's business,
     # not the stack's; a real meter is read over Modbus/SML, not from a file.
     hw = bench_hardware(1, ocpp201=ocpp201)

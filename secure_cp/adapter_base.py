@@ -6,11 +6,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .engine import Notice, ResetNow, parse_rfc3339
+from .eichrecht.ocpp import CLOCK, EVENT_TOO_LONG, PERIODIC, RecordTooLong, SignedPolicy, signed_records
+from .engine import Notice, ResetNow, parse_rfc3339, rfc3339
 from .rpc import SchemaError
 from .securityevents import SecurityEvents, event_type_for
 
 log = logging.getLogger("secure_cp.adapter")
+
+#: s, the default of 2.0.1 ClockCtrlr.TimeAdjustmentReportingThreshold; used by 1.6 (see _time_report_threshold).
+TIME_REPORT_THRESHOLD = 20.0
 
 SECURITY_EVENT_RETRY = 60.0   # s after a CALLERROR / timeout before the same security event is sent again
 
@@ -18,8 +22,24 @@ SECURITY_EVENT_RETRY = 60.0   # s after a CALLERROR / timeout before the same se
 @dataclass
 class Hooks:
     """What an adapter asks of the runtime (all optional)."""
-    set_clock: Callable[[float], None] = lambda ts: None            # CSMS time from Boot/Heartbeat
+    set_clock: Callable[[float], object] = lambda ts: None          # CSMS time from Boot/Heartbeat
     config_changed: Callable[[str, str], None] = lambda k, v: None  # e.g. WebSocketPingInterval, AuthorizationKey
+    #: A02.FR.08: a new station certificate is valid: use it for the next connection (reconnect under profile 3)
+    station_certificate_changed: Callable[[], None] = lambda: None
+    #: Slow, blocking work (a key generation in a TPM): ``run_blocking(work, done)`` runs ``work()`` and then
+    #: ``done(result_or_exception, now)`` as an event of the station (its texts are sent). The runtime runs ``work``
+    #: in a worker thread (asyncio.to_thread); this default, for adapters driven without a runtime, runs it at once
+    #: and calls ``done(result, None)`` (None: still inside the caller's event, nothing to send separately).
+    run_blocking: Callable[[Callable[[], Any], Callable[[Any, float | None], list]], None] = \
+        lambda work, done: _run_now(work, done)
+
+
+def _run_now(work: Callable[[], Any], done: Callable[[Any, float | None], list]) -> None:
+    try:
+        result = work()
+    except Exception as exc:  # noqa: BLE001 - handed to ``done`` like the runtime does
+        result = exc
+    done(result, None)
 
 
 @dataclass
@@ -113,6 +133,147 @@ class AdapterBase:
         """When ``_next_security_event`` has something to send (for ``next_deadline``), None if nothing is queued."""
         return self._security_retry_at if self.security.has_pending() else None
 
+    # ---- signed meter values (Eichrecht, issue #5; OCA note "Signed Meter Values in OCPP") ---------------------
+    def signed_policy(self) -> SignedPolicy:
+        """The note's configuration matrix (Table 20) from the device model both versions share: 1.6
+        SampledDataSignReadings / AlignedDataSignReadings / SampledDataSignStartedReadings /
+        PublicKeyWithSignedMeterValue are the 2.0.1 SampledDataCtrlr / AlignedDataCtrlr / OCPPCommCtrlr variables."""
+        model = self.signed_model
+
+        def flag(component: str, variable: str) -> bool:
+            return (model.get(component, variable) or "false").lower() == "true"
+        sampled, aligned = flag("SampledDataCtrlr", "SignReadings"), flag("AlignedDataCtrlr", "SignReadings")
+        updated = {PERIODIC} if sampled and flag("SampledDataCtrlr", "SignUpdatedReadings") else set()
+        if aligned and flag("AlignedDataCtrlr", "SignUpdatedReadings"):
+            updated.add(CLOCK)
+        return SignedPolicy(sign_readings=sampled or aligned,
+                            sign_started=sampled and flag("SampledDataCtrlr", "SignStartedReadings"),
+                            public_key=model.get("OCPPCommCtrlr", "PublicKeyWithSignedMeterValue") or "Never",
+                            updated=frozenset(updated))
+
+    @property
+    def signed_model(self):
+        """The device model the signed-value variables live in (2.0.1: ``model``; 1.6: the one under Config16)."""
+        return self.model   # type: ignore[attr-defined]
+
+    def _signed_items(self, tx, contexts: tuple[str, ...], policy: SignedPolicy, build: Callable, now: float) -> list:
+        """``build(raw, context, public_key_der, with_key, record)`` for each signed record of ``tx`` in ``contexts``
+        (in that order). A record too long for signedMeterData is left out, never shortened, and recorded as a
+        security event; the record stays in the legal log. OncePerTransaction: the first value sent carries the
+        key (remembered on the record, in the caller's store transaction)."""
+        records = signed_records(tx)
+        out = []
+        for context in contexts:
+            record = records.get(context)
+            item = self._signed_item(tx, context, record, policy, build, now) if record else None
+            if item is not None:
+                out.append(item)
+        return out
+
+    def _signed_item(self, tx, context: str, record: dict, policy: SignedPolicy, build: Callable, now: float):
+        """``build(...)`` for one signed record ({"raw", "t", "key"}) of ``tx`` (None: no record, or too long: left
+        out and recorded as a security event). Sets ``key_sent`` when this value carries the public key."""
+        if not record.get("raw"):
+            return None
+        der = bytes.fromhex(record["key"]) if record.get("key") else None
+        with_key = policy.key_with(not tx.extra.get("key_sent"))
+        try:
+            item = build(record["raw"], context, der, with_key, record)
+        except RecordTooLong as exc:
+            log.error("transaction %s: %s signed record not sent: %s", tx.tx_key, context, exc)
+            self.security.record(EVENT_TOO_LONG, rfc3339(now), f"{tx.tx_key} {context}: {exc}", critical=False)
+            return None
+        if with_key and der:
+            tx.extra["key_sent"] = True
+            self.transactions.update(tx.tx_key, extra=tx.extra)   # type: ignore[attr-defined]
+        return item
+
+    # ---- station certificate signing (2.0.1 A02/A03, 1.6 whitepaper A02/A03; security.certsigning) -------------
+    signing = None            # security.certsigning.CertSigning, or None: no SignCertificate / CertificateSigned
+
+    def _queue_sign_certificate(self, cert_type: str, csr: str) -> None:
+        """Queue SignCertificate for ``csr`` (version-specific payload and queue); its answer goes to
+        ``_sign_certificate_answered``."""
+        raise NotImplementedError
+
+    def _sign_retry_policy(self) -> tuple[float, int]:
+        """(CertSigningWaitMinimum s, CertSigningRepeatTimes) of this version (A02.FR.17-19)."""
+        return 0.0, 0
+
+    def _start_signing(self, cert_type: str, now: float, *, after_reply: bool = False) -> bool:
+        """A02.FR.02/03: a new key pair and CSR, sent as SignCertificate (``after_reply``: once the response to the
+        CALL being handled is out, A02.FR.02 "after sending a TriggerMessageResponse"). False when no CSR can be
+        made (no OrganizationName / CpoName): a trigger is answered Rejected. The key generation runs off the event
+        loop (Hooks.run_blocking, DESIGN.md rule 7); its result comes back as an event (``_csr_generated``)."""
+        from .security.certsigning import CertSigningError
+        try:
+            job = self.signing.prepare(cert_type, now)
+        except CertSigningError as exc:
+            log.error("no CSR for a %s: %s", cert_type, exc)
+            return False
+        signing = self.signing
+        in_handler = [True]     # the default hook completes at once, inside the handler of the trigger
+
+        def done(result, when: float | None) -> list:
+            return self._csr_generated(signing, job, result, when, after_reply and in_handler[0])
+        self.hooks.run_blocking(lambda: signing.generate(job), done)
+        in_handler[0] = False
+        return True
+
+    def _csr_generated(self, signing, job, result, now: float | None, after_reply: bool) -> list:
+        """The key pair and CSR of ``job`` are made (``result``: the CSR PEM) or failed (an exception, logged: a
+        backend failure; the trigger was answered already). The CSR becomes the pending request and goes out as
+        SignCertificate; returns what can be sent now."""
+        if isinstance(result, BaseException):
+            log.error("no CSR for a %s: %s", job.cert_type, result)
+            return []
+        signing.finish(job, result)
+        if after_reply:
+            self._after_reply.append(lambda: self._queue_sign_certificate(job.cert_type, result))
+            return []
+        self._queue_sign_certificate(job.cert_type, result)
+        return self.poll(now) if now is not None else []   # None: inside a poll already (the default hook)
+
+    def _sign_certificate_answered(self, cert_type: str, res: dict | None) -> None:
+        wait, repeat = self._sign_retry_policy()
+        self.signing.sent(cert_type, res.get("status") if res else None, self._signing_now(), wait_minimum=wait,
+                          repeat_times=repeat)
+
+    def _signing_now(self) -> float:
+        return getattr(self, "_now", 0.0) or self.last_sent_at
+
+    def _certificate_signed(self, chain: str, cert_type: str, now: float) -> dict:
+        """CertificateSigned: Accepted after the checks of certsigning.install, else Rejected (A02.FR.06/07/16); a
+        certificate valid now is used from the next connection, which follows the response (A02.FR.08)."""
+        result = self.signing.install(chain, cert_type, now)
+        if result.switch_now and cert_type == "ChargingStationCertificate":
+            self._after_reply.append(self.hooks.station_certificate_changed)
+        return {"status": result.status}
+
+    def _poll_signing(self, now: float) -> None:
+        """Online and registered: resend what is due (A02.FR.17/18), switch to a certificate that became valid
+        (A02.FR.08), and renew a station certificate near its expiry (A03.FR.02)."""
+        if self.signing is None:
+            return
+        for cert_type, csr in self.signing.due(now):
+            log.info("no CertificateSigned yet: SignCertificate for the %s again", cert_type)
+            self._queue_sign_certificate(cert_type, csr)
+        if self.signing.switch_due(now):
+            self.hooks.station_certificate_changed()
+        renew = self.signing.renewal_at(now)
+        if renew is not None and renew <= now:
+            log.info("station certificate expires within %d days: renewing it (A03)",
+                     self.signing.renew_before // 86400)
+            self.signing.renewal_started(now)
+            self._start_signing("ChargingStationCertificate", now)
+
+    def _signing_deadline(self) -> float | None:
+        """When ``_poll_signing`` has work (for ``next_deadline`` while registered); None: nothing waits."""
+        if self.signing is None:
+            return None
+        times = [t for t in (self.signing.deadline(), self.signing.renewal_at(self._signing_now())) if t is not None]
+        return min(times) if times else None
+
     def flush_delivered(self) -> None:
         """Delete the delivered outbox items now (at shutdown; see delivery.OutboxQueue)."""
         self.queue.flush()
@@ -121,13 +282,42 @@ class AdapterBase:
         """Transaction messages still to deliver."""
         return self.queue.pending_count()
 
+    def clock_moved(self, delta: float) -> None:
+        """The station clock was corrected by ``delta`` s (from a currentTime): times measured on the old clock
+        move with it, so the CALL in flight keeps its timeout and the heartbeat its interval (a clock set hours
+        back must not silence the heartbeat, one set forward must not time out the CALLs sent at boot)."""
+        self.endpoint.clock_moved(delta)
+        if self.last_sent_at:
+            self.last_sent_at += delta
+
     def _sync_clock(self, current_time: str | None) -> None:
+        """Take the CSMS's time (BootNotification / Heartbeat currentTime). A change of more than
+        ``_time_report_threshold()`` seconds is the critical security event SettingSystemTime (2.0.1 Appendix 1,
+        1.6 whitepaper §8), stamped with the new time; ``self._now`` is the station's time before the change."""
         if not current_time:
             return
         try:
-            self.hooks.set_clock(parse_rfc3339(current_time))
+            new = parse_rfc3339(current_time)
         except ValueError:
             log.warning("CSMS sent an unusable currentTime %r", current_time)
+            return
+        delta = new - getattr(self, "_now", new)
+        threshold = self._time_report_threshold()
+        if threshold > 0 and abs(delta) > threshold:
+            self.security.record("SettingSystemTime", rfc3339(new), f"clock set by the CSMS by {delta:+.0f} s")
+        self.hooks.set_clock(new)
+
+    def _invalid_message(self, reply, now: float) -> None:
+        """A received message was no valid OCPP message (``rpc.Reply.invalid``): the non-critical security event
+        InvalidMessages (2.0.1 Appendix 1, 1.6 whitepaper §8), kept in the security log, not pushed."""
+        if reply.invalid:
+            self.security.record("InvalidMessages", rfc3339(now), reply.invalid)
+
+    def _time_report_threshold(self) -> float:
+        """Seconds a clock change must exceed to be a SettingSystemTime event. 1.6 has no configuration key for it
+        (the whitepaper says only "the system time was changed"): the 2.0.1 default of ClockCtrlr.
+        TimeAdjustmentReportingThreshold, so the ordinary drift corrections of every Heartbeat are not events."""
+        return TIME_REPORT_THRESHOLD
 
     def tick(self, now: float) -> list[str]:
         """Timers of the engine, then of the adapter."""

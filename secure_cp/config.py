@@ -20,7 +20,8 @@ Example (see README for the full reference)::
     [security]                         # security profiles 2 and 3 (TLS)
     ca_file = "certs/csms-root.pem"    # the CSMS root certificate(s) the station trusts
     cert_file = "certs/station-chain.pem"   # profile 3: station certificate (+ sub-CA), CN = identity
-    key_file = "certs/station.key"     # profile 3: its private key (software PEM: development only)
+    key_file = "certs/station.key"     # profile 3: its private key (software PEM: development only), or
+    # key_label = "station-tls"        #   the label of the key in the [keys] backend (PKCS#11 token: production)
 
     [[evse]]
     connectors = 1
@@ -39,7 +40,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .security.keys.config import KEYS_SECTION_KEYS, KeysConfig, KeysConfigError, parse_keys_section
-from .security.tls import SoftwareCredential, TlsConfigError, client_context
+from .security.keys.base import KeyBackendError, check_label
+from .security.tls import Pkcs11Credential, SoftwareCredential, TlsConfigError, client_context
 
 SUPPORTED_PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
 
@@ -66,8 +68,10 @@ class StationConfig:
     ca_file: Path | None = None        # [security]: CSMS root certificate(s), PEM (profiles 2 and 3)
     cert_file: Path | None = None      # [security]: station certificate chain, PEM (profile 3)
     key_file: Path | None = None       # [security]: station private key, PEM (profile 3; software key)
+    key_label: str | None = None       # [security]: or the label of the station key in the [keys] backend
     keys: KeysConfig = field(default_factory=KeysConfig)   # [keys]: the key backend (software / pkcs11)
     manufacturer_root_file: Path | None = None   # [security]: manufacturer root(s), PEM: firmware signers (L01)
+    renew_days: int = 30               # [security]: A03 renewal this many days before the station certificate expires
     firmware_install_command: str | None = None  # [firmware] install_command; None: the simulator's installer
     call_timeout: float = 30.0
     reconnect_min: float = 1.0
@@ -80,6 +84,13 @@ class StationConfig:
     ocpp_config: dict[str, str] = field(default_factory=dict)
     log_format: str = "text"
     log_level: str = "INFO"
+    # [eichrecht] (issue #5): "auto" = "meter" when the hardware adapter can sign (SignedMeterAdapter), else "off";
+    # "gateway": the station builds and signs the OCMF records with eichrecht_key_label in the [keys] backend
+    eichrecht_mode: str = "auto"
+    eichrecht_end_timeout: float = 30.0      # s to wait for the final signed reading before the transaction ends
+    eichrecht_key_label: str | None = None   # gateway mode: the signing key in the [keys] backend
+    eichrecht_fv: str = "1.0"                # gateway mode: OCMF format version written (FV)
+    eichrecht_value_16: str = "oca-json"     # 1.6 SignedData value: "oca-json" (OCA note §3.2.1) or "raw" (OCMF)
 
 
 _SECTIONS = {
@@ -87,13 +98,14 @@ _SECTIONS = {
     "csms": {"url", "protocols", "security_profile", "password", "password_encoding", "call_timeout",
              "reconnect_min", "reconnect_max"},
     "evse": None,  # array of tables, checked separately
-    "security": {"ca_file", "cert_file", "key_file", "manufacturer_root_file"},
+    "security": {"ca_file", "cert_file", "key_file", "key_label", "manufacturer_root_file", "renew_days"},
     "firmware": {"install_command"},
     "keys": KEYS_SECTION_KEYS,
     "hardware": {"adapter", "options"},
     "simulator": {"api"},
     "ocpp": None,  # free-form: OCPP 1.6 configuration keys -> initial values
     "log": {"format", "level"},
+    "eichrecht": {"mode", "end_timeout", "key_label", "fv", "ocpp16_value"},
 }
 
 
@@ -167,12 +179,13 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
             setattr(cfg, k, v)
     if cfg.security_profile in (1, 2) and not cfg.password:
         raise ConfigError(f"csms.password: required for security_profile {cfg.security_profile} (HTTP Basic auth)")
-    _parse_security(data.get("security", {}), cfg, base_dir)
     try:
         cfg.keys = parse_keys_section(data.get("keys", {}), base_dir, cfg.data_dir)
     except KeysConfigError as exc:
         raise ConfigError(str(exc)) from None
+    _parse_security(data.get("security", {}), cfg, base_dir)   # after [keys]: key_label refers to its backend
     _parse_firmware(data.get("firmware", {}), data.get("security", {}), cfg, base_dir)
+    _parse_eichrecht(data.get("eichrecht", {}), cfg)
     if cfg.password and cfg.password_encoding == "raw":
         try:
             bytes.fromhex(cfg.password)
@@ -229,6 +242,38 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
     return cfg
 
 
+def _parse_eichrecht(sec: dict, cfg: StationConfig) -> None:
+    """[eichrecht]: the signing mode, the wait for the final signed reading, the gateway key, the 1.6 value form."""
+    if "mode" in sec:
+        cfg.eichrecht_mode = _expect(sec["mode"], str, "eichrecht.mode")
+        if cfg.eichrecht_mode not in ("auto", "meter", "gateway", "off"):
+            raise ConfigError("eichrecht.mode: 'auto', 'meter', 'gateway' or 'off'")
+    if "end_timeout" in sec:
+        value = sec["end_timeout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
+            raise ConfigError("eichrecht.end_timeout: seconds, > 0 and <= 600")
+        cfg.eichrecht_end_timeout = float(value)
+    if "key_label" in sec:
+        label = _expect(sec["key_label"], str, "eichrecht.key_label")
+        try:
+            check_label(label)
+        except KeyBackendError as exc:
+            raise ConfigError(f"eichrecht.key_label: {exc}") from None
+        cfg.eichrecht_key_label = label
+    if cfg.eichrecht_mode == "gateway" and not cfg.eichrecht_key_label:
+        raise ConfigError("eichrecht.key_label: required for mode 'gateway' (the signing key in the [keys] backend)")
+    if "fv" in sec:
+        fv = _expect(sec["fv"], str, "eichrecht.fv")
+        parts = fv.split(".")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError("eichrecht.fv: '<major>.<minor>', e.g. '1.0'")
+        cfg.eichrecht_fv = fv
+    if "ocpp16_value" in sec:
+        cfg.eichrecht_value_16 = _expect(sec["ocpp16_value"], str, "eichrecht.ocpp16_value")
+        if cfg.eichrecht_value_16 not in ("oca-json", "raw"):
+            raise ConfigError("eichrecht.ocpp16_value: 'oca-json' (OCA application note) or 'raw' (the OCMF string)")
+
+
 def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
     """[firmware] install_command (the installer hook of secure firmware update) and [security]
     manufacturer_root_file (the roots firmware signing certificates must chain to), read and checked here."""
@@ -237,6 +282,10 @@ def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | No
         if not command.strip():
             raise ConfigError("firmware.install_command: must not be empty")
         cfg.firmware_install_command = command
+    if "renew_days" in sec:   # A03.FR.02 says one month; a fleet may want more margin
+        cfg.renew_days = _expect(sec["renew_days"], int, "security.renew_days")
+        if not 1 <= cfg.renew_days <= 365:
+            raise ConfigError("security.renew_days: 1 to 365 (days before expiry the certificate is renewed)")
     if "manufacturer_root_file" in sec:
         p = Path(_expect(sec["manufacturer_root_file"], str, "security.manufacturer_root_file"))
         cfg.manufacturer_root_file = p if p.is_absolute() or base_dir is None else base_dir / p
@@ -263,12 +312,30 @@ def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> Non
         return
     if cfg.ca_file is None:
         raise ConfigError(f"security.ca_file: required for security_profile {sp} (the CSMS root certificate)")
+    if "key_label" in sec:
+        cfg.key_label = _expect(sec["key_label"], str, "security.key_label")
+        if cfg.key_file is not None:
+            raise ConfigError("security.key_label: give key_file (a PEM file) or key_label (a key in [keys]), not both")
+        try:
+            check_label(cfg.key_label)
+        except KeyBackendError as exc:
+            raise ConfigError(f"security.key_label: {exc}") from None
+        if cfg.keys.backend == "tpm2":     # OpenSSL cannot use its blobs (Tpm2Backend.key_ref)
+            raise ConfigError("security.key_label: the [keys] backend 'tpm2' cannot serve TLS; for a TLS key in "
+                              "the TPM use backend 'pkcs11' with tpm2-pkcs11 and pkcs11-provider (hsm/README.md)")
     if sp == 3:
-        for k in ("cert_file", "key_file"):
-            if getattr(cfg, k) is None:
-                raise ConfigError(f"security.{k}: required for security_profile 3 (the station certificate)")
+        if cfg.cert_file is None:
+            raise ConfigError("security.cert_file: required for security_profile 3 (the station certificate)")
+        if cfg.key_file is None and cfg.key_label is None:
+            raise ConfigError("security.key_file: required for security_profile 3 (the station key: key_file, or "
+                              "key_label for a key in the [keys] backend)")
     try:
-        tls_context(cfg, sp)
+        credential = station_credential(cfg)
+        if isinstance(credential, Pkcs11Credential):   # the token is used at the first connection, not here: a
+            credential.check()                         # token error then makes a failed attempt, not a dead station
+            tls_context(cfg, 2)
+        else:
+            tls_context(cfg, sp)
     except TlsConfigError as exc:
         raise ConfigError(f"security.{exc.setting or 'ca_file'}: {exc}") from None
 
@@ -279,12 +346,27 @@ def tls_context(cfg: StationConfig, security_profile: int, extra_roots: Sequence
     file and, in ``setting``, the key) if they are missing or unusable."""
     if cfg.ca_file is None and not extra_roots:
         raise TlsConfigError("no CSMS root certificate configured", setting="ca_file")
-    credential = None
-    if security_profile == 3:
-        if cfg.cert_file is None or cfg.key_file is None:
-            raise TlsConfigError("no station certificate and key configured", setting="cert_file")
-        credential = SoftwareCredential(cfg.cert_file, cfg.key_file)
+    credential = station_credential(cfg) if security_profile == 3 else None
+    if security_profile == 3 and credential is None:
+        raise TlsConfigError("no station certificate and key configured", setting="cert_file")
     return client_context(security_profile, cfg.ca_file, credential, extra_roots)
+
+
+def station_credential(cfg: StationConfig) -> SoftwareCredential | Pkcs11Credential | None:
+    """The station's TLS client credential (profile 3) from [security] and [keys], or None when not configured:
+    ``key_file`` (PEM, development), or ``key_label`` in the [keys] backend (software: its PEM file; pkcs11: the
+    token, through OpenSSL's pkcs11-provider)."""
+    if cfg.cert_file is None:
+        return None
+    if cfg.key_file is not None:
+        return SoftwareCredential(cfg.cert_file, cfg.key_file)
+    if cfg.key_label is None:
+        return None
+    if cfg.keys.backend == "pkcs11":
+        assert cfg.keys.module is not None and cfg.keys.token is not None   # parse_keys_section checked them
+        return Pkcs11Credential(cfg.cert_file, cfg.key_label, cfg.keys.token, cfg.keys.module,
+                                cfg.data_dir / "pkcs11")
+    return SoftwareCredential(cfg.cert_file, cfg.keys.dir / f"{cfg.key_label}.key.pem")
 
 
 def load(path: str | Path) -> StationConfig:

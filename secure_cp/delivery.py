@@ -14,7 +14,10 @@ timer, so this keeps that bookkeeping in one place and off the disk where it can
   has, which OCPP's at-least-once delivery allows (the CSMS deduplicates).
 
 Delivered-but-not-yet-deleted messages are always the oldest pending ones (the head is always sent first), so
-the head is simply the first pending message after the newest of them.
+the head is simply the first pending message after the newest of them. While the queue is short and everything
+in it was queued by this process after it was last seen empty, the queue is known in full (``_known``): the
+next head then comes from memory instead of a read (online, a queue holds one message at a time, so this is
+the common case). Anything else that changes the queue forgets that knowledge.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ log = logging.getLogger("secure_cp.adapter")
 
 #: seconds a delivered message may wait for a durable write to carry its deletion
 FLUSH_AFTER = 2.0
+#: the longest queue kept in memory in full (longer ones, e.g. after offline time, stay on disk only)
+KNOWN_MAX = 8
 
 
 class OutboxQueue:
@@ -40,19 +45,31 @@ class OutboxQueue:
         self._delivered: list[int] = []          # delivered, deletion deferred (oldest first)
         self._delivered_since: float | None = None
         self._checked: set[int] = set()          # queued and schema-checked by this process, not sent yet
+        self._known: list[OutboxItem] | None = None   # the whole undelivered queue, oldest first, if known
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def head(self) -> OutboxItem | None:
         """The oldest pending message not delivered yet (whatever its next_attempt_at)."""
-        if self._stale or self._rollbacks != self.db.rollbacks:
+        if self._rollbacks != self.db.rollbacks:   # a rollback may have taken back rows we know of
             self._rollbacks = self.db.rollbacks
-            self._head = self.outbox.head(after=max(self._delivered, default=0))
+            self._forget()
+        if self._stale:
+            if self._known is not None:
+                self._head = self._known[0] if self._known else None
+            else:
+                self._head = self.outbox.head(after=max(self._delivered, default=0))
+                if self._head is None:
+                    self._known = []                 # empty: from now on every append is known
             self._stale = False
         return self._head
 
+    def _forget(self) -> None:
+        self._stale = True
+        self._known = None
+
     def changed(self) -> None:
         """Something (a failure count, a give-up, a payload update) changed the queue: read the head again."""
-        self._stale = True
+        self._forget()
 
     def pending_count(self) -> int:
         """Messages still to deliver."""
@@ -77,14 +94,24 @@ class OutboxQueue:
         self.flush()
         seq = self.outbox.append(action, payload, tx_key=tx_key, now=now)
         self._checked.add(seq)
+        item = OutboxItem(seq, action, payload, tx_key, 0, now, None, PENDING, None)
         if not self._stale and self._head is None:       # the queue was empty: this is its head
-            self._head = OutboxItem(seq, action, payload, tx_key, 0, now, None, PENDING, None)
+            self._head = item
+        if self._known is not None:
+            if len(self._known) < KNOWN_MAX:
+                self._known.append(item)
+            else:
+                self._known = None
         return seq
 
     def delivered(self, seq: int, now: float, *, defer: bool) -> None:
         """The CSMS confirmed ``seq``: delete it now, or (``defer``) with the next durable write."""
         self._stale = True
         self._checked.discard(seq)
+        if self._known and self._known[0].seq == seq:
+            del self._known[0]
+        else:
+            self._known = None
         if defer:
             self._delivered.append(seq)
             if self._delivered_since is None:
@@ -95,9 +122,7 @@ class OutboxQueue:
     def flush(self) -> None:
         """Delete the delivered messages now (inside a durable write, on the timer, at shutdown)."""
         if self._delivered:
-            with self.db.tx():
-                for seq in self._delivered:
-                    self.outbox.remove(seq)
+            self.outbox.remove_many(self._delivered)      # one statement: atomic without a SAVEPOINT
             self._delivered.clear()
             self._delivered_since = None      # (the head is unchanged: it never was one of them)
 
@@ -116,7 +141,7 @@ class OutboxQueue:
         attempts (1.6 §4.8.1/§9.1 TransactionMessageAttempts/RetryInterval, 2.0.1 E13.FR.02-04 MessageAttempts/
         MessageAttemptInterval). It waits ``interval`` x the attempts so far, and after ``attempts`` it is
         skipped: kept in the store as failed, never deleted."""
-        self._stale = True
+        self._forget()
         done = item.attempts + 1
         if done >= max(1, attempts):
             self.outbox.record_failure(item.seq, error, next_attempt_at=None)
@@ -129,4 +154,4 @@ class OutboxQueue:
     def give_up(self, item: OutboxItem, reason: str) -> None:
         """Skip ``item`` for good (it can never be delivered); kept in the store as failed."""
         self.outbox.give_up(item.seq, reason)
-        self._stale = True
+        self._forget()

@@ -9,9 +9,13 @@ inside ``request()`` (so the GetLog response goes out before the first LogStatus
 * SecurityLog (N01.FR.03): the rolling security log of ``securityevents.SecurityEvents``, the events within the
   window. It is read on the event loop (one small SQLite query: the store's connection belongs to that thread).
 * One log file per request (N01.FR.02): a zip archive with one text member, uploaded over HTTP(S) (N01.FR.14),
-  by POST as multipart/form-data with Content-Type and a Content-Disposition naming the file (N01.FR.19), or PUT.
-  FTP(S) is not offered (OCPPCommCtrlr.FileTransferProtocols / SupportedFileTransferProtocols is HTTP,HTTPS):
-  such a location is accepted and answered NotSupportedOperation (N01.FR.10) without an upload.
+  by POST as multipart/form-data with Content-Type and a Content-Disposition naming the file (N01.FR.19), or PUT;
+  or over FTP / FTPS (``filetransfer``: passive mode, explicit TLS, user:password from the URL, N01 remark), stored
+  in the location's directory under the file name of the GetLog answer. OCPPCommCtrlr.FileTransferProtocols /
+  SupportedFileTransferProtocols is FTP,FTPS,HTTP,HTTPS; another scheme (sftp://) is accepted and answered
+  NotSupportedOperation (N01.FR.10) without an upload. FTP failures: login refused or no access PermissionDenied,
+  a command the server does not implement NotSupportedOperation, a syntax error answer BadMessage, anything else
+  (network, timeout, server gone) UploadFailure.
 * Statuses (N01.FR.07-10, N01.FR.20): Uploading when the upload starts, then Uploaded, or after ``retries`` more
   attempts ``retryInterval`` s apart UploadFailure / BadMessage / PermissionDenied / NotSupportedOperation (the
   last failure's kind, sent once all attempts failed, as N01.FR.10 recommends). A new GetLog while one is being
@@ -34,22 +38,27 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from . import lazy
+from .filetransfer import FTP_SCHEMES, TransferError, ftp_upload
 from .securityevents import SecurityEvents
 
 log = logging.getLogger("secure_cp.diagnostics")
+zipfile = lazy.module("zipfile")     # imported when a log is packed, not at start-up
 
 __all__ = ["GetLogAnswer", "LogUploads", "FINAL_STATUSES"]
 
 LOG_TYPES = ("DiagnosticsLog", "SecurityLog")
 #: UploadLogStatusEnumType values that end a job.
 FINAL_STATUSES = frozenset({"Uploaded", "UploadFailure", "BadMessage", "PermissionDenied", "NotSupportedOperation"})
-UPLOAD_SCHEMES = frozenset({"http", "https"})      # FileTransferProtocols HTTP,HTTPS
+UPLOAD_SCHEMES = frozenset({"http", "https"}) | FTP_SCHEMES    # FileTransferProtocols FTP,FTPS,HTTP,HTTPS
+#: UploadLogStatusEnumType for each filetransfer.TransferError kind.
+_FTP_STATUS = {"permission": "PermissionDenied", "unsupported": "NotSupportedOperation", "bad_message": "BadMessage",
+               "failure": "UploadFailure"}
 DEFAULT_RETRIES = 1              # GetLog without retries: "left to the Charging Station"
 DEFAULT_RETRY_INTERVAL = 30.0    # s, GetLog without retryInterval
 HTTP_TIMEOUT = 60.0              # s per upload attempt
@@ -190,7 +199,7 @@ class LogUploads:
             log.info("log upload %d cancelled by GetLog %d", old.request_id, request_id)
             self._loop.call_soon(self.report, "AcceptedCanceled", old.request_id)
         self._current = job
-        if parts.scheme.lower() not in UPLOAD_SCHEMES:            # N01.FR.10: no FTP(S) here
+        if parts.scheme.lower() not in UPLOAD_SCHEMES:            # N01.FR.10: e.g. sftp://
             log.warning("log upload %d: %s is not a supported transfer protocol", request_id, parts.scheme)
             self._loop.call_soon(self._deliver, job, "NotSupportedOperation")
         else:
@@ -295,6 +304,12 @@ class LogUploads:
         return "".join(out)
 
     def _upload(self, job: _Job, data: bytes) -> None:
+        if urllib.parse.urlsplit(job.location).scheme.lower() in FTP_SCHEMES:
+            try:                                                  # N01.FR.17: credentials in the URL
+                ftp_upload(job.location, job.filename, data, timeout=self.timeout, context=self.ssl_context)
+            except TransferError as exc:
+                raise UploadError(_FTP_STATUS[exc.kind], str(exc)) from None
+            return
         url, headers = http_target(job.location)                  # N01.FR.17: credentials in the URL
         if self.method == "POST":                                  # N01.FR.19
             boundary = uuid.uuid4().hex

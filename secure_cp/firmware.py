@@ -11,8 +11,9 @@ response goes out before the first notification).
   secure update: Rejected (TC_L_18_CS).
 * A new request while one runs cancels it: AcceptedCanceled (L01.FR.24); nothing more is reported for the old one.
 * retrieveDateTime in the future: DownloadScheduled, then the download at that time (L01.FR.13). Downloading, then
-  ``retries`` more attempts ``retryInterval`` s apart, then Downloaded or DownloadFailed (L01.FR.30). HTTP(S) only
-  (FileTransferProtocols HTTP,HTTPS); another scheme fails as a download.
+  ``retries`` more attempts ``retryInterval`` s apart, then Downloaded or DownloadFailed (L01.FR.30). HTTP(S), and
+  FTP(S) in passive mode with explicit TLS for ftps (``filetransfer``; FileTransferProtocols FTP,FTPS,HTTP,HTTPS);
+  another scheme, a wrong password, a missing file or a server that goes away mid-transfer fail as a download.
 * The signature (base64) is verified over the entire file with SHA-256 and the certificate's key (ECDSA, or RSA-PSS /
   PKCS#1 v1.5) (L01.FR.04/12): SignatureVerified, or InvalidSignature + the security event InvalidFirmwareSignature
   (L01.FR.03). A missing signature is an invalid one (L01 step 5).
@@ -61,6 +62,7 @@ utils = lazy.module("cryptography.hazmat.primitives.asymmetric.utils")
 
 from .diagnostics import http_target, redact_url
 from .engine import rfc3339
+from .filetransfer import FTP_SCHEMES, TransferError, ftp_download
 from .securityevents import SecurityEvents
 from .store import KeyValue
 
@@ -69,7 +71,7 @@ log = logging.getLogger("secure_cp.firmware")
 __all__ = ["FirmwareUpdates", "UpdateAnswer", "Installer", "CommandInstaller", "SimulatedInstaller",
            "InstallResult", "check_signing_certificate", "verify_signature", "load_roots"]
 
-DOWNLOAD_SCHEMES = frozenset({"http", "https"})   # FileTransferProtocols HTTP,HTTPS
+DOWNLOAD_SCHEMES = frozenset({"http", "https"}) | FTP_SCHEMES   # FileTransferProtocols FTP,FTPS,HTTP,HTTPS
 DEFAULT_RETRIES = 1              # no retries given: "left to the Charging Station"
 DEFAULT_RETRY_INTERVAL = 30.0    # s, no retryInterval given
 HTTP_TIMEOUT = 60.0              # s per download attempt (connect and each read)
@@ -460,6 +462,8 @@ class FirmwareUpdates:
         return None
 
     def _fetch(self, job: _Job, image: Path) -> bytes:
+        if urllib.parse.urlsplit(job.location).scheme.lower() in FTP_SCHEMES:
+            return self._fetch_ftp(job, image)
         url, headers = http_target(job.location)  # credentials in the URL: HTTP Basic auth, not in the request line
         req = urllib.request.Request(url, headers=headers, method="GET")
         context = self.ssl_context if url.lower().startswith("https:") else None
@@ -477,4 +481,19 @@ class FirmwareUpdates:
             raise DownloadError(f"HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise DownloadError(str(getattr(exc, "reason", exc))) from None
+        return sha.digest()
+
+    def _fetch_ftp(self, job: _Job, image: Path) -> bytes:
+        """FTP / FTPS download (passive; user:password from the URL), hashed while it is written."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256()
+        with open(image, "wb") as out:
+            def write(block: bytes) -> None:
+                sha.update(block)
+                out.write(block)
+            try:
+                ftp_download(job.location, write, timeout=self.timeout, context=self.ssl_context,
+                             cancelled=job.cancelled.is_set)
+            except TransferError as exc:
+                raise DownloadError(str(exc)) from None
         return sha.digest()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -17,6 +19,8 @@ from . import lazy
 from .config import StationConfig, tls_context
 from .devicemodel import Config16, DeviceModel
 from .devicemodel.keys16 import VENDOR_COMPONENT
+from .eichrecht.ocpp import BEGIN, EVENT_MISSING
+from .eichrecht.service import SignedReadings, resolve_mode
 from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
@@ -27,8 +31,11 @@ from .diagnostics import LogUploads
 from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller, load_roots
 from .logsetup import add_file_log, file_log_paths, remove_file_log
 from .redact import redact_frame
+from .security.certsigning import CertSigning, station_credential
 from .security.certstore import CertificateStore
-from .security.tls import classify_failure
+from .security.iso15118 import ISO15118_COMPONENT, REFRESH_RETRY, Iso15118Api, OcspCache
+from .security.keys.config import open_backend
+from .security.tls import certificate_event, classify_failure, client_context, refuse_wildcards
 from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
                     Transactions)
@@ -36,6 +43,7 @@ from .transport import Transport, TransportConfig
 from .adapter_base import Hooks
 from .v16.adapter import Ocpp16Adapter
 from .v16.settings import Settings16
+from .v201.messages import auth_info_16
 from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
 x509 = lazy.module("cryptography.x509")
@@ -43,10 +51,11 @@ log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
 frames_log = logging.getLogger("secure_cp.frames")
-#: OCPPCommCtrlr variables of the reconnect back-off (2.0.1 Part 4 §5.3).
-_BACKOFF_VARIABLES = ("RetryBackOffWaitMinimum", "RetryBackOffRandomRange", "RetryBackOffRepeatTimes")
 #: RetryBackOffWaitMinimum may be 0; the transport waits at least this long, so a dead CSMS is no busy loop.
 MIN_RECONNECT_WAIT = 0.05
+#: Configuration keys (1.6 names; 2.0.1 SecurityCtrlr.BasicAuthPassword arrives as AuthorizationKey) whose change is the
+#: security event ReconfigurationOfSecurityParameters ("keys or the security profile used", Appendix 1 / whitepaper §8).
+SECURITY_PARAMETERS = frozenset({"AuthorizationKey", "SecurityProfile", "AdditionalRootCertificateCheck", "CpoName"})
 #: s the firmware update waits for the CSMS to confirm InstallRebooting before it reboots anyway (offline).
 FIRMWARE_REBOOT_WAIT = 30.0
 
@@ -61,11 +70,14 @@ class Clock:
     def now(self) -> float:
         return self._source() + self.offset
 
-    def set(self, ts: float) -> None:
+    def set(self, ts: float) -> float:
+        """Take ``ts`` as the current time; returns the correction applied (0: none)."""
         delta = ts - self.now()
         if abs(delta) >= 1.0:          # sub-second differences are network latency, not a wrong clock
             self.offset += delta
             log.info("clock adjusted by %+.3f s from the CSMS", delta)
+            return delta
+        return 0.0
 
 
 @dataclass
@@ -102,10 +114,16 @@ class Station:
         self._reload = False
         self._reboot = False
         self.boots = 0
-        self._tls_contexts: dict = {}               # security profile -> ssl.SSLContext (see _tls_context)
+        self._tls_contexts: dict = {}               # security profile (or (it, "fallback")) -> ssl.SSLContext
+        self._fallback_next = False                 # M05.FR.14: the next TLS attempt verifies with the fallback root
+        self._fallback_used = False                 # the current / last TLS attempt used the fallback root
+        self._blocking: set[asyncio.Task] = set()   # Hooks.run_blocking work in flight (kept referenced)
+        self._cert_round_failures = 0               # failed attempts with a new station certificate (A02.FR.28)
         self._last_tls_event: str | None = None     # the TLS security event last recorded (see _record_tls_failure)
         self._file_log = add_file_log(cfg.data_dir)   # the DiagnosticsLog of GetLog (N01.FR.04)
         self._open_store()
+        #: the API an ISO 15118 stack calls (security.iso15118: M01/M02, M06, C07); the same object across resets
+        self.iso15118 = self.make_iso15118_api()
 
     # ---- building the parts -----------------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -116,16 +134,23 @@ class Station:
         self.transactions = Transactions(self.db)
         self.model = DeviceModel(SqliteVariableBackend(self.db))
         overrides = dict(cfg.ocpp_config)
+        # Eichrecht (issue #5): the signing mode in force; the OCA note's keys only where the station signs
+        self.signed = SignedReadings(resolve_mode(cfg.eichrecht_mode, self.hal), self.db, self.hal, cfg,
+                                     self.clock.now)
         self.config = Config16(self.model, number_of_connectors=len(self.hal.connector_ids()),
                                supported_measurands=set(self.hal.supported_measurands()),
-                               supported_profiles=["Core", "LocalAuthListManagement"], overrides=overrides)
+                               supported_profiles=["Core", "LocalAuthListManagement"], overrides=overrides,
+                               signed_meter_values=self.signed.enabled)
         if cfg.password and self.model.get("SecurityCtrlr", "BasicAuthPassword") is None:
             self.config.set_internal("AuthorizationKey", cfg.password)
         evses = self.evse_layout()
         define_v201(self.model, evses={e: n for e, n in enumerate(self._evse_sizes(), start=1)},
                     supported_measurands=set(self.hal.supported_measurands()),
-                    station_info={k: v for k, v in self._station_info().items() if v})
+                    station_info={**{k: v for k, v in self._station_info().items() if v},
+                                  "signed_meter_values": self.signed.enabled})
+        self.reset_backoff_defaults()
         self.certificates = self._certificate_store()
+        self.cert_signing = self._cert_signing()
         self.network = NetworkProfiles(KeyValue(self.db, "netprofiles"), self.model, self._configured_profile,
                                        cfg.identity, max_security_profile=self._max_security_profile)
         self.settings = Settings16(self.config)
@@ -134,7 +159,11 @@ class Station:
         self.engine = Engine(self.hal, self.settings, self.transactions, self.kv,
                              Authorizer(self.settings, self.cache, local_list=self.local_list.lookup),
                              protocol="1.6", evse_of={cid: evse for cid, (evse, _) in evses.items()})
-        hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed)
+        self.engine.signing = self.signed.enabled
+        # OCA note Table 20: which intermediate readings are signed, from the active adapter's configuration
+        self.engine.signed_updates = lambda: self.adapter.signed_policy().updated
+        hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed,
+                      station_certificate_changed=self._station_certificate_changed, run_blocking=self._run_blocking)
         self.security_events = SecurityEvents(self.db)
         self.logs = self._log_uploads()
         self.firmware = self._firmware_updates()
@@ -147,7 +176,11 @@ class Station:
                     transactions=self.transactions, station_info=self._station_info(),
                     datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
                     local_list=self.local_list, logs=self.logs, certificates=self.certificates,
-                    firmware=self.firmware, security_events=self.security_events)
+                    firmware=self.firmware, security_events=self.security_events,
+                    cert_signing=self.cert_signing)
+                if self.signed.enabled:   # OCA note §3.2.1 value form, §3.3.1 MeterPublicKey<connector>
+                    self.adapters[proto].signed_form = cfg.eichrecht_value_16
+                    self.adapters[proto].meter_key_evses = {cid: evse for cid, (evse, _) in evses.items()}
             elif proto == "ocpp2.0.1":
                 from .v201.adapter import Ocpp201Adapter
                 self.adapters[proto] = Ocpp201Adapter(
@@ -155,7 +188,8 @@ class Station:
                     transactions=self.transactions, kv=KeyValue(self.db, "v201"), station_info=self._station_info(),
                     layout=evses, datatransfer=self.datatransfer, call_timeout=cfg.call_timeout, hooks=hooks,
                     local_list=self.local_list, network=self.network, security_events=self.security_events,
-                    logs=self.logs, certificates=self.certificates, firmware=self.firmware)
+                    logs=self.logs, certificates=self.certificates, firmware=self.firmware,
+                    cert_signing=self.cert_signing)
         self.adapter = self.adapters[self._preferred_protocol()]
         self.engine.protocol = self.adapter.version
         self.plan = self.network.plan(self._int_variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", 3),
@@ -177,6 +211,9 @@ class Station:
             return min(limits)
 
         def changed(cert_type: str, count: int) -> None:
+            if cert_type:                   # an install or a delete, not the count at opening ("")
+                self.security_events.record("ReconfigurationOfSecurityParameters", rfc3339(self.clock.now()),
+                                            f"{cert_type} installed or deleted ({count} CA certificates)")
             if model.definition("SecurityCtrlr", "CertificateEntries") is not None:
                 model.set("SecurityCtrlr", "CertificateEntries", str(count), force=True)
             if cert_type == "CSMSRootCertificate":
@@ -189,9 +226,90 @@ class Station:
                 return []
 
         store = CertificateStore(self.db, self.cfg.data_dir / "certs", max_entries=max_entries,
-                                 station_chain=station_chain, now=self.clock.now, on_change=changed)
+                                 station_chain=station_chain, now=self.clock.now, on_change=changed,
+                                 root_check=lambda: self._bool_variable("SecurityCtrlr",
+                                                                        "AdditionalRootCertificateCheck"),
+                                 configured_roots=self._configured_csms_roots)
         changed("", len(store))
         return store
+
+    def _configured_csms_roots(self) -> list:
+        """The CSMS roots of ``[security] ca_file`` (empty when none is configured or it is unreadable)."""
+        if self.cfg.ca_file is None:
+            return []
+        try:
+            return x509.load_pem_x509_certificates(self.cfg.ca_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            log.error("ca_file %s unusable: %s", self.cfg.ca_file, exc)
+            return []
+
+    def _bool_variable(self, component: str, variable: str) -> bool:
+        return (self.model.get(component, variable) or "").strip().lower() == "true"
+
+    def _cert_signing(self) -> CertSigning:
+        """A02/A03: the station's own certificates in ``<data_dir>/station-certs``, keys in the ``[keys]`` backend
+        (opened at first use). CSR subject: O = SecurityCtrlr.OrganizationName (= 1.6 CpoName), CN = the station
+        identity, for a V2GCertificate ISO15118Ctrlr.SeccId. Chains must lead to a CSMS root (ca_file or installed)
+        or, for V2G, an installed V2GRootCertificate; size limit MaxCertificateChainSize (= 1.6
+        CertificateSignedMaxChainSize)."""
+        old = getattr(self, "cert_signing", None)
+        if old is not None:
+            old.close()
+        model = self.model
+
+        def roots(root_type: str) -> list:
+            found = list(self.certificates.roots(root_type))
+            if root_type == "CSMSRootCertificate":
+                found += self._configured_csms_roots()
+            return found
+
+        def common_name(cert_type: str) -> str | None:
+            if cert_type == "V2GCertificate":
+                return model.get("ISO15118Ctrlr", "SeccId")
+            return self.cfg.identity
+
+        def configured_chain() -> list:
+            try:
+                return x509.load_pem_x509_certificates(self.cfg.cert_file.read_bytes()) if self.cfg.cert_file else []
+            except (OSError, ValueError):
+                return []
+
+        def record(event: str, info: str) -> None:
+            self.security_events.record(event, rfc3339(self.clock.now()), info)
+
+        return CertSigning(KeyValue(self.db, "certsigning"), self.cfg.data_dir / "station-certs",
+                           lambda: open_backend(self.cfg.keys),
+                           organization=lambda: model.get("SecurityCtrlr", "OrganizationName"),
+                           common_name=common_name, roots=roots,
+                           max_chain_size=lambda: self._int_variable("SecurityCtrlr", "MaxCertificateChainSize", 0),
+                           record_event=record, algorithm=self.cfg.keys.algorithm,
+                           configured_chain=configured_chain, renew_before=self.cfg.renew_days * 86400.0)
+
+    def _run_blocking(self, work: Callable, done: Callable) -> None:
+        """Hooks.run_blocking: ``work()`` in a worker thread (a key generation in a TPM must not stall heartbeats and
+        replies, DESIGN.md rule 7), then ``done(result_or_exception, now)`` as one event; its texts are sent. A result
+        that arrives after the station was rebuilt (reset, store reload) is dropped: the adapter it was for is gone."""
+        adapters = self.adapters
+
+        async def run() -> None:
+            try:
+                result = await asyncio.to_thread(work)
+            except Exception as exc:  # noqa: BLE001 - the adapter reports it (e.g. the key backend failed)
+                result = exc
+            if self.adapters is not adapters or self._stopping:
+                log.info("blocking work finished after the station was rebuilt: result dropped")
+                return
+            self._send_all(self._event(done, result, self.clock.now()))
+        task = asyncio.get_running_loop().create_task(run(), name="blocking-work")
+        self._blocking.add(task)
+        task.add_done_callback(self._blocking.discard)
+
+    def _station_certificate_changed(self) -> None:
+        """A02.FR.08: a new station certificate is valid. The next TLS connection uses it; under security profile 3
+        the station reconnects now (after the response that installed it has been sent)."""
+        self._tls_contexts.clear()
+        if self.transport_config().security_profile == 3:
+            asyncio.get_running_loop().call_soon(self._sendq.put_nowait, (self._generation, _RECONNECT_MARK))
 
     def _record_startup(self) -> None:
         """Security events of this start (A04, Appendix 1, both critical): ResetOrReboot when the previous run ended
@@ -331,24 +449,63 @@ class Station:
         return TransportConfig(url=profile.url, identity=self.cfg.identity,
                                subprotocols=self.offered_protocols(), security_profile=sp,
                                password=self._password() if sp in (1, 2) else None,
-                               ssl_context=(lambda: self._tls_context(sp)) if sp >= 2 else None,
+                               ssl_context=(lambda: self._tls_context(sp, attempt=True)) if sp >= 2 else None,
                                ping_interval=ping or None, **self._backoff())
 
-    def _tls_context(self, security_profile: int):
+    def _tls_context(self, security_profile: int, *, attempt: bool = False):
         """One TLS client context per security profile, built from the files at first use and kept: a handshake
-        with a shared context reuses its loaded roots and key. (Certificate installation, A02/A05, must drop it.)"""
-        ctx = self._tls_contexts.get(security_profile)
+        with a shared context reuses its loaded roots and key. (Certificate installation, A02/A05, must drop it.)
+
+        Trusted: the installed CSMS roots and ``ca_file``. Under AdditionalRootCertificateCheck an installed root
+        replaces ``ca_file`` and the fallback root is trusted only on the attempt after the new root failed
+        (M05.FR.14, 1.6 M05.FR.13; ``attempt``: this is a connection attempt, which records the choice). A wildcard
+        server certificate is refused unless SecurityCtrlr.AllowCSMSTLSWildcards is true."""
+        store = self.certificates
+        fallback = store.fallback_root() if store.root_check else None
+        use_fallback = fallback is not None and self._fallback_next
+        if attempt:
+            self._fallback_used = use_fallback
+        key = (security_profile, "fallback") if use_fallback else security_profile
+        ctx = self._tls_contexts.get(key)
         if ctx is None:
-            ctx = self._tls_contexts[security_profile] = tls_context(
-                self.cfg, security_profile, self.certificates.roots("CSMSRootCertificate"))
+            if store.root_check:
+                roots = [fallback] if use_fallback else store.csms_roots()
+            else:
+                roots = store.roots("CSMSRootCertificate")
+            cfg = dataclasses.replace(self.cfg, ca_file=None) if store.root_check and roots else self.cfg
+            signed = self.cert_signing.credential(self.clock.now()) if security_profile == 3 else None
+            if signed is not None:      # A02/A03: the newest signed station certificate (A02.FR.09)
+                ctx = client_context(3, cfg.ca_file, station_credential(
+                    *signed, token=self.cfg.keys.token, key_dir=self.cert_signing.directory), roots)
+            else:
+                ctx = tls_context(cfg, security_profile, roots)
+            refuse_wildcards(ctx, lambda: self._bool_variable("SecurityCtrlr", "AllowCSMSTLSWildcards"))
+            self._tls_contexts[key] = ctx
         return ctx
+
+    def _root_fallback_after(self, exc: Exception) -> None:
+        """M05.FR.14 (1.6 M05.FR.13): the CSMS certificate did not verify with the new CSMS root while reconnecting
+        to the CSMS last connected (not migrating with B10: M05.FR.15/16 leave that to the connection plan): the
+        next attempt verifies with the fallback root; after a failure with the fallback, the new root again."""
+        failure = classify_failure(exc, self.adapter.version)
+        if failure is None or failure.event != certificate_event(self.adapter.version):
+            return
+        if self._fallback_used:
+            self._fallback_next = False
+        elif self.certificates.root_check and self.certificates.fallback_root() is not None \
+                and self.plan.current.slot == self.network.active_slot:
+            log.warning("the CSMS certificate does not verify with the new CSMS root: the next attempt uses the "
+                        "fallback root (M05.FR.14)")
+            self._fallback_next = True
 
     def _max_security_profile(self) -> int:
         """The highest security profile this station has what it needs for: a CSMS root for 2, plus a station
-        certificate and key for 3 (B09 / A05.FR.02: a profile the station cannot use is rejected)."""
+        certificate and key for 3 (A05.FR.02/03: NetworkConfigurationPriority refuses a slot above it)."""
         if self.cfg.ca_file is None and not self.certificates.roots("CSMSRootCertificate"):
             return 1
-        return 3 if self.cfg.cert_file is not None and self.cfg.key_file is not None else 2
+        if self.cert_signing.credential(self.clock.now()) is not None:
+            return 3
+        return 3 if self.cfg.cert_file is not None and (self.cfg.key_file or self.cfg.key_label) is not None else 2
 
     def _record_tls_failure(self, exc: Exception) -> None:
         """A00.FR.309/315/322 (413/419/426): a TLS handshake failure becomes its security event. The station retries
@@ -364,18 +521,30 @@ class Station:
         except StoreError as exc_store:
             log.critical("cannot store security event %s (%s)", failure.event, exc_store)
 
-    def _backoff(self) -> dict:
-        """The reconnect back-off of the transport (2.0.1 Part 4 §5.3, TC_B_57_CS).
+    def reset_backoff_defaults(self) -> None:
+        """The defaults of OCPPCommCtrlr.RetryBackOffWaitMinimum / RetryBackOffRandomRange / RetryBackOffRepeatTimes
+        come from the ``[csms]`` reconnect_min / reconnect_max (in whole seconds, as the variables): the minimum is
+        reconnect_min, the random range reconnect_min, the repeat count the doublings from reconnect_min that stay
+        within reconnect_max. A value the CSMS wrote (SetVariables, kept in the store) wins over the default. Called
+        at start and when the simulator API changes the configured back-off."""
+        cfg = self.cfg
+        base = max(MIN_RECONNECT_WAIT, cfg.reconnect_min)
+        defaults = {"RetryBackOffWaitMinimum": int(cfg.reconnect_min), "RetryBackOffRandomRange": int(cfg.reconnect_min),
+                    "RetryBackOffRepeatTimes": int(math.log2(max(1.0, cfg.reconnect_max / base)))}
+        for name, value in defaults.items():
+            d = self.model.definition("OCPPCommCtrlr", name)
+            if d is not None and d.default != str(value):
+                self.model.define(dataclasses.replace(d, default=str(value)))
 
-        The ``[csms]`` reconnect_min / reconnect_max govern until OCPPCommCtrlr.RetryBackOffWaitMinimum /
-        RetryBackOffRandomRange / RetryBackOffRepeatTimes have been written (SetVariables, kept in the store): from
-        then on all three apply. The first retry waits the minimum plus a random part of at most the range, each
-        further failure doubles the wait, at most RepeatTimes times; Part 4 sets no other cap."""
-        if not any(self.model.is_stored("OCPPCommCtrlr", v) for v in _BACKOFF_VARIABLES):
-            return {"reconnect_min": self.cfg.reconnect_min, "reconnect_max": self.cfg.reconnect_max}
-        wait = max(MIN_RECONNECT_WAIT, float(self._int_variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", 3)))
-        spread = float(self._int_variable("OCPPCommCtrlr", "RetryBackOffRandomRange", 10))
-        repeat = self._int_variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", 3)
+    def _backoff(self) -> dict:
+        """The reconnect back-off of the transport (2.0.1 Part 4 §5.3, TC_B_57_CS), for both OCPP versions: always
+        OCPPCommCtrlr.RetryBackOffWaitMinimum / RetryBackOffRandomRange / RetryBackOffRepeatTimes, whose defaults are
+        the ``[csms]`` reconnect settings (``reset_backoff_defaults``) and which SetVariables changes. The first retry
+        waits the minimum (at least MIN_RECONNECT_WAIT) plus a random part of at most the range, each further failure
+        doubles the wait, at most RepeatTimes times; Part 4 sets no other cap."""
+        wait = max(MIN_RECONNECT_WAIT, float(self._int_variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", 0)))
+        spread = float(self._int_variable("OCPPCommCtrlr", "RetryBackOffRandomRange", 0))
+        repeat = self._int_variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", 0)
         return {"reconnect_min": wait, "reconnect_max": wait * 2.0 ** min(repeat, 30) + spread,
                 "reconnect_random_range": spread, "reconnect_repeat_times": repeat}
 
@@ -399,9 +568,12 @@ class Station:
         event is rolled back and the station reloads its state from the store, so memory never runs ahead of
         what would survive a power cut.
         """
+        offset = self.clock.offset
         try:
             with self.db.tx(lazy=True):     # BEGIN with the first write: a read-only event costs no commit
                 out = fn(*args)
+            if self.clock.offset != offset:   # a currentTime moved the clock: what the event timed on the old
+                self.adapter.clock_moved(self.clock.offset - offset)   # clock (its CALL deadline) moves with it
         except StoreError as exc:
             log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
             self._reload = True
@@ -415,6 +587,8 @@ class Station:
         transport = getattr(self, "transport", None)
         if transport is not None and not transport.connected:
             self._repin(transport)
+        if self.engine.signed_requests:
+            self._spawn_signed()
         return out
 
     def _repin(self, transport) -> None:
@@ -442,15 +616,38 @@ class Station:
     def _on_connect_error(self, exc: Exception) -> None:
         """A connection attempt failed: after NetworkProfileConnectionAttempts of them, the next profile (B10.FR.03)."""
         self._record_tls_failure(exc)
+        self._root_fallback_after(exc)
+        self._station_certificate_failed()
         if self.plan.failed():
             log.warning("no connection after %d attempts; trying network profile %s", self.plan.attempts,
                         self.plan.current.describe())
             self.transport.reconfigure(self.transport_config())
 
+    def _station_certificate_failed(self) -> None:
+        """A02.FR.28: under security profile 3, a whole round of the connection plan (every network profile, its
+        NetworkProfileConnectionAttempts each) failed with a new station certificate that still has a previous one:
+        the next attempts use the other certificate (see CertSigning.round_failed)."""
+        now = self.clock.now()
+        if self.transport.config.security_profile != 3 or not self.cert_signing.has_fallback(now):
+            self._cert_round_failures = 0
+            return
+        self._cert_round_failures += 1
+        if self._cert_round_failures >= self.plan.attempts * len(self.plan.order):
+            self._cert_round_failures = 0
+            if self.cert_signing.round_failed(now):
+                self._tls_contexts.clear()
+
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
         self._last_tls_event = None    # a TLS failure after this connection is news again
+        self._cert_round_failures = 0
         self.certificates.set_server_certificate(self.transport.peer_certificate())   # the CSMS root in use
+        if self.transport.config.security_profile >= 2:
+            self._fallback_next = False   # the next connection tries the new root first again
+            if not self._fallback_used and self.certificates.root_check and self.certificates.remove_fallback():
+                self._tls_contexts.clear()   # M05.FR.13 (1.6 M05.FR.12): connected with the new root
+        if self.transport.config.security_profile == 3:   # A02.FR.10: the new certificate works, drop the old one
+            self.cert_signing.confirm_in_use(self.clock.now())
         profile = self.plan.current
         self.plan.connected()
         log.info("connected to %s (%s, network profile slot %d)", self.transport.config.url, subprotocol,
@@ -494,12 +691,94 @@ class Station:
         return self.adapter.poll(now)
 
     def _config_changed(self, key: str, value: str) -> None:
+        if key in SECURITY_PARAMETERS:      # the value itself (a password) never goes to the log
+            self.security_events.record("ReconfigurationOfSecurityParameters", rfc3339(self.clock.now()),
+                                        f"{key} changed")
         if key in ("WebSocketPingInterval", "AuthorizationKey", "RetryBackOff"):   # the next attempt uses them
             self.transport.reconfigure(self.transport_config())
             if key == "AuthorizationKey":   # whitepaper / A01.FR.01: reconnect with the new credentials,
                 # after the answer to the CALL that changed them has been sent: the marker is queued once the
                 # current input's replies are (call_soon runs after this synchronous handler returns).
                 asyncio.get_running_loop().call_soon(self._sendq.put_nowait, (self._generation, _RECONNECT_MARK))
+
+    # ---- ISO 15118 (security.iso15118) --------------------------------------------------------------------------
+    def make_iso15118_api(self, **overrides) -> Iso15118Api:
+        """The ISO 15118 API over this station: CALLs through the active adapter, ISO15118Ctrlr variables, the
+        installed V2G / MO roots, the V2G certificate chain of A02/A03, the OCSP cache in the store, the engine's
+        authorization. ``overrides`` replace parts (e.g. ``v2g_chain``)."""
+        parts = dict(call=self._iso15118_call, unsupported=self._iso15118_unsupported,
+                     online=lambda: self.adapter.online and self.adapter.registration == "accepted",
+                     variable=lambda name: self.model.get(ISO15118_COMPONENT, name),
+                     roots=lambda root_type: self.certificates.roots(root_type), v2g_chain=self._v2g_chain,
+                     feed=self._contract_authorization, cache=OcspCache(lambda: KeyValue(self.db, "ocsp")),
+                     clock=self.clock.now, timeout=self.cfg.call_timeout)
+        parts.update(overrides)
+        return Iso15118Api(**parts)
+
+    def _iso15118_unsupported(self) -> str | None:
+        if hasattr(self.adapter, "iso15118_call"):
+            return None
+        return f"OCPP {self.adapter.version} has no ISO 15118 messages (only OCPP 2.0.1 carries them)"
+
+    def _v2g_chain(self) -> list:
+        """The station's V2G (SECC) certificate chain, leaf first, installed through A02/A03 (empty: none)."""
+        cred = self.cert_signing.credential(self.clock.now(), "V2GCertificate")
+        if cred is None:
+            return []
+        try:
+            return x509.load_pem_x509_certificates(cred[0].read_bytes())
+        except (OSError, ValueError) as exc:
+            log.error("V2G certificate chain %s unusable: %s", cred[0], exc)
+            return []
+
+    async def _iso15118_call(self, action: str, payload: dict) -> dict | None:
+        """One CALL of the ISO 15118 API: the response payload, or None (offline, CALLERROR, timeout, lost)."""
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def done(res: dict | None) -> None:
+            if not fut.done():
+                fut.set_result(res)
+        self._send_all(self._event(self._iso15118_send, action, payload, done, self.clock.now()))
+        return await fut
+
+    def _iso15118_send(self, action: str, payload: dict, done, now: float) -> list[str]:
+        self.adapter.iso15118_call(action, payload, done)
+        return self.adapter.poll(now)
+
+    def _contract_authorization(self, emaid: str, id_token_info: dict | None, evse_id: int) -> str:
+        """C07: apply the CSMS's idTokenInfo for an eMAID (None: decide offline, C07.FR.09-12) to the engine, in
+        one store transaction; returns the status applied ("Accepted": the EVSE is authorized)."""
+        applied: list[str] = []
+        self._send_all(self._event(self._apply_contract, emaid, id_token_info, evse_id, applied, self.clock.now()))
+        return applied[0] if applied else "Invalid"
+
+    def _apply_contract(self, emaid: str, id_token_info: dict | None, evse_id: int, applied: list, now: float
+                        ) -> list[str]:
+        connector = next((cid for cid, (evse, _) in sorted(self.evse_layout().items()) if evse == evse_id), 0)
+        if id_token_info is None:
+            info, cache = self.engine.auth.decide_offline(emaid, now), False
+            learn = getattr(self.adapter, "contract_token", None)
+            if learn is not None:
+                learn(emaid)
+        else:
+            info, cache = auth_info_16(id_token_info), True
+        applied.append(self.engine.authorize_decided(emaid, info, connector, now, cache=cache))
+        return self.adapter.poll(now)
+
+    async def _ocsp_refresher(self) -> None:
+        """M06.FR.06/07/10: keep the cached OCSP status of the V2G certificates fresh (a week at most) while the
+        station can reach the CSMS; a failure is retried after REFRESH_RETRY."""
+        while True:
+            now, due = self.clock.now(), self.iso15118.next_refresh()
+            if due is not None and due <= now and self.iso15118.available():
+                try:
+                    counts = await self.iso15118.refresh()
+                    log.info("OCSP status of the V2G certificates refreshed: %s", counts)
+                    continue
+                except Exception:   # a bug here must not stop the station, nor spin
+                    log.exception("refreshing the OCSP status of the V2G certificates failed")
+                    due = now + REFRESH_RETRY
+            await asyncio.sleep(min(max((due if due is not None else now + 3600.0) - now, 5.0), 3600.0))
 
     async def data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> dict | None:
         """CP -> CS DataTransfer; the CSMS's answer ({"status", "data"?}) or None when offline / failed."""
@@ -577,6 +856,7 @@ class Station:
             await self._run_once()
             if not self._reboot or self._stopping:
                 self.logs.close()
+                self.cert_signing.close()
                 self.firmware.close()
                 remove_file_log(self._file_log)
                 return
@@ -682,11 +962,67 @@ class Station:
         return []
 
     def _boot(self, now: float) -> list[str]:
+        if self.signed.enabled:   # records the legal log got before a power cut, the transaction record did not
+            found = self.signed.recover(self.engine, self.transactions)
+            if found:
+                log.warning("%d signed record(s) recovered from the legal log after a restart", found)
         self.engine.boot(now)
+        return self.adapter.poll(now)
+
+    # ---- Eichrecht: signed readings off the loop (eichrecht.service) ------------------------------------------------
+    def _spawn_signed(self) -> None:
+        """Start a task for each signed reading the engine asked for (kept referenced like Hooks.run_blocking)."""
+        if not self.signed.keys_registered:
+            return          # kept in the engine until register_keys knows the meters' keys (_run_once)
+        requests, self.engine.signed_requests = self.engine.signed_requests, []
+        for req in requests:
+            task = asyncio.get_running_loop().create_task(self._fetch_signed(req, self.engine), name="signed-reading")
+            self._blocking.add(task)
+            task.add_done_callback(self._blocking.discard)
+
+    async def _fetch_signed(self, req, engine: Engine) -> None:
+        """One signed reading: fetched in a worker thread within [eichrecht] end_timeout and appended to the legal log
+        (its own durable commit) before the engine gets it and the adapter queues the message carrying it. On a
+        timeout or meter error the engine gets None (the transaction still ends, nothing is made up) and the
+        security log records why."""
+        tx = self.transactions.get(req.tx_key)
+        if tx is None:
+            return
+        raw = key_hex = error = None
+        timeout = self.cfg.eichrecht_end_timeout
+        try:
+            record = await asyncio.wait_for(self.signed.fetch(req, tx, self.adapter.online), timeout)
+            raw, key_hex = record.raw, record.public_key
+        except asyncio.TimeoutError:
+            error = f"no signed reading within {timeout:g} s"
+        except Exception as exc:  # noqa: BLE001 - a meter error: reported, the transaction goes on without a value
+            error = f"meter error: {type(exc).__name__}: {exc}"
+        if self.engine is not engine or self._stopping:
+            return    # the station was rebuilt or stops: the next boot recovers the record from the legal log
+        if error is not None:
+            log.error("transaction %s: %s: %s", req.tx_key, req.context, error)
+            self.security_events.record(EVENT_MISSING, rfc3339(self.clock.now()),
+                                        f"{req.tx_key} {req.context}: {error}", critical=False)
+        self._send_all(self._event(self._signed_arrived, req, raw, key_hex, error, self.clock.now()))
+
+    def _signed_arrived(self, req, raw: str | None, key_hex: str | None, error: str | None, now: float) -> list[str]:
+        tx = self.transactions.get(req.tx_key)
+        if raw is not None and tx is not None and tx.transaction_id:
+            # 1.6: the CSMS's transactionId may have come while the meter signed (the record names it from now on)
+            self.signed.legal_log.set_transaction_id(req.tx_key, tx.transaction_id)
+        if req.sample is not None:      # an intermediate reading (Sample.Periodic / Sample.Clock)
+            self.engine.on_signed_sample(req, raw, key_hex=key_hex, error=error)
+            return self.adapter.poll(now)
+        self.engine.on_signed_reading(req.tx_key, req.context, raw, now, key_hex=key_hex, error=error)
+        if raw is None and req.context == BEGIN:
+            self.engine.signed_begin_missing(req.tx_key, now)
         return self.adapter.poll(now)
 
     async def _run_once(self) -> None:
         self._reload = False
+        # the engine boots before the first await: the simulator API and the hardware deliver inputs as soon as the
+        # loop runs, and a transaction started on an engine that has not booted yet would be taken for one a power
+        # cut interrupted (ended PowerLoss by boot() while its connector still runs it: two ends, one Stop)
         self._event(self._boot, self.clock.now())
         while self._reload and not self._stopping:   # the store refuses writes: retry until it takes them
             await asyncio.sleep(5.0)
@@ -694,10 +1030,15 @@ class Station:
             self._open_store()
             self._reload = False
             self._event(self._boot, self.clock.now())
+        if self.signed.enabled:   # the meters' public keys, at every start (a meter swap shows here)
+            await self.signed.register_keys({cid: evse for cid, (evse, _) in self.evse_layout().items()}, self.model)
+            # the signed readings asked for meanwhile (boot()'s end readings, new begins) name the registered key
+            self._spawn_signed()
         self.transport = Transport(self.transport_config(), on_open=self._on_open, on_message=self._on_message,
                                    on_close=self._on_close, on_connect_error=self._on_connect_error)
         tasks = [asyncio.create_task(self.transport.run(), name="transport"),
-                 asyncio.create_task(self._sender(), name="sender")]
+                 asyncio.create_task(self._sender(), name="sender"),
+                 asyncio.create_task(self._ocsp_refresher(), name="ocsp")]
         ticker = asyncio.create_task(self._ticker(), name="ticker")
         self._ticker_task = ticker
         try:

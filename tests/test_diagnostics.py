@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ftp_fixture import FtpServer
 from helpers import booted as booted16
 from test_v201_core import barrier
 from secure_cp.sim.csms import Csms
@@ -236,14 +237,46 @@ async def test_tc_n_36_cs_tc_f_16_cs_second_getlog_cancels_the_first_and_trigger
     assert csms.violations == []
 
 
+async def test_n01_ftp_upload_security_log_and_permission_denied(csms, make_station, tmp_path):
+    """N01 remark (FTP, passive, user:password in the URL), N01.FR.02/03/08/09: GetLog SecurityLog to an ftp://
+    directory -> Accepted, Uploading, Uploaded; the zip named as in the answer is in that directory and holds the
+    security log. A wrong password -> PermissionDenied after 1 + retries attempts (N01.FR.10); a location whose
+    server is gone -> UploadFailure."""
+    await booted(csms, make_station)
+    with FtpServer(tmp_path / "ftp") as ftp:
+        (ftp.root / "logs").mkdir()
+        n = len(csms.received)
+        res = await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 51,
+                                             "log": {"remoteLocation": ftp.url("/logs/")}})
+        assert res["status"] == "Accepted"
+        assert await final_status(csms, 51, n) == "Uploaded"
+        assert log_statuses(csms, n) == [("Uploading", 51), ("Uploaded", 51)]
+        with zipfile.ZipFile(io.BytesIO((ftp.root / "logs" / res["filename"]).read_bytes())) as z:
+            assert "StartupOfTheDevice" in z.read("security.log").decode()
+        assert any(c in ("PASV", "EPSV") for c in ftp.commands)
+        n = len(csms.received)
+        await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 52, "retries": 1, "retryInterval": 0,
+                                       "log": {"remoteLocation": ftp.url("/logs/", password="wrong")}})
+        assert await final_status(csms, 52, n) == "PermissionDenied"
+        assert log_statuses(csms, n) == [("Uploading", 52), ("PermissionDenied", 52)]
+        assert ftp.commands.count("PASS") == 3                      # 1 good upload + 2 refused attempts
+        gone = ftp.url("/logs/")
+    n = len(csms.received)
+    await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 53, "retries": 0,
+                                   "log": {"remoteLocation": gone}})
+    assert await final_status(csms, 53, n) == "UploadFailure"
+    assert len(list((tmp_path / "ftp" / "logs").iterdir())) == 1
+    assert csms.violations == []
+
+
 async def test_n01_fr_10_unsupported_scheme_and_invalid_url(csms, make_station):
-    """N01.FR.10: an ftp:// location (FileTransferProtocols is HTTP,HTTPS) is accepted and answered
+    """N01.FR.10: an sftp:// location (FileTransferProtocols is FTP,FTPS,HTTP,HTTPS) is accepted and answered
     NotSupportedOperation without an upload (no Uploading: it never starts); a remoteLocation that is no URL ->
     Rejected with reasonCode InvalidURL. The station stays usable."""
     await booted(csms, make_station)
     n = len(csms.received)
     res = await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 31,
-                                         "log": {"remoteLocation": "ftp://user:pw@127.0.0.1/logs"}})
+                                         "log": {"remoteLocation": "sftp://user:pw@127.0.0.1/logs"}})
     assert res["status"] == "Accepted"
     assert await final_status(csms, 31, n) == "NotSupportedOperation"
     assert log_statuses(csms, n) == [("NotSupportedOperation", 31)]
@@ -274,6 +307,7 @@ async def test_16_whitepaper_n01_get_log_and_extended_trigger(csms, make_station
         {"status": "Accepted"}
     idle = await csms.wait_for("LogStatusNotification", after=m)
     assert idle.payload == {"status": "Idle"}
+    # A02 (test_cert_signing.py): without CpoName no CSR can be made
     assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}) == \
-        {"status": "NotImplemented"}
+        {"status": "Rejected"}
     assert csms.violations == []

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import booted as booted16
+from ftp_fixture import FtpServer
+from helpers import barrier as barrier16, booted as booted16
 from test_v201_core import barrier, ended, get_var, set_var, started
 from secure_cp.security import devpki
 from secure_cp.sim.csms import CallErrorReceived, Csms
@@ -451,6 +452,70 @@ async def test_l01_fr_07_each_evse_freed_is_held_and_a_failed_install_lifts_the_
     assert csms.violations == []
 
 
+async def test_l01_fr_30_ftp_download_wrong_password_server_gone_then_installed(csms, make_station, pki, tmp_path):
+    """FTP download (passive, user:password from the URL; L01 remark): a wrong password and a server that goes away
+    mid-transfer -> Downloading, DownloadFailed after 1 + retries attempts (L01.FR.30), nothing installed; then the
+    right URL -> the whole flow to Installed, the image byte for byte."""
+    root, signer = pki
+    st = await booted(csms, make_station, root)
+    big = IMAGE * 64                        # ~1 MiB: the cut falls mid-transfer
+    with FtpServer(tmp_path / "ftp") as ftp:
+        ftp.put("/fw/image.bin", big)
+        n = len(csms.received)
+        fw = firmware(ftp.url("/fw/image.bin", password="wrong"), signer, data=big)
+        assert await csms.call(ID, "UpdateFirmware", {"requestId": 81, "retries": 1, "retryInterval": 0,
+                                                      "firmware": fw}) == {"status": "Accepted"}
+        await status_reached(csms, "DownloadFailed", 81, n)
+        assert statuses(csms, n) == [("Downloading", 81), ("DownloadFailed", 81)]
+        assert ftp.commands.count("PASS") == 2 and not any(c.startswith("RETR") for c in ftp.commands)
+        n = len(csms.received)
+        ftp.cut_after = 64 * 1024
+        fw = firmware(ftp.url("/fw/image.bin"), signer, data=big)
+        assert await csms.call(ID, "UpdateFirmware", {"requestId": 82, "retries": 0, "retryInterval": 0,
+                                                      "firmware": fw}) == {"status": "Accepted"}
+        await status_reached(csms, "DownloadFailed", 82, n)
+        assert statuses(csms, n) == [("Downloading", 82), ("DownloadFailed", 82)]
+        assert not (st.cfg.data_dir / "firmware" / "firmware-82.bin").exists()    # no partial image left
+        ftp.cut_after = None
+        n = len(csms.received)
+        fw = firmware(ftp.url("/fw/image.bin"), signer, data=big)
+        assert await csms.call(ID, "UpdateFirmware", {"requestId": 83, "firmware": fw}) == {"status": "Accepted"}
+        await status_reached(csms, "Installed", 83, n)
+    assert statuses(csms, n) == [(s, 83) for s in INSTALLED_FLOW]
+    assert (st.cfg.data_dir / "firmware" / "installed.bin").read_bytes() == big
+    assert csms.violations == []
+
+
+async def test_l01_fr_02_22_deleted_manufacturer_root_no_longer_trusted(csms, make_station, server, pki):
+    """The spec defines no revocation source for the firmware signing certificate (no CRL / OCSP in L01; see
+    README "Firmware"), so trust is the manufacturer root in the certificate store (L01.FR.12, M04 remark: with all
+    ManufacturerRootCertificates deleted no signed firmware can be installed): installed by InstallCertificate ->
+    Accepted; after DeleteCertificate the same request -> InvalidCertificate and the security event
+    InvalidFirmwareSigningCertificate (L01.FR.02/22), no download."""
+    root, signer = pki
+    await make_station(csms, protocols=["ocpp2.0.1"])
+    await csms.wait_for("BootNotification", identity=ID)
+    await csms.wait_for("SecurityEventNotification", identity=ID)
+    pem = Path(root.cert_file).read_text()
+    assert (await csms.call(ID, "InstallCertificate", {"certificateType": "ManufacturerRootCertificate",
+                                                       "certificate": pem}))["status"] == "Accepted"
+    url = server.serve("/fw.bin", IMAGE)
+    n = len(csms.received)
+    fw = firmware(url, signer, retrieve=timedelta(hours=1))          # DownloadScheduled: nothing fetched yet
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": 91, "firmware": fw}) == {"status": "Accepted"}
+    ids = await csms.call(ID, "GetInstalledCertificateIds", {"certificateType": ["ManufacturerRootCertificate"]})
+    [chain] = ids["certificateHashDataChain"]
+    assert (await csms.call(ID, "DeleteCertificate", {"certificateHashData": chain["certificateHashData"]}))[
+        "status"] == "Accepted"
+    res = await csms.call(ID, "UpdateFirmware", {"requestId": 92, "firmware": fw})
+    assert res["status"] == "InvalidCertificate" and res["statusInfo"]["reasonCode"] == "InvalidCertificate"
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
+                        after=n)
+    await barrier(csms)
+    assert statuses(csms, n) == [("DownloadScheduled", 91)] and server.gets == []
+    assert csms.violations == []
+
+
 # ---- 1.6 security whitepaper ---------------------------------------------------------------------------------------
 async def test_16_whitepaper_l01_signed_update_firmware_and_plain_update_firmware(csms, make_station, server, pki):
     """Whitepaper L01.FR.20: plain UpdateFirmware.req -> CALLERROR NotSupported, no update. L01.FR.01/10/23:
@@ -480,4 +545,28 @@ async def test_16_whitepaper_l01_signed_update_firmware_and_plain_update_firmwar
     res = await csms.call(ID, "SignedUpdateFirmware", {"requestId": 62, "firmware": firmware(url, other,
                                                                                              install=None)})
     assert res == {"status": "InvalidCertificate"}
+    assert csms.violations == []
+
+
+async def test_16_whitepaper_l01_fr_03_invalid_signature_over_ftp(csms, make_station, pki, tmp_path):
+    """Whitepaper L01 step 5, L01.FR.03: SignedUpdateFirmware.req whose image is downloaded over FTP but whose
+    signature was made by another key (a signer of the same manufacturer root) -> Accepted, then
+    SignedFirmwareStatusNotification Downloading, Downloaded, InvalidSignature, and the security event
+    InvalidFirmwareSignature; no installation, no reboot."""
+    root, signer = pki
+    st = await booted16(csms, make_station, manufacturer_root_file=root.cert_file)
+    other = devpki.firmware_signing_certificate(Path(root.cert_file).parent, root, "other-signer")
+    with FtpServer(tmp_path / "ftp") as ftp:
+        ftp.put("/fw.bin", IMAGE)
+        fw = firmware(ftp.url("/fw.bin"), signer, install=None)
+        fw["signature"] = other.sign(IMAGE)                   # valid signature, but not by the given certificate
+        n = len(csms.received)
+        assert await csms.call(ID, "SignedUpdateFirmware", {"requestId": 63, "firmware": fw}) == \
+            {"status": "Accepted"}
+        action = "SignedFirmwareStatusNotification"
+        await status_reached(csms, "InvalidSignature", 63, n, action=action)
+        await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSignature", after=n)
+    await barrier16(csms)
+    assert statuses(csms, n, action) == [("Downloading", 63), ("Downloaded", 63), ("InvalidSignature", 63)]
+    assert not (st.cfg.data_dir / "firmware" / "installed.bin").exists() and st.station.boots == 0
     assert csms.violations == []

@@ -127,7 +127,8 @@ def test_pkcs11_keys_persist_on_token_and_delete(hsm, token):
     before = hsm.public_key_der("station")
     ref = hsm.key_ref("station")
     assert ref.backend == "pkcs11" and ref.module == token.module
-    assert ref.uri == f"pkcs11:token={token.label};object=station;type=private"
+    assert ref.uri.startswith(f"pkcs11:token={token.label};object=station;id=%") and ref.uri.endswith(";type=private")
+    assert len(ref.uri.split(";id=")[1].split(";")[0]) == 16 * 3    # CKA_ID: 16 bytes, %-escaped
     hsm.close()
     with Pkcs11Backend(token.module, token.label, token.pin) as again:   # a new session (and C_Initialize)
         assert [k.label for k in again.list_keys()] == ["station", "v2g"]
@@ -286,7 +287,7 @@ def test_keys_config_opens_the_configured_backend(token, tmp_path):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"backend": "tpm"}, "keys.backend: 'software' or 'pkcs11'"),
+    ({"backend": "tpm"}, "keys.backend: one of software, pkcs11, tpm2"),
     ({"algorithm": "ec-p521"}, "keys.algorithm: one of"),
     ({"backend": "pkcs11", "pin": "1"}, "keys.token: required"),
     ({"backend": "pkcs11", "token": "t"}, "keys.pin_file: .*exactly one of pin_file and pin"),

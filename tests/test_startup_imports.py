@@ -26,3 +26,43 @@ def test_lazy_module_imports_at_first_use():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+_IDLE_STATION = """
+import asyncio, json, sys
+from pathlib import Path
+from secure_cp.config import StationConfig
+from secure_cp.runtime import Station
+
+async def main():
+    cfg = StationConfig(identity="IDLE", data_dir=Path(sys.argv[1]), csms_url="ws://127.0.0.1:9")
+    station = Station(cfg)
+    task = asyncio.create_task(station.run())
+    for _ in range(200):          # until the signing meter's key is registered (a start-up step), at most 10 s
+        await asyncio.sleep(0.05)
+        if station.db.query("SELECT COUNT(*) FROM meter_keys")[0][0]:
+            break
+    await asyncio.sleep(0.3)
+    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'asn1crypto', 'pkcs11', 'ftplib'})
+    print(json.dumps({"signing": station.cfg.eichrecht_mode, "heavy": heavy,
+                      "keys": station.db.query("SELECT COUNT(*) FROM meter_keys")[0][0]}))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+asyncio.run(main())
+"""
+
+
+def test_idle_station_with_signing_meter_restarts_without_crypto_or_ftp(tmp_path):
+    """The simulated signing meter makes its key at the first start (cryptography then); every later start only
+    registers the known public key again, and FTP / zip support load with their first transfer, so an idle
+    station stays within the RSS target."""
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _IDLE_STATION, str(tmp_path / "data")], capture_output=True,
+                              text=True, timeout=90)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0]["keys"] == runs[1]["keys"] == 1          # the meter key is registered, once
+    assert "cryptography" in runs[0]["heavy"]              # the first start made the meter's key
+    assert runs[1]["heavy"] == []

@@ -233,6 +233,41 @@ def test_nested_tx_makes_several_store_calls_atomic(db: Database) -> None:
     assert [item.action for item in outbox.pending()] == ["StopTransaction"]
 
 
+def test_atomic_joins_without_savepoint_and_a_failure_dooms_the_whole_transaction(db: Database, db_path: Path) -> None:
+    """Database.atomic(): the hot-path variant of a nested tx() (no SAVEPOINT). Alone it commits like tx(); inside
+    an open transaction a failure in it cannot be undone on its own, so nothing of the outer transaction commits,
+    even when the exception is caught in between."""
+    transactions, outbox = Transactions(db), Outbox(db)
+    transactions.create(_tx("k1"))
+    with db.atomic():
+        outbox.append("MeterValues", {"n": 1}, tx_key="k1", now=1.0)
+    assert _committed_elsewhere(db_path, "SELECT COUNT(*) FROM outbox") == [(1,)]
+
+    statements: list[str] = []
+    db._require_conn().set_trace_callback(statements.append)
+    with db.tx():
+        transactions.update("k1", last_meter_wh=5)
+        with db.atomic():
+            outbox.append("MeterValues", {"n": 2}, tx_key="k1", now=1.0)
+    db._require_conn().set_trace_callback(None)
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    assert _committed_elsewhere(db_path, "SELECT COUNT(*) FROM outbox") == [(2,)]
+
+    rollbacks = db.rollbacks
+    with pytest.raises(StoreError, match="rolled this transaction back"):
+        with db.tx():
+            transactions.update("k1", last_meter_wh=9)
+            try:
+                with db.atomic():
+                    outbox.append("MeterValues", {"n": 3}, tx_key="k1", now=1.0)
+                    raise ValueError("after the first write of the block")
+            except ValueError:
+                pass
+    assert db.rollbacks > rollbacks                  # the caches that watch rollbacks forget
+    assert transactions.get("k1").last_meter_wh == 5
+    assert outbox.pending_count() == 2
+
+
 def _committed_elsewhere(db_path: Path, sql: str) -> list:
     """What another connection sees: only committed data."""
     other = sqlite3.connect(str(db_path))

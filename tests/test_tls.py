@@ -257,7 +257,7 @@ async def test_a00_fr_407_csms_requiring_client_certificate_refuses_station_with
 async def test_tc_a_19_upgrade_security_profile_1_to_2(pki, make_station):
     """TC_A_19_CS (A05 with B09/B10): at profile 1 the CSMS stores a profile-2 network profile (accepted: the
     station has a CSMS root), moves it first in NetworkConfigurationPriority and resets; the station reconnects
-    over TLS and reports SecurityProfile 2. Profile 3 is refused: this station has no certificate (TC_A_21)."""
+    over TLS and reports SecurityProfile 2."""
     async with Csms(basic_auth={ID: PASSWORD.encode()}) as plain, tls_csms(pki) as secure:
         st = await make_station(plain, protocols=["ocpp2.0.1"], security_profile=1, password=PASSWORD,
                                 ca_file=pki.ca_file)
@@ -267,8 +267,6 @@ async def test_tc_a_19_upgrade_security_profile_1_to_2(pki, make_station):
             return {"configurationSlot": 2, "connectionData": {
                 "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": url, "messageTimeout": 30,
                 "securityProfile": sp, "ocppInterface": "Wired0"}}
-        res = await plain.call(ID, "SetNetworkProfile", conn(secure.url, 3))
-        assert res["status"] == "Rejected"
         res = await plain.call(ID, "SetNetworkProfile", conn(secure.url, 2))
         assert res["status"] == "Accepted"
         res = await plain.call(ID, "SetVariables", {"setVariableData": [{

@@ -9,6 +9,7 @@ the security log); §8 "Security Events" (the 1.6 names). The queue and the send
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from helpers import barrier, booted, eventually
 from secure_cp.engine import rfc3339
@@ -134,3 +135,41 @@ async def test_a00_fr_309_a04_v16_invalid_central_system_certificate_sent_once_t
         await eventually(lambda: all(e.type != "InvalidCentralSystemCertificate"
                                      for e in st.station.security_events.pending(10)), what="confirmed")
         assert csms.violations == []
+
+
+async def test_whitepaper_8_v16_setting_system_time_when_the_central_system_moves_the_clock(csms, make_station):
+    """Whitepaper §8 SettingSystemTime (critical): BootNotification.conf currentTime moves the station clock by two
+    hours -> the event is recorded and sent with the change in techInfo; a Heartbeat.conf correction of a few seconds
+    (below the 20 s the 2.0.1 ClockCtrlr.TimeAdjustmentReportingThreshold defaults to; 1.6 has no key for it) is no
+    event."""
+    real = csms.clock
+    csms.clock = lambda: real() + timedelta(hours=2)
+    st = await booted(csms, make_station, **V16)
+    ev = await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "SettingSystemTime", identity=ID)
+    assert "+7200" in ev.payload["techInfo"]
+    n = len(csms.received)
+    csms.clock = lambda: real() + timedelta(hours=2, seconds=5)
+    assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "Heartbeat"}) == {"status": "Accepted"}
+    await csms.wait_for("Heartbeat", after=n)
+    await barrier(csms)
+    assert [e["type"] for e in security_events_sent(csms, n)] == []
+    assert [e.type for e in st.station.security_events.log()].count("SettingSystemTime") == 1
+    assert csms.violations == []
+
+
+async def test_whitepaper_8_v16_reconfiguration_of_security_parameters_on_cpo_name_change(csms, make_station):
+    """Whitepaper §8 ReconfigurationOfSecurityParameters (not critical): ChangeConfiguration CpoName (§7.5, the
+    organization of the station certificate's CSR) Accepted -> the event in the security log naming the key; not
+    pushed to the Central System. (AuthorizationKey and SecurityProfile go the same way, runtime.SECURITY_PARAMETERS;
+    the value is never logged.)"""
+    st = await booted(csms, make_station, **V16)
+    n = len(csms.received)
+    assert await csms.call(ID, "ChangeConfiguration", {"key": "CpoName", "value": "New CPO"}) == \
+        {"status": "Accepted"}
+    await eventually(lambda: any(e.type == "ReconfigurationOfSecurityParameters"
+                                 for e in st.station.security_events.log()), 5, "the event")
+    [event] = [e for e in st.station.security_events.log() if e.type == "ReconfigurationOfSecurityParameters"]
+    assert event.tech_info == "CpoName changed" and not event.critical
+    await barrier(csms)
+    assert all(e["type"] != "ReconfigurationOfSecurityParameters" for e in security_events_sent(csms, n))
+    assert csms.violations == []

@@ -88,8 +88,7 @@ async def test_tc_b_43_b09_fr_05_slot_outside_network_configuration_priority_val
 
 
 @pytest.mark.parametrize("data, reason", [
-    (profile("wss://127.0.0.1:1/ocpp", 2), "UnsupportedSecurity"),     # this station has no CSMS root ([security])
-    (profile("wss://127.0.0.1:1/ocpp", 3), "UnsupportedSecurity"),
+    (profile("wss://127.0.0.1:1/ocpp", 4), "UnsupportedSecurity"),     # no such profile (a root is no B09 check)
     (profile("ws://127.0.0.1:1/ocpp", 0, ocppVersion="OCPP16"), "UnsupportedVersion"),
     (profile("ws://127.0.0.1:1/ocpp", 0, ocppTransport="SOAP"), "UnsupportedTransport"),
     (profile("http://127.0.0.1:1/ocpp", 0), "InvalidURL"),

@@ -163,3 +163,45 @@ def test_a04_has_pending_answered_from_memory_follows_record_delivered_and_rollb
         assert not events.has_pending() and events.pending(5) == []
     finally:
         db.close()
+
+
+async def test_a04_fr_04_invalid_messages_kept_in_the_security_log_not_pushed(csms, make_station):
+    """Appendix 1 InvalidMessages (not critical): a CALL that violates its schema, a CALL of an action OCPP does not
+    know and a malformed frame are answered with CALLERROR and each stored in the security log with the reason
+    (A04.FR.04), but not sent as SecurityEventNotification (A04.FR.01 is for critical events only). A valid CALL
+    is no such event; the station keeps working."""
+    st = await booted(csms, make_station)
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice")
+    n = len(csms.received)
+    await csms.send_raw(ID, '[2,"bad-1","Reset",{"type":"Sometime"}]')
+    await csms.send_raw(ID, '[2,"bad-2","NoSuchAction",{}]')
+    await csms.send_raw(ID, '[2,"bad-3"')
+    await csms.call(ID, "GetVariables", {"getVariableData": [
+        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]})
+    invalid = [e for e in st.station.security_events.log() if e.type == "InvalidMessages"]
+    assert len(invalid) == 3 and not any(e.critical for e in invalid)
+    assert "type" in (invalid[0].tech_info or "") and "NoSuchAction" in (invalid[1].tech_info or "")
+    assert "InvalidMessages" not in security_types(csms, n)
+
+
+async def test_a04_reconfiguration_of_security_parameters_on_certificate_install_and_delete(csms, make_station,
+                                                                                          tmp_path):
+    """Appendix 1 ReconfigurationOfSecurityParameters (not critical: logged, not pushed): installing a
+    ManufacturerRootCertificate (M05) and deleting it (M04) each change the station's trust anchors."""
+    from pathlib import Path
+
+    from secure_cp.security import devpki
+    st = await booted(csms, make_station)
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "StartupOfTheDevice")
+    n = len(csms.received)
+    pem = Path(devpki.manufacturer_root(tmp_path / "pki").cert_file).read_text()
+    assert (await csms.call(ID, "InstallCertificate", {"certificateType": "ManufacturerRootCertificate",
+                                                       "certificate": pem}))["status"] == "Accepted"
+    ids = await csms.call(ID, "GetInstalledCertificateIds", {"certificateType": ["ManufacturerRootCertificate"]})
+    hash_data = ids["certificateHashDataChain"][0]["certificateHashData"]
+    assert (await csms.call(ID, "DeleteCertificate", {"certificateHashData": hash_data}))["status"] == "Accepted"
+    events = [e for e in st.station.security_events.log() if e.type == "ReconfigurationOfSecurityParameters"]
+    assert [e.tech_info for e in events] == ["ManufacturerRootCertificate installed or deleted (1 CA certificates)",
+                                             "ManufacturerRootCertificate installed or deleted (0 CA certificates)"]
+    assert not any(e.critical for e in events)
+    assert "ReconfigurationOfSecurityParameters" not in security_types(csms, n)

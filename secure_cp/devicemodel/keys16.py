@@ -54,6 +54,7 @@ __all__ = [
     "PHASE_ROTATIONS_16",
     "FEATURE_PROFILES_16",
     "FILE_TRANSFER_PROTOCOLS_16",
+    "SIGNED_METER_KEYS16",
 ]
 
 #: Component that holds 1.6 keys without a 2.0.1 counterpart (variable name = the 1.6 key name).
@@ -151,6 +152,7 @@ def _k(name: str, ref: str, profile: str, required: bool, access: str, type16: s
 V = VENDOR_COMPONENT
 _CORE, _LAL, _RES, _SC, _FW, _SEC = "Core", "LocalAuthListManagement", "Reservation", "SmartCharging", \
     "FirmwareManagement", "Security"
+_SMV = "SignedMeterValues"   # not a 1.6 feature profile: the OCA application note's keys (see signed_meter_values)
 
 #: Every key, in the order of the specifications.
 KEYS16: tuple[Key16, ...] = (
@@ -254,7 +256,7 @@ KEYS16: tuple[Key16, ...] = (
        V, "MaxChargingProfilesInstalled", min=0, default="32"),
     # -- §8 Firmware and Diagnostics File Transfer --
     _k("SupportedFileTransferProtocols", "1.6 §8", _FW, False, "R", "CSL",
-       "OCPPCommCtrlr", "FileTransferProtocols", list_kind="file_protocols", default="HTTP,HTTPS"),
+       "OCPPCommCtrlr", "FileTransferProtocols", list_kind="file_protocols", default="FTP,FTPS,HTTP,HTTPS"),
     # -- Security Whitepaper edition 3, §7 Configuration Keys --
     _k("AdditionalRootCertificateCheck", "SWP ed3 §7.1", _SEC, False, "R", "boolean",
        "SecurityCtrlr", "AdditionalRootCertificateCheck", default="false"),
@@ -269,7 +271,28 @@ KEYS16: tuple[Key16, ...] = (
     # §7.6: only increase; default 0 when no security profile is configured yet.
     _k("SecurityProfile", "SWP ed3 §7.6", _SEC, False, "RW", "integer",
        "SecurityCtrlr", "SecurityProfile", min=0, max=3, default="0", mutability201="ReadOnly"),
+    # -- OCA application note "Signed Meter Values in OCPP" v1.0 §3.3 (Eichrecht, issue #5): the 2.0.1 variables
+    # of §4.3 under their 1.6 names. Offered when the station signs (the runtime excludes them otherwise);
+    # MeterPublicKey<N> (§3.3.1, per connector) is answered by the 1.6 adapter from FiscalMetering.PublicKey.
+    # Offered with Config16(signed_meter_values=True) only.
+    _k("PublicKeyWithSignedMeterValue", "OCA SMV §3.3.2", _SMV, False, "RW", "string",
+       "OCPPCommCtrlr", "PublicKeyWithSignedMeterValue", default="OncePerTransaction"),
+    _k("SampledDataSignReadings", "OCA SMV §3.3.3", _SMV, False, "RW", "boolean",
+       "SampledDataCtrlr", "SignReadings", default="true"),
+    _k("StartTxnSampledData", "OCA SMV §3.3.4", _SMV, False, "RW", "CSL",
+       "SampledDataCtrlr", "TxStartedMeasurands", list_kind="measurands", default="Energy.Active.Import.Register",
+       max_length_key="StopTxnSampledDataMaxLength"),
+    _k("SampledDataSignStartedReadings", "OCA SMV §3.3.5", _SMV, False, "RW", "boolean",
+       "SampledDataCtrlr", "SignStartedReadings", default="true"),
+    _k("SampledDataSignUpdatedReadings", "OCA SMV §3.3.6", _SMV, False, "RW", "boolean",
+       "SampledDataCtrlr", "SignUpdatedReadings", default="false"),
+    _k("AlignedDataSignReadings", "OCA SMV §3.3.7", _SMV, False, "RW", "boolean",
+       "AlignedDataCtrlr", "SignReadings", default="true"),
+    _k("AlignedDataSignUpdatedReadings", "OCA SMV §3.3.8", _SMV, False, "RW", "boolean",
+       "AlignedDataCtrlr", "SignUpdatedReadings", default="false"),
 )
+#: The keys of the OCA signed-meter-values note (offered by a station that signs).
+SIGNED_METER_KEYS16 = tuple(k.name for k in KEYS16 if k.profile == _SMV)
 
 _BY_NAME: dict[str, Key16] = {k.name.casefold(): k for k in KEYS16}
 
@@ -333,6 +356,7 @@ class Config16:
         exclude_keys: Iterable[str] = (),
         checks: Mapping[str, Callable[[str], bool]] | None = None,
         reboot_required_keys: Iterable[str] | None = None,
+        signed_meter_values: bool = False,
     ) -> None:
         if number_of_connectors < 1:
             raise ValueError("number_of_connectors must be at least 1")
@@ -349,7 +373,9 @@ class Config16:
         self._profiles = profiles
 
         excluded = {self._spec_any(k).name for k in exclude_keys}
-        offered = [k for k in KEYS16 if (k.profile == _SEC or k.profile in profiles) and k.name not in excluded]
+        # the OCA note's keys only on a station that signs (``signed_meter_values``: the runtime's [eichrecht])
+        offered = [k for k in KEYS16 if (k.profile == _SEC or k.profile in profiles
+                                         or (k.profile == _SMV and signed_meter_values)) and k.name not in excluded]
         for k in KEYS16:
             if k.name in excluded and k.required and k.profile in profiles:
                 raise ValueError(f"{k.name} is required by the {k.profile} profile and cannot be excluded")
@@ -442,6 +468,9 @@ class Config16:
             elif k.name == "CpoName":
                 kw["max_length"] = _ORG_NAME_MAX
                 validator = _org_name_ok
+            elif k.name == "PublicKeyWithSignedMeterValue":   # the 2.0.1 OptionList (OCA note §3.3.2 Table 5)
+                data_type = "OptionList"
+                kw["values_list"] = ("Never", "OncePerTransaction", "EveryMeterValue")
             else:  # pragma: no cover - no other string keys today
                 kw["max_length"] = VALUE_MAX_16
         else:
@@ -518,6 +547,11 @@ class Config16:
         if k is None:
             raise KeyError(key)
         return k
+
+    @property
+    def model(self) -> DeviceModel:
+        """The device model the keys are a view onto."""
+        return self._model
 
     def _stored(self, k: Key16) -> str | None:
         return self._model.get(k.component, k.variable, variable_instance=k.variable_instance)

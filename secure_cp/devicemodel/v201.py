@@ -322,7 +322,7 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         _d("OCPPCommCtrlr", "WebSocketPingInterval", "integer", _RW, "60", unit="s", min=0, reboot_required=True),
         # P2 §2.1.4 FileTransferProtocols: RO MemberList. Same values and default as 1.6 §8
         # SupportedFileTransferProtocols (Config16).
-        _d("OCPPCommCtrlr", "FileTransferProtocols", "MemberList", _RO, "HTTP,HTTPS",
+        _d("OCPPCommCtrlr", "FileTransferProtocols", "MemberList", _RO, "FTP,FTPS,HTTP,HTTPS",
            values_list=FILE_TRANSFER_PROTOCOLS_16),
         # P2 §2.7.17 PublicKeyWithSignedMeterValue: RW OptionList Never, OncePerTransaction, EveryMeterValue. Once
         # per transaction lets transparency software verify every signed reading (Eichrecht) at little cost.
@@ -427,6 +427,9 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         _d("SecurityCtrlr", "CertificateEntries", "integer", _RO, "0", min=0, max=info.get("max_certificates", 20),
            persistent=False),
         _d("SecurityCtrlr", "AdditionalRootCertificateCheck", "boolean", _RO, "false"),
+        # errata 2025-02 (Part 2 p. 456): AllowCSMSTLSWildcards, ReadWrite when present; false = the compliant
+        # refusal of a wildcard CSMS server certificate (security.tls.refuse_wildcards)
+        _d("SecurityCtrlr", "AllowCSMSTLSWildcards", "boolean", _RW, "false"),
         _d("SecurityCtrlr", "MaxCertificateChainSize", "integer", _RO, "10000", min=0, max=10000),
         _d("SecurityCtrlr", "CertSigningWaitMinimum", "integer", _RW, "60", unit="s", min=0),
         _d("SecurityCtrlr", "CertSigningRepeatTimes", "integer", _RW, "3", min=0),
@@ -442,6 +445,13 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         _d("SmartChargingCtrlr", "Available", "boolean", _RO, _bool(has_smart)),
         _d("SmartChargingCtrlr", "Enabled", "boolean", _RW, _bool(has_smart),
            validator=_not_enabled_unless(has_smart)),
+
+        # -- ISO15118Ctrlr (P2 §2.15; the OCPP side of ISO 15118, security.iso15118) -- C07 Plug & Charge:
+        # ContractValidationOffline RW boolean (required): offline, validate the contract certificate locally
+        # (C07.FR.07/08); CentralContractValidationAllowed RW boolean: send the chain to the CSMS when no root here
+        # can validate it (C07.FR.06). Both false: without a CSMS nobody checks revocation.
+        _d("ISO15118Ctrlr", "ContractValidationOffline", "boolean", _RW, "false"),
+        _d("ISO15118Ctrlr", "CentralContractValidationAllowed", "boolean", _RW, "false"),
     ]
     if info.get("identity") is not None:
         # P2 §2.2.2 Identity: "ReadOnly or ReadWrite" string, maxLimit 48. RO: the identity is part of the connection
@@ -451,7 +461,17 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         # P2 §2.7.3 / §2.7.14: RW boolean, and "when a Charging Station does not support signed meter values it
         # SHALL NOT report this variable".
         defs += [_d("SampledDataCtrlr", "SignReadings", "boolean", _RW, "true"),
-                 _d("AlignedDataCtrlr", "SignReadings", "boolean", _RW, "true")]
+                 _d("AlignedDataCtrlr", "SignReadings", "boolean", _RW, "true"),
+                 # OCA note "Signed Meter Values in OCPP" §4.3.4/§4.3.6/§4.3.7: the signed begin value in Started
+                 # (or the first Updated, triggerReason SignedDataReceived); signed intermediate values (Updated
+                 # MeterValuePeriodic / MeterValueClock with a signedMeterValue) when SignUpdatedReadings is true
+                 _d("SampledDataCtrlr", "SignStartedReadings", "boolean", _RW, "true"),
+                 _d("SampledDataCtrlr", "SignUpdatedReadings", "boolean", _RW, "false"),
+                 _d("AlignedDataCtrlr", "SignUpdatedReadings", "boolean", _RW, "false")]
+        # §4.3.2 FiscalMetering.PublicKey per EVSE (RO string, the §3.2.2 form): set by the runtime from the meter
+        # at every start (eichrecht.meterkeys); not persistent: the meter is the source
+        defs += [_d("FiscalMetering", "PublicKey", "string", _RO, None, max_length=2500, persistent=False,
+                    evse_id=evse_id) for evse_id in sorted(evses)]
     return defs
 
 

@@ -115,12 +115,39 @@ class TxMeterValues:
     tx_key: str | None           # None: a meter value outside any transaction
     connector_id: int
     samples: tuple[Sample, ...]
+    #: Eichrecht (OCA note Table 20, SignUpdatedReadings): the meter's signed record of this reading, exactly as the
+    #: legal log holds it, and its public key (DER hex); the adapter sends it with the unsigned values
+    signed_raw: str | None = None
+    signed_key: str | None = None
 
 
 @dataclass(frozen=True)
 class TxStopped:
     tx_key: str
     transaction_data: tuple[Sample, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class TxSigned:
+    """A signed reading of the transaction arrived (Eichrecht: it is in the legal log and on the transaction record,
+    ``extra["signed"][context]``); the adapter sends it where the configuration says (1.6 MeterValues with context
+    Transaction.Begin, 2.0.1 TransactionEvent Updated SignedDataReceived). The end value goes with TxStopped."""
+    tx_key: str
+    context: str
+
+
+@dataclass(frozen=True)
+class SignedReadingWanted:
+    """Not an effect for the adapter: a request to the runtime (Engine.signed_requests) to fetch a signed reading off
+    the event loop (meter-signed or gateway-signed) and hand it back with Engine.on_signed_reading. ``marker``: OCMF
+    TX (B begin, E end)."""
+    tx_key: str
+    connector_id: int
+    context: str
+    marker: str
+    #: an intermediate reading (Sample.Periodic / Sample.Clock) held until its signed record arrives
+    #: (Engine.on_signed_sample); None for the begin and end readings
+    sample: Sample | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +163,8 @@ class Notice:
     text: str
 
 
-Effect = StatusChanged | AuthorizeRequest | TxStarted | TxUpdated | TxMeterValues | TxStopped | ResetNow | Notice
+Effect = (StatusChanged | AuthorizeRequest | TxStarted | TxUpdated | TxMeterValues | TxStopped | TxSigned | ResetNow
+          | Notice)
 
 
 def drop_intermediate(items: list, *, keep_last: bool = True) -> list:

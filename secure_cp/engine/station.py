@@ -17,14 +17,15 @@ from typing import Callable, Iterable
 from ..store.tables import TxRecord   # the record type only: the engine never opens the database
 from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
-from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, Status,
-                    StatusChanged, StopReason, TxMeterValues, TxStarted, TxStopped, TxUpdated, drop_intermediate,
-                    rfc3339)
+from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, SignedReadingWanted,
+                    Status, StatusChanged, StopReason, TxMeterValues, TxSigned, TxStarted, TxStopped, TxUpdated,
+                    drop_intermediate, rfc3339)
 from .settings import EngineSettings
 
 log = logging.getLogger("secure_cp.engine")
 
 ENERGY = "Energy.Active.Import.Register"
+BEGIN, END = "Transaction.Begin", "Transaction.End"
 MAX_STOP_SAMPLES = 200      # cap of StopTxn*Data samples kept per transaction (begin and end always kept)
 #: Start/stop points whose condition is "an EV is there" (no parking bay sensor: occupancy = a plugged cable).
 PLUG_POINTS = frozenset({"EVConnected", "ParkingBayOccupancy"})
@@ -114,6 +115,14 @@ class Engine:
         self._next_aligned: float | None = None          # next clock-aligned reading that is sent
         self._next_aligned_ended: float | None = None    # next clock-aligned reading kept for transaction ends
         self._booted = False
+        # Eichrecht (issue #5): the runtime sets ``signing`` when a signing meter (or the gateway key) is there; the
+        # engine then asks for a signed begin and end reading of every transaction (``signed_requests``, fetched off
+        # the loop by the runtime) and holds the transaction's end message until the end record arrived
+        self.signing = False
+        self.signed_requests: list[SignedReadingWanted] = []
+        #: the contexts of intermediate readings sent with a signed value (the adapter's SignedPolicy.updated: OCA
+        #: note Table 20, SampledDataSignUpdatedReadings / AlignedDataSignUpdatedReadings); set by the runtime
+        self.signed_updates: Callable[[], frozenset[str]] = frozenset
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def boot(self, now: float) -> None:
@@ -127,11 +136,23 @@ class Engine:
         self.kv.delete("clean_shutdown")
         reason = StopReason(clean) if clean in {r.value for r in StopReason} else StopReason.POWER_LOSS
         for tx in self.transactions.recent(200):
+            if BEGIN in tx.extra.get("sig_wait", ()):   # asked before the restart, never arrived (see END below)
+                self._signed_done(tx, BEGIN, None, "no signed begin reading before the restart")
             if tx.stopped_at is None or tx.extra.get("q_stop"):
                 continue
             # stopped but its StopTransaction never reached the outbox: queue it again (idempotent in the adapter)
             if not tx.extra.get("q_start"):
                 self.effects.append(TxStarted(tx.tx_key))
+            if END in tx.extra.get("sig_wait", ()) and not self.signing:   # signing switched off meanwhile
+                self._signed_done(tx, END, None, "signing switched off before the end reading arrived")
+            if END in tx.extra.get("sig_wait", ()):
+                # the final signed reading was asked for before the restart and did not reach the legal log (the
+                # runtime put one that did on the record: eichrecht.service.SignedReadings.recover). The power path
+                # has been open since the stop, so the meter's register still holds the end: ask again
+                log.warning("transaction %s: no signed end reading before the restart; asking the meter again",
+                            tx.tx_key)
+                self.signed_requests.append(SignedReadingWanted(tx.tx_key, tx.connector_id, END, "E"))
+                continue
             self.effects.append(TxStopped(tx.tx_key, self._transaction_data(tx)))
         for tx in self.transactions.open():
             if not tx.extra.get("q_start"):
@@ -141,7 +162,8 @@ class Engine:
             meter = tx.last_meter_wh if tx.last_meter_wh is not None else tx.meter_start_wh
             log.warning("transaction %s on connector %s was interrupted; ending it (%s, %d Wh at %s)",
                         tx.tx_key, tx.connector_id, reason.value, meter, at)
-            self._finish_record(tx, meter, at, reason, None)
+            # a signing meter still holds the register where the power cut left it: ask it for the end record
+            self._finish_record(tx, meter, at, reason, None, hold=self._want_signed(tx, END))
             if c is not None:
                 c.last_energy = meter
                 self._apply_scheduled(c)
@@ -364,6 +386,20 @@ class Engine:
             self.auth.learn(id_tag, info, now)
         if q is not None:
             self._authorized(id_tag, info, q.connector_id, now, q.remote)
+
+    def authorize_decided(self, id_tag: str, info: dict, connector_id: int, now: float, *,
+                          cache: bool = True) -> str:
+        """An authorization decided outside the engine's own Authorize (2.0.1 C07: an eMAID judged with its
+        contract certificate by the CSMS, or offline by the local rules): learned like an Authorize answer
+        (``cache``), then applied to the connector (0: any) as if the engine had asked. Returns the status of
+        ``info`` that was applied ("Accepted" = it authorizes)."""
+        if cache:
+            self.auth.learn(id_tag, info, now)
+        self._authorized(id_tag, info, connector_id, now, False)
+        if info_valid(info, now):
+            return "Accepted"
+        status = str(info.get("status") or "Invalid")
+        return "Expired" if status == "Accepted" else status        # past its expiry date
 
     def _authorized(self, id_tag: str, info: dict, connector_id: int, now: float, remote: bool) -> None:
         parent = info.get("parentIdTag")
@@ -658,6 +694,7 @@ class Engine:
         log.info("transaction %s started on connector %d (%s) for %r at %d Wh", tx_key, c.id, trigger,
                  auth.id_tag if auth else "", reading.energy_wh)
         self.effects.append(TxStarted(tx_key))
+        self._want_signed(rec, BEGIN)
 
     def _stop(self, c: Connector, reason: StopReason, now: float, *, id_tag: str | None = None,
               unlock: bool = True) -> None:
@@ -680,17 +717,106 @@ class Engine:
         end = self._stop_sample(reading, "Transaction.End", now)
         if end:
             tx.extra.setdefault("samples", []).append(end.to_json())
-        self._finish_record(tx, reading.energy_wh, rfc3339(now), reason, id_tag)
+        self._finish_record(tx, reading.energy_wh, rfc3339(now), reason, id_tag, hold=self._want_signed(tx, END))
         log.info("transaction %s on connector %d stopped (%s) at %d Wh", tx.tx_key, c.id, reason.value,
                  reading.energy_wh)
         self._apply_scheduled(c)
 
-    def _finish_record(self, tx, meter_wh: int, at: str, reason: StopReason, id_tag: str | None) -> None:
+    def _finish_record(self, tx, meter_wh: int, at: str, reason: StopReason, id_tag: str | None, *,
+                       hold: bool = False) -> None:
+        """Store the end of the transaction and emit TxStopped; ``hold``: not before the signed end reading arrived
+        (on_signed_reading), so that StopTransaction / TransactionEvent Ended carries it (OCA note §2.3.1)."""
         meter_wh = max(meter_wh, tx.meter_start_wh)   # a register never runs backwards within one transaction
         self.transactions.update(tx.tx_key, stopped_at=at, meter_stop_wh=meter_wh, stop_reason=reason.value,
                                  stop_id_tag=id_tag, last_meter_wh=meter_wh, last_meter_at=at, extra=tx.extra)
         tx.stopped_at, tx.meter_stop_wh, tx.stop_reason, tx.stop_id_tag = at, meter_wh, reason.value, id_tag
-        self.effects.append(TxStopped(tx.tx_key, self._transaction_data(tx)))
+        if not hold:
+            self.effects.append(TxStopped(tx.tx_key, self._transaction_data(tx)))
+
+    # ---- signed readings (Eichrecht, issue #5) ------------------------------------------------------------------
+    def _want_signed(self, tx, context: str) -> bool:
+        """Ask the runtime for a signed reading of ``context`` (marked on the record, so a restart knows it was
+        asked for); False when the station does not sign."""
+        if not self.signing:
+            return False
+        waiting = tx.extra.setdefault("sig_wait", [])
+        if context not in waiting:
+            waiting.append(context)
+        self.transactions.update(tx.tx_key, extra=tx.extra)
+        self.signed_requests.append(SignedReadingWanted(tx.tx_key, tx.connector_id, context,
+                                                        "B" if context == BEGIN else "E"))
+        return True
+
+    def _signed_done(self, tx, context: str, record: dict | None, error: str | None) -> None:
+        waiting = tx.extra.get("sig_wait", [])
+        if context in waiting:
+            waiting.remove(context)
+        if record is not None:
+            tx.extra.setdefault("signed", {})[context] = record
+        else:
+            tx.extra.setdefault("signed_errors", {})[context] = error or "no signed reading"
+        self.transactions.update(tx.tx_key, extra=tx.extra)
+
+    def restore_signed(self, tx_key: str, context: str, raw: str, at: float, *, key_hex: str | None = None) -> None:
+        """Before boot: a signed record asked for before a restart reached the legal log but not the transaction
+        record (the runtime found it there); put it on the record, as on_signed_reading would have. No effects:
+        boot() then finishes the transaction with it."""
+        tx = self.transactions.get(tx_key)
+        if tx is not None and context in tx.extra.get("sig_wait", ()):
+            self._signed_done(tx, context, {"raw": raw, "t": at, "key": key_hex}, None)
+
+    def on_signed_reading(self, tx_key: str, context: str, raw: str | None, now: float, *, key_hex: str | None = None,
+                          error: str | None = None) -> None:
+        """The signed reading asked for by a SignedReadingWanted: ``raw`` the OCMF text exactly as the legal log
+        holds it, or None (the meter failed or did not answer within [eichrecht] end_timeout: ``error`` says why;
+        no value is made up). The end reading releases the held TxStopped."""
+        tx = self.transactions.get(tx_key)
+        if tx is None or context not in tx.extra.get("sig_wait", ()):
+            return                      # answered already (a restart asked again), or unknown
+        record = {"raw": raw, "t": now, "key": key_hex} if raw is not None else None
+        self._signed_done(tx, context, record, error)
+        if context == BEGIN and raw is not None and tx.stopped_at is None:
+            # a begin record that comes after the stop goes with the end message only (its time order stays)
+            c = self.connectors.get(tx.connector_id)
+            if c is not None and c.tx_key == tx_key:
+                # a reading now: a power cut from here on ends the transaction no earlier than this message
+                self._read(c, now, persist=True)
+            self.effects.append(TxSigned(tx_key, context))
+        if context == END and tx.stopped_at is not None:
+            self.effects.append(TxStopped(tx_key, self._transaction_data(tx)))
+
+    # ---- signed intermediate readings and missing begin records (Eichrecht, issue #5; OCA note Table 20) -------------
+    def _emit_intermediate(self, c: Connector, sample: Sample) -> None:
+        """A periodic (Sample.Periodic) or clock-aligned (Sample.Clock) reading to send. In a transaction whose
+        context the configuration signs (``signed_updates``) and with the energy register among its values (the
+        measurand the meter signs), it waits for the meter's signed record (SignedReadingWanted with the reading,
+        marker C: OCMF "charging"); :meth:`on_signed_sample` then sends both. Otherwise it goes out at once."""
+        signed = (self.signing and c.tx_key is not None and sample.context in self.signed_updates()
+                  and any(v.measurand == ENERGY for v in sample.values))
+        if not signed:
+            self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+            return
+        self.signed_requests.append(SignedReadingWanted(c.tx_key, c.id, sample.context, "C", sample=sample))
+
+    def on_signed_sample(self, req: SignedReadingWanted, raw: str | None, *, key_hex: str | None = None,
+                         error: str | None = None) -> None:
+        """The signed record of an intermediate reading (``req.sample``), already in the legal log, or None (the
+        meter failed or was too slow: ``error``; the runtime logged it as a security event): the unsigned values go
+        out either way, the signed one only when there is one; nothing is made up."""
+        if req.sample is None:
+            return
+        if raw is None:
+            log.warning("transaction %s: %s reading sent without a signed value (%s)", req.tx_key, req.context,
+                        error or "no signed reading")
+        self.effects.append(TxMeterValues(req.tx_key, req.connector_id, (req.sample,), signed_raw=raw,
+                                          signed_key=key_hex if raw is not None else None))
+
+    def signed_begin_missing(self, tx_key: str, now: float) -> None:
+        """The signed begin reading failed (on_signed_reading got None): the adapter's begin messages that waited
+        for it (1.6 StartTxnSampledData MeterValues, 2.0.1 Started at TxStartPoint DataSigned) go out without it."""
+        tx = self.transactions.get(tx_key)
+        if tx is not None and tx.stopped_at is None and BEGIN not in tx.extra.get("sig_wait", ()):
+            self.effects.append(TxSigned(tx_key, BEGIN))
 
     def _transaction_data(self, tx) -> tuple[Sample, ...]:
         return tuple(Sample.from_json(s) for s in tx.extra.get("samples", []))
@@ -831,7 +957,7 @@ class Engine:
             c.next_sample = self._following(c.next_sample, s.sample_interval, now)
             sample = self._sample_of(reading, s.sampled_measurands, "Sample.Periodic", now)
             if sample is not None:
-                self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+                self._emit_intermediate(c, sample)
         if keep:
             c.next_ended_sample = self._following(c.next_ended_sample, s.stop_txn_sampled_interval, now)
             self._keep_stop_sample(c, self._sample_of(reading, s.stop_txn_sampled_measurands, "Sample.Periodic", now))
@@ -864,7 +990,7 @@ class Engine:
             if send:
                 sample = self._sample_of(reading, s.aligned_measurands, "Sample.Clock", send_at)
                 if sample is not None:
-                    self.effects.append(TxMeterValues(c.tx_key, c.id, (sample,)))
+                    self._emit_intermediate(c, sample)
             if keep_c:
                 self._keep_stop_sample(c, self._sample_of(reading, s.stop_txn_aligned_measurands, "Sample.Clock",
                                                           keep_at))

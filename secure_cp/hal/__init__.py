@@ -1,9 +1,9 @@
 """Hardware-adapter interface and the simulated hardware."""
 from .api import (ERROR_CODES, EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading,
-                  Plugged)
+                  Plugged, SignedMeterAdapter, signed_meter_of)
 
 __all__ = ["ERROR_CODES", "EmergencyStop", "EvReady", "EvseReady", "Fault", "HalEvent", "HardwareAdapter", "IdTagPresented",
-           "MeterReading", "Plugged", "load_adapter"]
+           "MeterReading", "Plugged", "SignedMeterAdapter", "load_adapter", "signed_meter_of"]
 
 
 def load_adapter(spec: str, **kwargs) -> HardwareAdapter:

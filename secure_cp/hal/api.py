@@ -129,3 +129,30 @@ class HardwareAdapter(Protocol):
     def reset(self, hard: bool) -> None:
         """Reboot hook: called after the station has stopped its transactions for a Reset."""
         ...
+
+
+@runtime_checkable
+class SignedMeterAdapter(Protocol):
+    """OPTIONAL capability of a :class:`HardwareAdapter` (Eichrecht, issue #5): a certified meter (or signing
+    capsule) that produces signed OCMF records. An adapter without it simply lacks these methods; the runtime asks
+    :func:`signed_meter_of`. Unlike the other adapter methods these may take time (a real meter needs up to ~30 s
+    in rare cases): the runtime calls them in a worker thread with a timeout.
+
+    The record is returned as the meter produced it and is stored and forwarded byte for byte. Meter errors are
+    the meter's to report inside the record (ST, EF, TX = X/A/P); a meter that does not answer raises."""
+
+    def signed_reading(self, connector_id: int, tx_marker: str | None, *, identification=None,
+                       transaction_ref: str | None = None) -> str:
+        """One signed OCMF record of the connector's meter. ``tx_marker``: OCMF TX (B begin, E/L/R/A/P end,
+        C/T/S intermediate, X error; None = fiscal reading without transaction). ``identification``: a
+        :class:`secure_cp.eichrecht.ocmf.Identification` for the user-assignment fields."""
+        ...
+
+    def meter_public_key(self, connector_id: int) -> bytes:
+        """The meter's public key, DER SubjectPublicKeyInfo."""
+        ...
+
+
+def signed_meter_of(adapter: object) -> SignedMeterAdapter | None:
+    """The adapter as a signing meter, or None when it has no signed-reading capability."""
+    return adapter if isinstance(adapter, SignedMeterAdapter) else None

@@ -4,6 +4,10 @@ It implements :class:`~secure_cp.hal.api.HardwareAdapter` exactly as a real adap
 tell the difference. Test code and the simulator REST API drive it through the ``ev_*`` / ``present_tag`` /
 ``inject_fault`` methods. The energy register survives restarts through an optional state file, as a real
 meter's register survives a power cut.
+
+Each connector's meter is also a simulated *signing* meter (Eichrecht, issue #5): it has its own EC P-256 key
+(kept next to the state file, or in memory) and produces real OCMF records (:meth:`signed_reading`), with its own
+persistent pagination counters and the meter state / error flags set by :meth:`set_meter_state`.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ class SimConnector:
     energy_wh: float = 0.0
     soc: float = 20.0
     meter_failed: bool = False
+    meter_st: str = "G"           # OCMF meter state of the signing meter (Table 10)
+    meter_ef: str = ""            # OCMF error flags
     last_update: float | None = None
     fault: str | None = None
 
@@ -64,6 +70,8 @@ class SimulatedHardware:
         self.connectors = {i: SimConnector(i) for i in range(1, connectors + 1)}
         self.resets: list[bool] = []
         self.lock_fails = False
+        self._pagination: dict[int, dict[str, int]] = {i: {"T": 1, "F": 1} for i in self.connectors}
+        self._meter_keys: dict[int, object] = {}
         self._load_state()
 
     # --- persistence of the meter registers ------------------------------------------------------------------
@@ -75,6 +83,9 @@ class SimulatedHardware:
             for cid, wh in data.get("energy_wh", {}).items():
                 if int(cid) in self.connectors:
                     self.connectors[int(cid)].energy_wh = float(wh)
+            for cid, pages in data.get("pagination", {}).items():
+                if int(cid) in self.connectors:
+                    self._pagination[int(cid)] = {"T": int(pages["T"]), "F": int(pages["F"])}
         except (ValueError, OSError) as exc:  # a corrupt state file only loses the simulated register
             log.warning("simulated meter state %s unreadable (%s); registers start at 0", self._state_file, exc)
 
@@ -82,7 +93,8 @@ class SimulatedHardware:
         if not self._state_file:
             return
         tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh for c in self.connectors.values()}}))
+        tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh for c in self.connectors.values()},
+                                   "pagination": {str(k): v for k, v in self._pagination.items()}}))
         os.replace(tmp, self._state_file)
 
     # --- HardwareAdapter ------------------------------------------------------------------------------------
@@ -211,3 +223,87 @@ class SimulatedHardware:
 
     def fail_meter(self, connector_id: int, failed: bool = True) -> None:
         self._get(connector_id).meter_failed = failed
+
+    def set_meter_state(self, connector_id: int, st: str = "G", ef: str = "") -> None:
+        """What the signing meter reports in its next records: OCMF ST (Table 10) and EF ("E", "t")."""
+        c = self._get(connector_id)
+        c.meter_st, c.meter_ef = st, ef
+
+    # --- the simulated signing meter (SignedMeterAdapter) ----------------------------------------------------
+    def _meter_key(self, connector_id: int):
+        """The meter's own private key: generated once, kept in ``<state file>.meter<N>.key.pem`` (0600)."""
+        key = self._meter_keys.get(connector_id)
+        if key is not None:
+            return key
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        path = (self._state_file.with_name(f"{self._state_file.name}.meter{connector_id}.key.pem")
+                if self._state_file else None)
+        if path is not None and path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), None)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            if path is not None:
+                pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(pem)
+        self._meter_keys[connector_id] = key
+        return key
+
+    def meter_public_key(self, connector_id: int) -> bytes:
+        """The meter's public key (DER SPKI). With a state file it is kept beside the private key, so a station
+        that only registers the key at start (and signs nothing while idle) never loads a crypto library: a real
+        meter holds its key itself, and the simulator should not make the idle station look bigger than one."""
+        from ..eichrecht.ocmf import KeySigner
+        self._get(connector_id)
+        cached = (self._state_file.with_name(f"{self._state_file.name}.meter{connector_id}.pub.der")
+                  if self._state_file else None)
+        if cached is not None and connector_id not in self._meter_keys:
+            try:
+                if cached.with_name(cached.name.replace(".pub.der", ".key.pem")).exists():
+                    return cached.read_bytes()
+            except OSError:
+                pass
+        der = KeySigner(self._meter_key(connector_id)).public_key_der()
+        if cached is not None:
+            try:
+                tmp = cached.with_name(cached.name + ".tmp")
+                tmp.write_bytes(der)
+                os.replace(tmp, cached)
+            except OSError as exc:   # only a cache: the key file is the truth
+                log.debug("meter %d: public key not cached: %s", connector_id, exc)
+        return der
+
+    def meter_serial(self, connector_id: int) -> str:
+        return f"SIM{connector_id:04d}"
+
+    def signed_reading(self, connector_id: int, tx_marker: str | None, *, identification=None,
+                       transaction_ref: str | None = None) -> str:
+        """A real OCMF record of the connector's energy register, signed with the meter's key. The meter's
+        pagination counter is saved before the record is handed out (a real meter's counter survives power cuts
+        too). A meter state other than usable (N/T/D/R/F) leaves the value out, as OCMF allows for error events;
+        nothing is ever substituted."""
+        import datetime as _dt
+        from ..eichrecht.ocmf import KeySigner, MeterIdentity, ReadingValue, build_payload, \
+            identification_for_token, sign_payload
+        c = self._get(connector_id)
+        if c.meter_failed:
+            raise MeterFault(f"meter of connector {connector_id} does not answer")
+        self._integrate(c)
+        context = "F" if tx_marker is None else "T"
+        pages = self._pagination[connector_id]
+        number = pages[context]
+        pages[context] = number + 1
+        self._save_state()
+        value = None if c.meter_st in "NTDRF" else Decimal(int(c.energy_wh)) / 1000
+        reading = ReadingValue(_dt.datetime.now(_dt.timezone.utc), value, tx=tx_marker, decimals=3, st=c.meter_st,
+                               ef=c.meter_ef)
+        identity = MeterIdentity(gi="secure-cp simulated meter", mv="secure-cp", mm="SIM-METER-1",
+                                 ms=self.meter_serial(connector_id), mf="1.0")
+        ident = identification if identification is not None or context == "F" else identification_for_token(None)
+        payload = build_payload(pagination=f"{context}{number}", identity=identity, readings=[reading],
+                                identification=ident, ct="CBIDC" if transaction_ref else None,
+                                ci=transaction_ref)
+        return sign_payload(payload, KeySigner(self._meter_key(connector_id))).raw

@@ -82,9 +82,12 @@ class Timeout:
 
 @dataclass(frozen=True)
 class Reply:
-    """A text the caller must send right away (a CALLERROR answering bad input)."""
+    """A text the caller must send right away (a CALLERROR answering bad input). ``invalid`` says why the received
+    message was no valid OCPP message (malformed frame, schema violation, unknown action): the security event
+    InvalidMessages; None when it was valid but is not supported here."""
 
     text: str
+    invalid: str | None = None
 
 
 Event = Union[IncomingCall, Response, ErrorResponse, Reply]
@@ -159,6 +162,12 @@ class Endpoint:
     def next_deadline(self) -> float | None:
         """When the outstanding CALL times out (for the caller's timer), or None."""
         return self._deadline
+
+    def clock_moved(self, delta: float) -> None:
+        """The caller's clock was set ``delta`` seconds forward (or back): the outstanding CALL keeps its time to
+        answer, measured on the new clock (a correction of the clock is no time passing)."""
+        if self._deadline is not None:
+            self._deadline += delta
 
     def poll(self, now: float) -> Timeout | None:
         """Time out the outstanding CALL if its deadline has passed; it is then forgotten."""
@@ -264,7 +273,7 @@ class Endpoint:
         if not self.registry.knows(call.action):
             self._log.warning("OCPP %s CALL %s: unknown action %r", self.version, call.unique_id, call.action[:60])
             return [self._reply(call.unique_id, ErrorKind.NOT_IMPLEMENTED,
-                                f"action {call.action!r} is not known")]
+                                f"action {call.action!r} is not known", invalid=True)]
         if not self._supported(call.action):
             self._log.info("OCPP %s CALL %s: action %s not supported", self.version, call.unique_id, call.action)
             return [self._reply(call.unique_id, ErrorKind.NOT_SUPPORTED,
@@ -274,7 +283,7 @@ class Endpoint:
         except SchemaError as exc:
             self._log.warning("OCPP %s CALL %s %s rejected: %s", self.version, call.unique_id, call.action,
                               exc.description)
-            return [self._reply(call.unique_id, exc.kind, exc.description)]
+            return [self._reply(call.unique_id, exc.kind, exc.description, invalid=True)]
         return [IncomingCall(call.unique_id, call.action, call.payload)]
 
     def _on_response(self, frame: CallResult | CallError) -> list[Event]:
@@ -319,17 +328,18 @@ class Endpoint:
                 return []
             return [ErrorResponse(unique_id, action, error_code(exc.kind, self.version), exc.description, {})]
         if type_id == CALL and unique_id is not None:
-            return [self._reply(unique_id, exc.kind, exc.description)]
+            return [self._reply(unique_id, exc.kind, exc.description, invalid=True)]
         if self.version == "1.6":
             # 1.6 defines no answer without a message id, and §4.1.3 says a message with an unknown
             # MessageTypeId is ignored.
             return []
         # OCPP 2.0.1 Part 4 §4.4: unknown MessageTypeId -> CALLERROR MessageTypeNotSupported;
         # §4.2.3: if the messageId cannot be read, the CALLERROR carries "-1".
-        return [self._reply(unique_id if unique_id is not None else UNKNOWN_MESSAGE_ID, exc.kind, exc.description)]
+        return [self._reply(unique_id if unique_id is not None else UNKNOWN_MESSAGE_ID, exc.kind, exc.description,
+                            invalid=True)]
 
-    def _reply(self, unique_id: str, kind: ErrorKind, description: str) -> Reply:
-        return Reply(self._error_text(unique_id, kind, description))
+    def _reply(self, unique_id: str, kind: ErrorKind, description: str, *, invalid: bool = False) -> Reply:
+        return Reply(self._error_text(unique_id, kind, description), description if invalid else None)
 
     def __repr__(self) -> str:
         return f"Endpoint(version={self.version!r}, outstanding={self._outstanding!r})"

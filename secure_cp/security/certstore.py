@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -90,6 +90,22 @@ class InstallResult:
 
 
 @dataclass(frozen=True)
+class _Replacement:
+    """What installing a new CSMS root changes under AdditionalRootCertificateCheck (see _replacement_plan)."""
+    delete: list[int] = field(default_factory=list)       # entries removed (the previous fallback)
+    mark: list[int] = field(default_factory=list)         # entries that become the fallback (the current root)
+    configured: x509.Certificate | None = None            # the configured root copied in as the fallback
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _file_name(cert_type: str, cert: x509.Certificate) -> str:
+    return f"{cert_type}-{_fingerprint(cert)[:32]}.pem"
+
+
+@dataclass(frozen=True)
 class _Entry:
     id: int
     cert_type: str
@@ -101,12 +117,19 @@ class CertificateStore:
 
     ``max_entries``: the capacity (2.0.1 SecurityCtrlr.CertificateEntries maxLimit, 1.6 CertificateStoreMaxLength).
     ``station_chain``: the station's own certificate chain (leaf first): the leaf is never deletable (2.0.1
-    M04.FR.06, 1.6 M04.FR.05), the chain resolves issuers for hash data. ``on_change(cert_type, count)``: called after a change, e.g. to drop cached TLS contexts."""
+    M04.FR.06, 1.6 M04.FR.05), the chain resolves issuers for hash data. ``on_change(cert_type, count)``: called after a change, e.g. to drop cached TLS contexts.
+
+    ``root_check()``: AdditionalRootCertificateCheck (2.0.1 M05.FR.09-16, 1.6 whitepaper M05.FR.08-13): one CSMS
+    root plus a temporary fallback; a new root must be signed by the current one (:meth:`install`).
+    ``configured_roots()``: the CSMS roots of the station configuration (``ca_file``), the current root as long as
+    none is installed."""
 
     def __init__(self, db, directory: Path, *, max_entries: Callable[[], int] = lambda: 20,
                  station_chain: Callable[[], list[x509.Certificate]] = list,
                  now: Callable[[], float] | None = None,
-                 on_change: Callable[[str, int], None] | None = None) -> None:
+                 on_change: Callable[[str, int], None] | None = None,
+                 root_check: Callable[[], bool] = lambda: False,
+                 configured_roots: Callable[[], list[x509.Certificate]] = list) -> None:
         self._db = db
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -114,6 +137,8 @@ class CertificateStore:
         self._station_chain = station_chain
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).timestamp())
         self.on_change = on_change
+        self._root_check = root_check
+        self._configured_roots = configured_roots
         self._server_cert: x509.Certificate | None = None
         self._recover()
 
@@ -139,6 +164,39 @@ class CertificateStore:
         """The installed certificates of ``cert_type`` (1.6 or 2.0.1 name), oldest first."""
         return [e.cert for e in self._entries(canonical_type(cert_type))]
 
+    @property
+    def root_check(self) -> bool:
+        """AdditionalRootCertificateCheck is true."""
+        return self._root_check()
+
+    def _fallback_ids(self) -> set[int]:
+        return {int(r[0]) for r in self._db.query("SELECT id FROM certificates WHERE fallback = 1")}
+
+    def csms_roots(self) -> list[x509.Certificate]:
+        """The CSMS roots a TLS connection trusts first: the installed CSMSRootCertificates except the fallback."""
+        fallback = self._fallback_ids()
+        return [e.cert for e in self._entries("CSMSRootCertificate") if e.id not in fallback]
+
+    def fallback_root(self) -> x509.Certificate | None:
+        """The old CSMS root kept as fallback after a new one was installed (M05.FR.12 / 1.6 M05.FR.11), or None."""
+        fallback = self._fallback_ids()
+        return next((e.cert for e in self._entries("CSMSRootCertificate") if e.id in fallback), None)
+
+    def remove_fallback(self) -> bool:
+        """M05.FR.13 (1.6 M05.FR.12): a connection with the new CSMS root succeeded, the fallback goes. True if one
+        was removed."""
+        rows = self._db.query("SELECT id, file FROM certificates WHERE fallback = 1")
+        if not rows:
+            return False
+        with self._db.tx() as conn:
+            conn.execute("DELETE FROM certificates WHERE fallback = 1")
+        for row in rows:
+            (self.directory / row[1]).unlink(missing_ok=True)
+        _fsync_dir(self.directory)
+        log.info("the fallback CSMS root certificate was removed: the connection with the new root succeeded")
+        self._changed("CSMSRootCertificate")
+        return True
+
     def _issuer_of(self, cert: x509.Certificate, pool: Iterable[x509.Certificate]) -> x509.Certificate:
         """The issuer among ``pool`` (installed + station chain); a self-issued or unresolvable one: itself."""
         for candidate in pool:
@@ -148,6 +206,18 @@ class CertificateStore:
 
     def _pool(self) -> list[x509.Certificate]:
         return [e.cert for e in self._entries()] + list(self._station_chain())
+
+    @property
+    def capacity(self) -> int:
+        """How many certificates the store holds at most (CertificateStoreMaxLength / CertificateEntries)."""
+        return self._max_entries()
+
+    def installed(self, algorithm: str = "SHA256") -> list[tuple[str, x509.Certificate, dict]]:
+        """(type, certificate, hash data) of every installed certificate, oldest first: for tools
+        (``secure-cp certs``)."""
+        pool = self._pool()
+        return [(e.cert_type, e.cert, hash_data(e.cert, self._issuer_of(e.cert, pool), algorithm))
+                for e in self._entries()]
 
     def ids(self, types: Iterable[str] | None = None, algorithm: str = "SHA256") -> list[dict]:
         """CertificateHashDataChainType entries (2.0.1 M03.FR.04) of the installed certificates of ``types`` (all
@@ -187,26 +257,62 @@ class CertificateStore:
             return InstallResult("Rejected", "InvalidCertificate", "not a CA certificate (basicConstraints)")
         if cert.issuer == cert.subject and not _issued_by(cert, cert):
             return InstallResult("Rejected", "InvalidCertificate", "self-signature does not verify")
-        der = cert.public_bytes(serialization.Encoding.DER)
-        fingerprint = hashlib.sha256(der).hexdigest()
-        existing = self._db.query("SELECT id FROM certificates WHERE cert_type = ? AND fingerprint = ?",
+        fingerprint = _fingerprint(cert)
+        existing = self._db.query("SELECT id, fallback FROM certificates WHERE cert_type = ? AND fingerprint = ?",
                                   (cert_type, fingerprint))
-        if existing:                                     # M05.FR.17: replace = keep the identical certificate
+        replacing = cert_type == "CSMSRootCertificate" and self._root_check()
+        if existing and not (replacing and existing[0][1]):   # M05.FR.17: replace = keep the identical certificate
             return InstallResult("Accepted")
-        if len(self) >= self._max_entries():
+        plan = _Replacement()
+        if replacing:
+            refused, plan = self._replacement_plan(cert)
+            if refused is not None:
+                return refused
+        added = 1 + (plan.configured is not None)
+        if len(self) - len(plan.delete) + added > self._max_entries():
             return InstallResult("Rejected", "OutOfStorage", "certificate store full")
-        name = f"{cert_type}-{fingerprint[:32]}.pem"
+        name = _file_name(cert_type, cert)
         try:
-            _write_atomically(self.directory / name, cert.public_bytes(serialization.Encoding.PEM))
+            files = [self._db.query("SELECT file FROM certificates WHERE id = ?", (i,))[0][0] for i in plan.delete]
+            new_files = {name: cert}
+            if plan.configured is not None:
+                new_files[_file_name(cert_type, plan.configured)] = plan.configured
+            for file, c in new_files.items():
+                _write_atomically(self.directory / file, c.public_bytes(serialization.Encoding.PEM))
             with self._db.tx() as conn:
-                conn.execute("INSERT INTO certificates (cert_type, fingerprint, file, installed_at) "
-                             "VALUES (?, ?, ?, ?)", (cert_type, fingerprint, name, now))
+                for entry_id in plan.delete:
+                    conn.execute("DELETE FROM certificates WHERE id = ?", (entry_id,))
+                for entry_id in plan.mark:
+                    conn.execute("UPDATE certificates SET fallback = 1 WHERE id = ?", (entry_id,))
+                for file, c in new_files.items():
+                    conn.execute("INSERT INTO certificates (cert_type, fingerprint, file, installed_at, fallback) "
+                                 "VALUES (?, ?, ?, ?, ?)", (cert_type, _fingerprint(c), file, now, int(c is not cert)))
+            for old in set(files) - set(new_files):
+                (self.directory / old).unlink(missing_ok=True)
         except Exception as exc:                          # OSError, StoreError: nothing installed
             log.error("installing a %s failed: %s", cert_type, exc)
             return InstallResult("Failed", "WriteError", str(exc)[:200])
         log.info("installed %s %s (serial %x)", cert_type, cert.subject.rfc4514_string(), cert.serial_number)
         self._changed(cert_type)
         return InstallResult("Accepted")
+
+    def _replacement_plan(self, cert: x509.Certificate) -> tuple[InstallResult | None, "_Replacement"]:
+        """AdditionalRootCertificateCheck true (2.0.1 M05.FR.09-12, 1.6 M05.FR.08-11): the new CSMS root replaces
+        the current one (the installed one, else the configured ``ca_file`` root) and must be signed by it, else
+        Rejected (M05.FR.11 / 1.6 M05.FR.10). The current one becomes the fallback: an installed one is marked, the
+        configured one that signed it is copied into the store as the fallback (with a CSMS root installed, the
+        ``ca_file`` is not trusted any more); a previous fallback is deleted (one root plus one fallback at most)."""
+        fallback = self._fallback_ids()
+        installed = [e for e in self._entries("CSMSRootCertificate") if e.id not in fallback]
+        current = [e.cert for e in installed] or list(self._configured_roots())
+        signer = next((old for old in current if _issued_by(cert, old)), None)
+        if current and signer is None:
+            log.warning("refused a new CSMS root certificate not signed by the current one "
+                        "(AdditionalRootCertificateCheck)")
+            return InstallResult("Rejected", "InvalidCertificate",
+                                 "not signed by the current CSMS root (AdditionalRootCertificateCheck)"), _Replacement()
+        return None, _Replacement(delete=sorted(fallback), mark=[e.id for e in installed],
+                                  configured=signer if not installed else None)
 
     # ---- delete -----------------------------------------------------------------------------------------------
     def set_server_certificate(self, der: bytes | None) -> None:

@@ -14,8 +14,8 @@
 * profile 3: the station certificate (chain) and its key as the TLS client certificate (A00.FR.401/402).
 
 The private key comes from a :class:`ClientCredential`. :class:`SoftwareCredential` loads PEM files (development
-only); a PKCS#11 credential (HSM, secure element, TPM through tpm2-pkcs11) plugs in at the same seam by loading a
-"PKCS#11 PROVIDER URI" key file through OpenSSL 3's pkcs11-provider, so the key never enters this process.
+only); :class:`Pkcs11Credential` (HSM, secure element, TPM through tpm2-pkcs11) loads a "PKCS#11 PROVIDER URI" key
+file through OpenSSL 3's pkcs11-provider (:mod:`.p11provider`), so the key never enters this process.
 
 :func:`classify_failure` maps a failed handshake to its security event (A00.FR.309/413 InvalidCsmsCertificate /
 InvalidCentralSystemCertificate, A00.FR.315/419 InvalidTLSVersion, A00.FR.322/426 InvalidTLSCipherSuite).
@@ -26,17 +26,20 @@ from __future__ import annotations
 import logging
 import ssl
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from .. import lazy
+from . import p11provider
+from .keys.base import pkcs11_uri
 
 x509 = lazy.module("cryptography.x509")
 serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 
 __all__ = ["TLS12_CIPHERS", "TlsConfigError", "TlsFailure", "ClientCredential", "SoftwareCredential",
-           "client_context", "server_context", "classify_failure", "certificate_event"]
+           "Pkcs11Credential", "client_context", "server_context", "classify_failure", "certificate_event",
+           "refuse_wildcards", "wildcard_names"]
 
 log = logging.getLogger("secure_cp.security.tls")
 
@@ -71,17 +74,13 @@ class ClientCredential(Protocol):
 class SoftwareCredential:
     """Certificate chain and private key in PEM files: for development only (the key is readable by this process).
 
-    A PKCS#11 credential replaces this class: same ``apply``, with ``key_file`` a pkcs11-provider URI file."""
+    :class:`Pkcs11Credential` is the production form: same ``apply``, the key stays in the token."""
     cert_file: Path
     key_file: Path
 
     def apply(self, ctx: ssl.SSLContext) -> None:
         # Each file is parsed on its own first, so that the error names the file that is broken.
-        try:
-            x509.load_pem_x509_certificates(_readable(self.cert_file, "station certificate", "cert_file"))
-        except ValueError as exc:
-            raise TlsConfigError(f"station certificate file {self.cert_file} holds no valid PEM certificate: {exc}",
-                                 "cert_file") from None
+        _check_cert_file(self.cert_file)
         try:
             serialization.load_pem_private_key(_readable(self.key_file, "station private key", "key_file"), None)
         except (ValueError, TypeError) as exc:   # TypeError: the key is encrypted (no passphrase support here)
@@ -98,6 +97,79 @@ class SoftwareCredential:
 
 
 _WARNED: set[Path] = set()    # software key files already announced in the log (once per process)
+
+
+class _PinPrompt(Exception):
+    """OpenSSL asked for a password: the token refused the configured PIN (see Pkcs11Credential.apply)."""
+
+
+def _refuse_prompt() -> bytes:
+    raise _PinPrompt()
+
+
+@dataclass(frozen=True)
+class Pkcs11Credential:
+    """The station certificate chain (PEM file) and its private key ``key_label`` on a PKCS#11 token: the key never
+    enters this process. OpenSSL's pkcs11-provider signs the handshake through the token (A00.FR.401/402 with the key
+    in an HSM, secure element or TPM). The provider must be active in the process (:mod:`.p11provider`, set up by
+    ``secure-cp run`` before ``ssl`` is imported).
+
+    ``key_dir`` receives the "PKCS#11 PROVIDER URI" key file (``<label>.uri.pem``: the URI only, no secret).
+    Certificate installation (A02/A03) switches to a new key with :meth:`for_key`."""
+    cert_file: Path
+    key_label: str
+    token: str
+    module: Path
+    key_dir: Path
+
+    def for_key(self, cert_file: Path, key_label: str) -> "Pkcs11Credential":
+        """The same token with another certificate chain and key (e.g. after a signed certificate was installed)."""
+        return replace(self, cert_file=cert_file, key_label=key_label)
+
+    @property
+    def uri(self) -> str:
+        """The RFC 7512 URI of the private key (same form as ``Pkcs11Backend.key_ref``, without CKA_ID)."""
+        return pkcs11_uri(self.token, self.key_label)
+
+    @property
+    def key_file(self) -> Path:
+        return self.key_dir / f"{self.key_label}.uri.pem"
+
+    def check(self) -> None:
+        """What can be checked without the token: the certificate file (TlsConfigError naming it)."""
+        _check_cert_file(self.cert_file)
+
+    def apply(self, ctx: ssl.SSLContext) -> None:
+        self.check()
+        where = f"PKCS#11 token {self.token!r} ({self.module})"
+        if p11provider.active_module() != str(self.module):
+            raise TlsConfigError(f"{where}: OpenSSL's pkcs11-provider is not loaded for this module in this process "
+                                 "(secure-cp run sets OPENSSL_CONF before ssl is imported)", "key_label")
+        try:
+            key_file = p11provider.write_uri_pem(self.key_file, self.uri)
+        except OSError as exc:
+            raise TlsConfigError(f"cannot write the key reference {self.key_file}: {exc.strerror}",
+                                 "key_label") from None
+        try:
+            ctx.load_cert_chain(str(self.cert_file), str(key_file), password=_refuse_prompt)
+        except _PinPrompt:
+            raise TlsConfigError(f"{where}: the token refused the configured PIN (keys.pin_file / keys.pin); "
+                                 "repeated failures lock the token", "pin_file") from None
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise TlsConfigError(f"{where}: key {self.key_label!r} does not match certificate "
+                                     f"{self.cert_file}", "key_label") from None
+            raise TlsConfigError(f"{where}: key {self.key_label!r} cannot be used ({exc.reason or exc}): is there "
+                                 f"a private key with this label on the token?", "key_label") from None
+        log.info("security profile 3: station key %r stays in %s", self.key_label, where)
+
+
+def _check_cert_file(cert_file: Path) -> None:
+    try:
+        x509.load_pem_x509_certificates(_readable(cert_file, "station certificate", "cert_file"))
+    except ValueError as exc:
+        raise TlsConfigError(f"station certificate file {cert_file} holds no valid PEM certificate: {exc}",
+                             "cert_file") from None
 
 
 def _readable(path: Path, what: str, setting: str) -> bytes:
@@ -130,7 +202,9 @@ def client_context(security_profile: int, ca_file: Path | None, credential: Clie
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)     # check_hostname on, CERT_REQUIRED, no system roots
     _harden(ctx)
     ctx.hostname_checks_common_name = True           # A00.FR.510: the CSMS FQDN is in the CN
-    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    # Every certificate the station trusts is a trust anchor, also one that is not self-signed: a new CSMS root
+    # installed under AdditionalRootCertificateCheck is signed by the old root (M05.FR.10), which goes (M05.FR.13).
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
     if ca_file is not None or not extra_roots:
         if ca_file is None:
             raise TlsConfigError("no CSMS root certificate configured or installed", "ca_file")
@@ -150,6 +224,36 @@ def client_context(security_profile: int, ca_file: Path | None, credential: Clie
             raise TlsConfigError("security profile 3 needs the station certificate and key", "cert_file")
         credential.apply(ctx)
     return ctx
+
+
+def wildcard_names(peer: dict) -> list[str]:
+    """The wildcard DNS names (subjectAltName, or the CN when there is no DNS name) of a certificate in the form of
+    ``SSLObject.getpeercert()``."""
+    names = [value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS"]
+    if not names:
+        names = [value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return [n for n in names if "*" in n]
+
+
+def refuse_wildcards(ctx: ssl.SSLContext, allowed: Callable[[], bool]) -> None:
+    """2.0.1 SecurityCtrlr.AllowCSMSTLSWildcards (errata 2025-02, absent or false: the OCPP-compliant behaviour):
+    a CSMS that presents a wildcard server certificate is refused. OpenSSL's host name check accepts wildcards and
+    cannot be told otherwise, so the check runs right after the handshake, before a byte of HTTP is sent: it fails
+    the handshake like any invalid certificate (SSLCertVerificationError, the InvalidCsmsCertificate event, the
+    connection terminated). ``allowed()`` is asked at each handshake (the variable is ReadWrite)."""
+
+    class _NoWildcards(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            wildcards = [] if allowed() else wildcard_names(self.getpeercert() or {})
+            if wildcards:
+                err = ssl.SSLCertVerificationError(1, "wildcard CSMS certificate refused")
+                err.verify_code = 0
+                err.verify_message = (f"wildcard server certificate ({', '.join(wildcards)}) refused: "
+                                      "SecurityCtrlr.AllowCSMSTLSWildcards is false")
+                raise err
+
+    ctx.sslobject_class = _NoWildcards
 
 
 def server_context(cert_file: Path, key_file: Path, *, client_ca: Path | None = None,

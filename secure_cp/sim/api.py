@@ -303,9 +303,10 @@ class SimulatorApi:
             st.cfg.csms_url = url
         if identity is not None:
             st.cfg.identity = identity
-        if reconnect is not None:
+        if reconnect is not None:   # the defaults of OCPPCommCtrlr.RetryBackOff* (a CSMS-written value wins)
             st.cfg.reconnect_min = changes["reconnect_min"]
             st.cfg.reconnect_max = changes["reconnect_max"]
+            st.reset_backoff_defaults()
         transport = getattr(st, "transport", None)
         if transport is not None:
             transport.reconfigure(st.transport_config())

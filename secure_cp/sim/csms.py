@@ -195,6 +195,49 @@ class Tx201Record:
         return _missing_numbers(self.seq_nos, low, high)
 
 
+@dataclasses.dataclass(frozen=True)
+class SignedValue:
+    """A signed meter value the CSMS found in a station's message (Eichrecht, issue #5) and its check:
+    ``ocmf`` the record as decoded (1.6 SignedData value: the OCA JSON form or the raw OCMF string; 2.0.1
+    signedMeterValue: base64 signedMeterData), ``verified`` the signature check with the message's publicKey or
+    the key in :attr:`Csms.meter_public_keys` (None: no key to check with), ``error`` why it could not be read."""
+
+    identity: str
+    action: str
+    context: str | None
+    ocmf: str | None
+    public_key: str | None
+    verified: bool | None
+    error: str | None = None
+
+
+def _signed_in(payload: dict[str, Any]) -> list[tuple[str | None, str | None, str | None, str | None]]:
+    """(context, OCMF text, publicKey, error) of every signed sampled value of a 1.6 / 2.0.1 payload."""
+    out: list[tuple[str | None, str | None, str | None, str | None]] = []
+    for mv in (payload.get("meterValue") or []) + (payload.get("transactionData") or []):
+        for sv in mv.get("sampledValue", []):
+            smv = sv.get("signedMeterValue")
+            if smv is None and sv.get("format") == "SignedData":
+                value = sv.get("value", "")
+                if value.startswith("OCMF|"):
+                    out.append((sv.get("context"), value, None, None))
+                    continue
+                try:
+                    smv = json.loads(value)
+                except ValueError as exc:
+                    out.append((sv.get("context"), None, None, f"SignedData value is neither OCMF nor JSON: {exc}"))
+                    continue
+            if not isinstance(smv, dict):
+                continue
+            try:
+                text = base64.b64decode(smv.get("signedMeterData", ""), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+                out.append((sv.get("context"), None, None, f"signedMeterData: {exc}"))
+                continue
+            out.append((sv.get("context"), text, smv.get("publicKey") or None, None))
+    return out
+
+
 class CallErrorReceived(Exception):
     """The station answered one of our CALLs with a CALLERROR (OCPP-J 1.6 / 2.0.1 §4.2.3)."""
 
@@ -481,6 +524,7 @@ class _V16Session(_StrictSession, ocpp.v16.ChargePoint):
     @on("MeterValues")
     def on_meter_values(self, call_unique_id: str, **_: Any) -> v16_result.MeterValues:
         self.csms._meter_values(self.identity, self.payload_of(call_unique_id), call_unique_id)
+        self.csms._check_signed(self.identity, "MeterValues", self.payload_of(call_unique_id))
         return v16_result.MeterValues()
 
     @on("StartTransaction")
@@ -499,6 +543,7 @@ class _V16Session(_StrictSession, ocpp.v16.ChargePoint):
     def on_stop_transaction(self, call_unique_id: str, **_: Any) -> v16_result.StopTransaction:
         payload = self.payload_of(call_unique_id)
         self.csms._stop_transaction(self.identity, payload, call_unique_id)
+        self.csms._check_signed(self.identity, "StopTransaction", payload)
         # OCPP 1.6 §6.50: idTagInfo is present when the request contained an idTag.
         id_tag = payload.get("idTag")
         return v16_result.StopTransaction(id_tag_info=self.csms.id_tag_info(id_tag) if id_tag else None)
@@ -508,8 +553,8 @@ class _V16Session(_StrictSession, ocpp.v16.ChargePoint):
         return v16_result.SecurityEventNotification()
 
     @on("SignCertificate")
-    def on_sign_certificate(self, **_: Any) -> v16_result.SignCertificate:
-        return v16_result.SignCertificate(status="Accepted")
+    def on_sign_certificate(self, csr: str, **_: Any) -> v16_result.SignCertificate:
+        return v16_result.SignCertificate(status=self.csms._sign_requested(self.identity, csr, None))
 
     @on("LogStatusNotification")
     def on_log_status_notification(self, **_: Any) -> v16_result.LogStatusNotification:
@@ -572,16 +617,23 @@ class _V201Session(_StrictSession, ocpp.v201.ChargePoint):
         return v201_result.FirmwareStatusNotification()
 
     @on("Get15118EVCertificate")
-    def on_get_15118_ev_certificate(self, **_: Any) -> v201_result.Get15118EVCertificate:
-        # M01/M02: the CSMS would forward exiRequest to a contract certificate pool. This CSMS has no ISO 15118
-        # PKI, so it reports that it could not process the request (exiResponse is required; it stays empty).
-        return v201_result.Get15118EVCertificate(status="Failed", exi_response="")
+    def on_get_15118_ev_certificate(self, call_unique_id: str, **_: Any) -> v201_result.Get15118EVCertificate:
+        # M01/M02: the CSMS would forward exiRequest to a contract certificate pool. By default this CSMS has none
+        # and reports that it could not process the request; tests script the answer (Csms.ev_certificate_answer).
+        answer = self.csms._scripted(self.csms.ev_certificate_answer, self.payload_of(call_unique_id))
+        answer.setdefault("exiResponse", "")   # required by the 2.0.1 schema even with Failed (Part 6 omits it)
+        self.answer_exactly(call_unique_id, answer)
+        return v201_result.Get15118EVCertificate(status=answer["status"], exi_response=answer.get("exiResponse", ""),
+                                                 status_info=answer.get("statusInfo"))
 
     @on("GetCertificateStatus")
-    def on_get_certificate_status(self, **_: Any) -> v201_result.GetCertificateStatus:
-        # M06: the CSMS asks the OCSP responder; this CSMS cannot reach one -> Failed (ocspResult may be omitted
-        # only when status is not Accepted, part 2 §1.18.2).
-        return v201_result.GetCertificateStatus(status="Failed")
+    def on_get_certificate_status(self, call_unique_id: str, **_: Any) -> v201_result.GetCertificateStatus:
+        # M06: the CSMS asks the OCSP responder; by default this CSMS cannot reach one -> Failed (ocspResult may be
+        # omitted only when status is not Accepted, part 2 §1.18.2). Tests script it (certificate_status_answer).
+        answer = self.csms._scripted(self.csms.certificate_status_answer, self.payload_of(call_unique_id))
+        self.answer_exactly(call_unique_id, answer)
+        return v201_result.GetCertificateStatus(status=answer["status"], ocsp_result=answer.get("ocspResult"),
+                                                status_info=answer.get("statusInfo"))
 
     @on("Heartbeat")
     def on_heartbeat(self, **_: Any) -> v201_result.Heartbeat:
@@ -650,9 +702,10 @@ class _V201Session(_StrictSession, ocpp.v201.ChargePoint):
         return v201_result.SecurityEventNotification()
 
     @on("SignCertificate")
-    def on_sign_certificate(self, **_: Any) -> v201_result.SignCertificate:
-        # A02/A03: Accepted means the CSMS will forward the CSR to a CA (like the 1.6 session, none follows).
-        return v201_result.SignCertificate(status="Accepted")
+    def on_sign_certificate(self, csr: str, certificate_type: str | None = None,
+                            **_: Any) -> v201_result.SignCertificate:
+        # A02/A03: Accepted means the CSMS forwards the CSR to a CA (Csms.certificate_signer, if set)
+        return v201_result.SignCertificate(status=self.csms._sign_requested(self.identity, csr, certificate_type))
 
     @on("StatusNotification")
     def on_status_notification(self, **_: Any) -> v201_result.StatusNotification:
@@ -664,6 +717,7 @@ class _V201Session(_StrictSession, ocpp.v201.ChargePoint):
         # groupIdToken); without idToken the response is empty. Duplicates are answered the same way.
         payload = self.payload_of(call_unique_id)
         self.csms._transaction_event(self.identity, payload, call_unique_id)
+        self.csms._check_signed(self.identity, "TransactionEvent", payload)
         id_token = payload.get("idToken")
         return v201_result.TransactionEvent(
             id_token_info=self.csms.id_token_info201(id_token) if id_token is not None else None
@@ -713,10 +767,10 @@ class Csms:
     :data:`SESSION_CLASSES`, ``ocpp2.0.1`` first); a station offering none of them is refused.
 
     Behaviour knobs (``boot_status``, ``boot_interval``, ``authorize``, ``contract_certificate_status``,
-    :meth:`fail_next`, :meth:`drop_next`, ``clock``) may be changed at any time. Records (``received``,
-    ``responses``, ``violations``, ``transactions``, ``transactions201``, ``reports``, ``duplicates``,
-    ``connected``, ``refused``) are plain attributes for tests to read; ``received`` and ``responses`` hold the
-    messages of both protocol versions.
+    ``ev_certificate_answer``, ``certificate_status_answer``, :meth:`fail_next`, :meth:`drop_next`, ``clock``)
+    may be changed at any time. Records (``received``, ``responses``, ``violations``, ``transactions``,
+    ``transactions201``, ``reports``, ``duplicates``, ``connected``, ``refused``) are plain attributes for tests to
+    read; ``received`` and ``responses`` hold the messages of both protocol versions.
     """
 
     def __init__(
@@ -752,8 +806,25 @@ class Csms:
         #: 2.0.1 C07: what the CSMS concludes about a contract certificate in an AuthorizeRequest
         #: ("Accepted" = the chain is valid; or CertificateExpired / CertificateRevoked / CertChainError / ...).
         self.contract_certificate_status: str = "Accepted"
+        #: 2.0.1 M01/M02 / M06: the Get15118EVCertificate / GetCertificateStatus response payloads (wire names), or
+        #: functions of the request payload that return them. Default Failed: no certificate pool, no OCSP responder.
+        self.ev_certificate_answer: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] = {
+            "status": "Failed", "exiResponse": ""}
+        self.certificate_status_answer: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] = {
+            "status": "Failed"}
         self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        #: A02/A03: the answer to SignCertificate ("Accepted" / "Rejected") and the CA: with a signer (csr PEM,
+        #: certificateType or None -> certificate chain PEM, e.g. devpki.sign_csr with the CPO sub-CA) an Accepted
+        #: CSR comes back as CertificateSigned (its response in ``responses``); None: nothing follows.
+        self.sign_certificate_status: str = "Accepted"
+        self.certificate_signer: Callable[[str, str | None], str] | None = None
+        #: Eichrecht: identity -> meter public key (hex DER or the OCA form) for signed values sent without one
+        self.meter_public_keys: dict[str, str] = {}
         # records
+        #: every signed meter value found in MeterValues / StopTransaction / TransactionEvent, with its check
+        self.signed_values: list[SignedValue] = []
+        #: DER of the TLS client certificate of each station's current connection (None: none presented)
+        self.client_certificates: dict[str, bytes | None] = {}
         self.received: list[Record] = []
         self.responses: list[Record] = []
         self.violations: list[str] = []
@@ -778,6 +849,7 @@ class Csms:
         self._report_parts: dict[tuple[str, int], _Report] = {}
         self._call_ids: dict[str, set[str]] = {}
         self._waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -847,6 +919,12 @@ class Csms:
             return {"status": "Accepted"}
         entry = self.authorize.get(id_token["idToken"])
         return {"status": "Unknown"} if entry is None else _as_id_token_info(entry)
+
+    @staticmethod
+    def _scripted(answer: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]],
+                  request: dict[str, Any]) -> dict[str, Any]:
+        """A knob that is either the response payload or a function of the request payload giving it."""
+        return dict(answer(request) if callable(answer) else answer)
 
     def _contract_certificate_verdict(self, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Part 2 C07.FR.13-17: combine :attr:`contract_certificate_status` with the idToken's status."""
@@ -1052,6 +1130,8 @@ class Csms:
             await previous.ws.close(code=1000, reason="replaced by a new connection")
         self._sessions[identity] = session
         self.connected[identity] = subprotocol
+        ssl_object = ws.transport.get_extra_info("ssl_object") if ws.transport is not None else None
+        self.client_certificates[identity] = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         self.log.info("%s connected (%s)", identity, subprotocol)
         self._notify()
         try:
@@ -1072,6 +1152,25 @@ class Csms:
             self._notify()
 
     # -- recording (called by sessions) -----------------------------------------------------------------------
+
+    def _sign_requested(self, identity: str, csr: str, certificate_type: str | None) -> str:
+        """SignCertificate: the configured answer; Accepted with a signer: CertificateSigned once answered."""
+        status = self.sign_certificate_status
+        signer = self.certificate_signer
+        if status == "Accepted" and signer is not None:
+            async def send() -> None:
+                await asyncio.sleep(0)          # after our SignCertificate response has gone out
+                payload: dict[str, Any] = {"certificateChain": signer(csr, certificate_type)}
+                if certificate_type is not None:    # A02.FR.14: the type of the request
+                    payload["certificateType"] = certificate_type
+                try:
+                    await self.call(identity, "CertificateSigned", payload)
+                except (CallErrorReceived, TimeoutError, KeyError, ConnectionError) as exc:
+                    self.log.warning("%s: CertificateSigned failed: %s", identity, exc)
+            task = asyncio.get_running_loop().create_task(send())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return status
 
     def _violation(self, text: str) -> None:
         self.violations.append(text)
@@ -1134,6 +1233,25 @@ class Csms:
         self._start_keys[key] = transaction_id
         self.transactions[transaction_id] = TxRecord(transaction_id, identity, payload)
         return transaction_id
+
+    def _check_signed(self, identity: str, action: str, payload: dict[str, Any]) -> None:
+        """Record and verify the signed meter values of a message (a retried message adds nothing new)."""
+        from secure_cp.eichrecht.ocmf import OcmfError, OcmfRecord
+        from secure_cp.eichrecht.meterkeys import PublicKeyError
+        from secure_cp.eichrecht.verify import verify_signature
+        for context, text, key, error in _signed_in(payload):
+            if any(v.identity == identity and v.ocmf == text and v.context == context and v.action == action
+                   for v in self.signed_values if text is not None):
+                continue
+            verified: bool | None = None
+            use = key or self.meter_public_keys.get(identity)
+            if text is not None and error is None:
+                try:
+                    record = OcmfRecord.parse(text)
+                    verified = verify_signature(record, use) if use else None
+                except (OcmfError, PublicKeyError, ValueError) as exc:
+                    verified, error = False, f"{type(exc).__name__}: {exc}"
+            self.signed_values.append(SignedValue(identity, action, context, text, key, verified, error))
 
     def _stop_transaction(self, identity: str, payload: dict[str, Any], unique_id: str) -> None:
         transaction_id = payload["transactionId"]

@@ -340,6 +340,24 @@ class Database:
         finally:
             self._depth -= 1
 
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Several writes that commit together, for hot paths: outside a transaction it is a ``tx()`` of its own;
+        inside an open one it joins it without a SAVEPOINT. A failure inside then cannot be undone on its own, so
+        it dooms the whole outer transaction (rolled back at its end, even if the exception is caught in between):
+        all or nothing, never part of this block."""
+        self._require_conn()
+        with self._lock:
+            if self._depth == 0 or not self._begun:
+                with self.tx():
+                    yield
+                return
+            try:
+                yield
+            except BaseException:
+                self._aborted = True
+                raise
+
     def write(self, sql: str, params: Any = ()) -> Written:
         """One write statement, durable like a ``tx()`` block of its own; inside an open block it joins that
         block without a SAVEPOINT (SQLite undoes a failed statement by itself, so there is nothing to roll

@@ -140,9 +140,56 @@ CREATE TABLE certificates (
 );
 """
 
+# Version 5: Eichrecht (issue #5), see secure_cp.eichrecht. One OCMF pagination counter per context (T, F) for
+# gateway-signed records; the legal log of every signed record (appended before it is queued, never deleted by
+# ClearCache, upgrades or certificate rotation); the meters' public keys with their history (meter swaps).
+_V5_EICHRECHT = """
+CREATE TABLE ocmf_pagination (
+    context TEXT    PRIMARY KEY CHECK (context IN ('T', 'F')),
+    next    INTEGER NOT NULL CHECK (next >= 1)      -- the number the next record gets
+) WITHOUT ROWID;
+INSERT INTO ocmf_pagination (context, next) VALUES ('T', 1), ('F', 1);
+
+CREATE TABLE meter_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    meter        TEXT    NOT NULL,                 -- which meter: e.g. "evse1", or the meter serial
+    evse_id      INTEGER,
+    connector_id INTEGER,
+    serial       TEXT,
+    public_key   TEXT    NOT NULL,                 -- DER SubjectPublicKeyInfo, upper-case hex
+    installed_at REAL    NOT NULL,
+    retired_at   REAL                              -- NULL: the meter's current key
+);
+CREATE UNIQUE INDEX meter_keys_current ON meter_keys (meter) WHERE retired_at IS NULL;
+
+CREATE TABLE legal_log (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused
+    raw            TEXT    NOT NULL,               -- the OCMF record byte for byte
+    tx_key         TEXT,                           -- the station's transaction key
+    transaction_id TEXT,                           -- the CSMS's id, when known
+    evse_id        INTEGER,
+    connector_id   INTEGER,
+    context        TEXT,                           -- OCPP ReadingContext (Transaction.Begin, Transaction.End, ...)
+    pagination     TEXT,                           -- PG of the record, when it has one
+    meter_key_id   INTEGER REFERENCES meter_keys (id),
+    created_at     REAL    NOT NULL
+);
+CREATE INDEX legal_log_tx_key ON legal_log (tx_key) WHERE tx_key IS NOT NULL;
+CREATE INDEX legal_log_transaction_id ON legal_log (transaction_id) WHERE transaction_id IS NOT NULL;
+CREATE INDEX legal_log_created_at ON legal_log (created_at);
+"""
+
+# Version 6: the fallback CSMS root (2.0.1 M05.FR.12-16, 1.6 whitepaper M05.FR.11-13, AdditionalRootCertificateCheck
+# true): the old root kept after a cross-signed new one was installed, until a connection with the new one succeeds.
+_V6_FALLBACK_ROOT = """
+ALTER TABLE certificates ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0 CHECK (fallback IN (0, 1));
+"""
+
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_LOCAL_LIST,
     _V3_SECURITY_LOG,
     _V4_CERTIFICATES,
+    _V5_EICHRECHT,
+    _V6_FALLBACK_ROOT,
 ]

@@ -124,6 +124,13 @@ class Outbox:
         """Delete a delivered item. Removing an already removed seq is a no-op (idempotent after a restart)."""
         self._db.write("DELETE FROM outbox WHERE seq = ?", (seq,))
 
+    def remove_many(self, seqs: Iterable[int]) -> None:
+        """Delete several delivered items in one statement (all or none)."""
+        seqs = [int(s) for s in seqs]
+        for i in range(0, len(seqs), 500):   # SQLite's limit on bound parameters is far above this
+            chunk = seqs[i:i + 500]
+            self._db.write(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+
     def update_payload(self, seq: int, payload: dict) -> None:
         """Replace the payload of a queued item (e.g. fill in the transactionId the CSMS assigned meanwhile)."""
         text = _check_entry("update", payload)

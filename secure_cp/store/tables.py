@@ -171,6 +171,10 @@ class KeyValue:
         self._db = db
         self.namespace = namespace
 
+    @property
+    def db(self) -> Database:
+        return self._db
+
     def get(self, key: str, default: Any = None) -> Any:
         rows = self._db.query("SELECT value FROM kv WHERE namespace = ? AND key = ?", (self.namespace, key))
         return json_loads(rows[0][0]) if rows else default

@@ -99,6 +99,9 @@ class TransportConfig:
     compression: bool = True
     """Offer permessage-deflate (RFC 7692). 2.0.1 Part 4 §3.3 recommends it on mobile links; OCPP-J 1.6 §5.1
     only allows compression that RFC 6455 allows, which this is. Turning it off helps when debugging."""
+    connect_host: str | None = None
+    """Open the TCP connection to this address instead of resolving the URL's host; TLS server name, host name
+    check and HTTP Host stay the URL's (a CSMS name without DNS, e.g. in tests)."""
 
     def validate(self) -> None:
         """Raise ValueError with a clear message if this configuration cannot be used."""
@@ -415,6 +418,8 @@ class Transport:
                     self._notify_error(exc)
                     return _Outcome(failure=f"TLS settings for {url} unusable: {exc}", level=logging.ERROR)
             kwargs["ssl"] = ctx
+        if config.connect_host:
+            kwargs["host"] = config.connect_host
 
         self._connecting = True
         try:

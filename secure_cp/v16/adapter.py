@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from decimal import Decimal
 from typing import Callable
 
 from ..adapter_base import AdapterBase, Hooks, Inflight
@@ -15,8 +16,10 @@ from ..delivery import OutboxQueue
 from ..diagnostics import LogUploads
 from ..firmware import FirmwareUpdates
 from ..devicemodel import TooManyKeys
-from ..engine import (AuthorizeRequest, Engine, StatusChanged, TxMeterValues,
-                      TxStarted, TxStopped, rfc3339)
+from ..eichrecht.legallog import LegalLog
+from ..eichrecht.ocpp import BEGIN, END, ENERGY, sampled_value_16
+from ..engine import (AuthorizeRequest, Engine, Sample, SampledValue, StatusChanged, TxMeterValues, TxSigned,
+                      TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
 from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
                    SchemaRegistry, Timeout)
@@ -45,6 +48,9 @@ CERTIFICATE_ACTIONS = frozenset({"InstallCertificate", "DeleteCertificate", "Get
 #: SignedFirmwareStatusNotification: answered when the runtime installs signed firmware (firmware.FirmwareUpdates).
 #: The plain UpdateFirmware.req is not among them: CALLERROR NotSupported, no update (whitepaper L01.FR.20).
 FIRMWARE_ACTIONS = frozenset({"SignedUpdateFirmware", "ExtendedTriggerMessage"})
+#: Security Whitepaper edition 3 A02/A03 (Charge Point certificate): CertificateSigned.req, and the
+#: ExtendedTriggerMessage SignChargePointCertificate: answered when the runtime signs station certificates.
+SIGNING_ACTIONS = frozenset({"CertificateSigned", "ExtendedTriggerMessage"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
 DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
@@ -55,13 +61,22 @@ DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/R
 class Ocpp16Adapter(AdapterBase):
     version = "1.6"
     subprotocol = "ocpp1.6"
+    #: [eichrecht] ocpp16_value: the SignedData value as the OCA JSON form ("oca-json") or the OCMF string ("raw")
+    signed_form = "oca-json"
+    #: connector -> EVSE whose FiscalMetering.PublicKey is MeterPublicKey<connector> (OCA note §3.3.1); set by the
+    #: runtime when the station signs (empty: no MeterPublicKey keys)
+    meter_key_evses: dict[int, int] = {}
 
     def __init__(self, *, engine: Engine, config, settings, db, outbox, transactions, station_info: dict,
                  registry: SchemaRegistry | None = None, datatransfer: DataTransferRegistry | None = None,
                  hooks: Hooks | None = None, call_timeout: float = 30.0, local_list=None,
                  logs: LogUploads | None = None, certificates=None, firmware: FirmwareUpdates | None = None,
-                 security_events: SecurityEvents | None = None):
+                 security_events: SecurityEvents | None = None, cert_signing=None):
         self.engine = engine
+        self.signing = cert_signing                     # security.certsigning.CertSigning, or None: no A02/A03
+        self._now = 0.0                                 # the latest ``now`` (for answers to queued CALLs)
+        self._tid_cache: dict[str, str] = {}            # tx_key -> CSMS transactionId (see _transaction_id_of)
+        self._tid_rollbacks = db.rollbacks
         #: whitepaper A04: the security log and its queue of critical events, sent as SecurityEventNotification.req
         self.security = security_events if security_events is not None else SecurityEvents(db)
         self._security_retry_at = 0.0                   # after a CALLERROR / timeout (the event stays queued)
@@ -75,7 +90,8 @@ class Ocpp16Adapter(AdapterBase):
                                   and "LocalAuthListManagement" in profiles else frozenset()) \
             | (LOG_ACTIONS if logs is not None else frozenset()) \
             | (CERTIFICATE_ACTIONS if certificates is not None else frozenset()) \
-            | (FIRMWARE_ACTIONS if firmware is not None else frozenset())
+            | (FIRMWARE_ACTIONS if firmware is not None else frozenset()) \
+            | (SIGNING_ACTIONS if cert_signing is not None else frozenset())
         self.settings = settings
         self.db = db
         self.outbox = outbox
@@ -133,7 +149,62 @@ class Ocpp16Adapter(AdapterBase):
         TxStarted: lambda self, e, now: self._enqueue_start(e.tx_key, now),
         TxStopped: lambda self, e, now: self._enqueue_stop(e, now),
         TxMeterValues: lambda self, e, now: self._enqueue_meter(e, now),
+        TxSigned: lambda self, e, now: self._enqueue_signed_begin(e, now),
     }
+
+    @property
+    def signed_model(self):
+        return self.config.model
+
+    def _signed_16(self, tx, contexts: tuple[str, ...], now: float) -> list[dict]:
+        """meterValue entries, one per signed record: SampledValue format SignedData (OCA note §3.2.1)."""
+        policy = self.signed_policy()
+
+        def build(raw: str, context: str, der, with_key: bool, record: dict) -> dict:
+            return {"timestamp": rfc3339(record["t"]),
+                    "sampledValue": [sampled_value_16(raw, context, der, with_key, self.signed_form)]}
+        return self._signed_items(tx, contexts, policy, build, now)
+
+    def _enqueue_signed_begin(self, eff: TxSigned, now: float) -> None:
+        """OCA note §3.1.2 / §3.3.4-§3.3.5: the signed begin record arrived (or failed: Engine.signed_begin_missing):
+        the Transaction.Begin MeterValues.req that waited for it goes out now."""
+        tx = self.transactions.get(eff.tx_key)
+        if tx is not None and tx.extra.get("q_start") and eff.context == BEGIN:
+            self._enqueue_begin_values(tx, now)
+
+    def _start_txn_measurands(self) -> list[str]:
+        """StartTxnSampledData (OCA note §3.3.4; offered by a station that signs), [] when not offered or empty."""
+        return self.config.get_list("StartTxnSampledData") if "StartTxnSampledData" in self.config.keys() else []
+
+    def _begin_signed(self) -> bool:
+        """Whether the Transaction.Begin MeterValues carries the signed begin value (OCA note §3.3.5):
+        SampledDataSignReadings, SampledDataSignStartedReadings and the energy register (the measurand the meter
+        signs) in StartTxnSampledData."""
+        policy = self.signed_policy()
+        return (self.engine.signing and policy.sign_readings and policy.sign_started
+                and ENERGY in self._start_txn_measurands())
+
+    def _enqueue_begin_values(self, tx, now: float) -> None:
+        """OCA note §3.3.4/§3.3.5: one MeterValues.req right after StartTransaction.req with the StartTxnSampledData
+        measurands, context Transaction.Begin (the engine's reading at the start). When the begin value is signed
+        it waits for the meter's record and the energy register goes as that signed value (format SignedData)
+        instead of the unsigned one; a meter that failed: the unsigned values alone. Once per transaction."""
+        wanted = self._start_txn_measurands()
+        if not wanted or tx.extra.get("q_begin") or tx.extra.get("q_stop"):
+            return
+        signed_begin = self._begin_signed()
+        if signed_begin and BEGIN in tx.extra.get("sig_wait", ()):
+            return                      # the meter is signing: TxSigned (or signed_begin_missing) sends it
+        signed = self._signed_16(tx, (BEGIN,), now) if signed_begin else []
+        saved = tx.extra.get("begin")
+        begin = Sample.from_json(saved) if saved else Sample(parse_rfc3339(tx.started_at), BEGIN, ())
+        values = [v for v in begin.values if v.measurand in wanted and not (signed and v.measurand == ENERGY)]
+        if ENERGY in wanted and not signed and not any(v.measurand == ENERGY for v in values):
+            values.insert(0, SampledValue(ENERGY, Decimal(tx.meter_start_wh), "Wh"))   # meterStart: always known
+        meter_value = messages.meter_values(tx.connector_id, (Sample(begin.timestamp, BEGIN, tuple(values)),))
+        meter_value["meterValue"] += signed
+        if meter_value["meterValue"]:
+            self._append_tx_message(tx.tx_key, "MeterValues", meter_value, now, flag="q_begin", tx=tx)
 
     def _queue_status(self, eff: StatusChanged) -> None:
         """Online every change is reported in order; offline only the latest per connector is kept (1.6 §4.9:
@@ -173,7 +244,7 @@ class Ocpp16Adapter(AdapterBase):
         except SchemaError as exc:
             log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx_key, exc.description)
             return
-        with self.db.tx():
+        with self.db.atomic():
             self.queue.append(action, payload, tx_key=tx_key, now=now)
             if flag:
                 tx.extra[flag] = True
@@ -184,13 +255,20 @@ class Ocpp16Adapter(AdapterBase):
         if tx is None or tx.extra.get("q_start"):
             return
         self._append_tx_message(tx_key, "StartTransaction", messages.start_transaction(tx), now, flag="q_start", tx=tx)
+        if tx.extra.get("q_start"):
+            self._enqueue_begin_values(tx, now)      # OCA note §3.3.4: right after the StartTransaction.req
 
     def _enqueue_stop(self, eff: TxStopped, now: float) -> None:
         tx = self.transactions.get(eff.tx_key)
         if tx is None or tx.extra.get("q_stop"):
             return
-        self._append_tx_message(eff.tx_key, "StopTransaction", messages.stop_transaction(tx, eff.transaction_data),
-                                now, flag="q_stop", tx=tx)
+        payload = messages.stop_transaction(tx, eff.transaction_data)
+        if self.signed_policy().sign_readings:
+            # OCA note §3.1.4: the signed begin and end values in transactionData (also when StopTxn*Data is empty)
+            signed = self._signed_16(tx, (BEGIN, END), now)
+            if signed:
+                payload["transactionData"] = payload.get("transactionData", []) + signed
+        self._append_tx_message(eff.tx_key, "StopTransaction", payload, now, flag="q_stop", tx=tx)
 
     def _enqueue_meter(self, eff: TxMeterValues, now: float) -> None:
         payload = messages.meter_values(eff.connector_id, eff.samples)
@@ -199,6 +277,16 @@ class Ocpp16Adapter(AdapterBase):
         if eff.tx_key is None:     # not transaction-related: best effort, not persisted
             self._queue_volatile("MeterValues", payload)
             return
+        tx = self.transactions.get(eff.tx_key) if eff.signed_raw is not None else None
+        if tx is not None:
+            # OCA note §3.1.3/§3.3.6/§3.3.8: the meter's signed value (format SignedData) next to the unsigned ones
+            sample = eff.samples[0]
+            record = {"raw": eff.signed_raw, "t": sample.timestamp, "key": eff.signed_key}
+            item = self._signed_item(tx, sample.context, record, self.signed_policy(),
+                                     lambda raw, context, der, with_key, _r: sampled_value_16(
+                                         raw, context, der, with_key, self.signed_form), now)
+            if item is not None:
+                payload["meterValue"][0]["sampledValue"].append(item)
         self._append_tx_message(eff.tx_key, "MeterValues", payload, now)
 
     def _queue_data_transfer(self, payload: dict, on_result: Callable[[dict | None], None]) -> None:
@@ -206,9 +294,11 @@ class Ocpp16Adapter(AdapterBase):
 
     # ---- input from the CSMS -------------------------------------------------------------------------------------
     def received(self, text: str, now: float) -> list[str]:
+        self._now = now
         out: list[str] = []
         for ev in self.endpoint.receive(text, now):
             if isinstance(ev, Reply):
+                self._invalid_message(ev, now)
                 if self.registration != "rejected":   # §4.2: while Rejected, do not respond at all
                     out.append(ev.text)
             elif isinstance(ev, IncomingCall):
@@ -251,6 +341,8 @@ class Ocpp16Adapter(AdapterBase):
 
     def _cs_ChangeConfiguration(self, p: dict, now: float) -> dict:
         key, value = p["key"], p["value"]
+        if self._meter_key_connector(key) is not None:
+            return {"status": "Rejected"}       # OCA note §3.3.1: read-only
         status = self.config.change_configuration(key, value)
         if status in ("Accepted", "RebootRequired"):
             if key == "HeartbeatInterval":
@@ -272,12 +364,33 @@ class Ocpp16Adapter(AdapterBase):
             known, unknown = self.config.get_configuration(p.get("key"))
         except TooManyKeys as exc:   # more keys than GetConfigurationMaxKeys (1.6 §5.8)
             raise OcppError(ErrorKind.OCCURRENCE_CONSTRAINT_VIOLATION, str(exc)) from None
+        known, unknown = self._with_meter_keys(known, unknown, bool(p.get("key")))
         out: dict = {}
         if known:
             out["configurationKey"] = known
         if unknown:
             out["unknownKey"] = unknown
         return out
+
+    def _meter_key_connector(self, key: str) -> int | None:
+        """The connector of a ``MeterPublicKey<N>`` key this station offers, else None."""
+        prefix = "meterpublickey"
+        if not key.casefold().startswith(prefix) or not key[len(prefix):].isdigit():
+            return None
+        n = int(key[len(prefix):])
+        return n if n in self.meter_key_evses else None
+
+    def _with_meter_keys(self, known: list[dict], unknown: list[str], asked: bool) -> tuple[list[dict], list[str]]:
+        """MeterPublicKey<N> (OCA note §3.3.1, RO): the FiscalMetering.PublicKey of the connector's EVSE in the
+        §3.2.2 form; listed in a full GetConfiguration, answered when asked for by name."""
+        wanted = ([n for n in (self._meter_key_connector(k) for k in unknown) if n is not None] if asked
+                  else sorted(self.meter_key_evses))
+        for n in wanted:
+            value = self.config.model.get("FiscalMetering", "PublicKey", evse_id=self.meter_key_evses[n])
+            known.append({"key": f"MeterPublicKey{n}", "readonly": True, **({"value": value} if value else {})})
+        if asked:
+            unknown = [k for k in unknown if self._meter_key_connector(k) is None]
+        return known, unknown
 
     def _local_list_enabled(self) -> bool:
         try:
@@ -343,10 +456,22 @@ class Ocpp16Adapter(AdapterBase):
     def _cs_ExtendedTriggerMessage(self, p: dict, now: float) -> dict:
         """Whitepaper F06 ExtendedTriggerMessage: LogStatusNotification (Idle without requestId when no upload runs,
         else Uploading with its requestId: N01.FR.12), FirmwareStatusNotification (as SignedFirmwareStatusNotification:
-        Idle after Installed or before any update, else the last status: L01.FR.28/29) and Heartbeat, sent after the
-        response; every other message
-        NotImplemented (this station does not offer the Remote Trigger profile)."""
+        Idle after Installed or before any update, else the last status: L01.FR.28/29), Heartbeat,
+        SignChargePointCertificate (A02.FR.02: a new key pair and SignCertificate.req; Rejected without CpoName),
+        StatusNotification (the connector given, else every connector and 0) and MeterValues (a reading now, context
+        Trigger), sent after the response; an unknown connectorId is Rejected; BootNotification NotImplemented."""
         what = p["requestedMessage"]
+        cid = p.get("connectorId")
+        if what == "SignChargePointCertificate" and self.signing is not None:
+            ok = self._start_signing("ChargingStationCertificate", now, after_reply=True)
+            return {"status": "Accepted" if ok else "Rejected"}
+        if what in ("StatusNotification", "MeterValues"):
+            if cid is not None and cid not in self.engine.connectors:
+                return {"status": "Rejected"}
+            cids = [cid] if cid is not None else ([0] if what == "StatusNotification" else []) + sorted(
+                self.engine.connectors)
+            self._after_reply.append(lambda: self._trigger(what, cids, now))
+            return {"status": "Accepted"}
         if what == "FirmwareStatusNotification" and self.firmware is not None:   # whitepaper L01.FR.28/29
             status, request_id = self.firmware.trigger_status()
             payload = {"status": status} if request_id is None else {"status": status, "requestId": request_id}
@@ -362,6 +487,26 @@ class Ocpp16Adapter(AdapterBase):
                 "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime"))))
             return {"status": "Accepted"}
         return {"status": "NotImplemented"}
+
+    def _trigger(self, what: str, cids: list[int], now: float) -> None:
+        """ExtendedTriggerMessage StatusNotification (sent even when unchanged) / MeterValues for ``cids``."""
+        for cid in cids:
+            if what == "StatusNotification":
+                self._sent_status.pop(cid, None)
+                self._queue_status(StatusChanged(cid, self.engine.status_of(cid), "NoError", "", "", now))
+            else:
+                self.engine.trigger_meter(cid, now)
+        self._process_effects(now)
+
+    def _queue_sign_certificate(self, cert_type: str, csr: str) -> None:
+        """SignCertificate.req (whitepaper A02.FR.03): the CSR only; 1.6 signs the Charge Point certificate alone."""
+        self._queue_volatile("SignCertificate", {"csr": csr},
+                             lambda res: self._sign_certificate_answered(cert_type, res))
+
+    def _cs_CertificateSigned(self, p: dict, now: float) -> dict:
+        """Whitepaper A02.FR.06/07: Accepted, or Rejected + InvalidChargePointCertificate (certsigning); a chain
+        longer than CertificateSignedMaxChainSize is Rejected."""
+        return self._certificate_signed(p["certificateChain"], "ChargingStationCertificate", now)
 
     def _cs_InstallCertificate(self, p: dict, now: float) -> dict:
         """Whitepaper M05: Accepted (M05.FR.02), Rejected for an invalid / expired / non-CA certificate (M05.FR.06)
@@ -431,6 +576,8 @@ class Ocpp16Adapter(AdapterBase):
             with self.db.tx():
                 self.transactions.update(item.tx_key, transaction_id=str(payload["transactionId"]))
                 self.queue.delivered(item.seq, now, defer=False)
+                if self.engine.signing:   # the legal log finds the signed records by the CSMS's id from now on
+                    LegalLog(self.db).set_transaction_id(item.tx_key, payload["transactionId"])
             self._check_list_conflict(item.payload.get("idTag"), payload.get("idTagInfo"), now)
             self.engine.on_tx_confirmed(item.tx_key, payload.get("idTagInfo"), now)
         elif item.action == "MeterValues":   # the frequent one: its deletion waits for the next fsync'ed write
@@ -491,6 +638,7 @@ class Ocpp16Adapter(AdapterBase):
     # ---- sending -------------------------------------------------------------------------------------------------
     def poll(self, now: float) -> list[str]:
         """Timers and the next CALL to send, if the line is free."""
+        self._now = now
         self.queue.poll(now)
         timeout = self.endpoint.poll(now)
         if isinstance(timeout, Timeout):
@@ -498,6 +646,8 @@ class Ocpp16Adapter(AdapterBase):
         self._process_effects(now)
         if not self.online or self.endpoint.busy:
             return []
+        if self.registration == "accepted":
+            self._poll_signing(now)
         text = self._next_call(now)
         return [text] if text else []
 
@@ -553,7 +703,7 @@ class Ocpp16Adapter(AdapterBase):
                 return None   # written by the 2.0.1 adapter: it waits for a 2.0.1 connection (the runtime pins it)
             payload = dict(item.payload)
             if item.action != "StartTransaction" and item.tx_key:
-                transaction_id = self.transactions.transaction_id_of(item.tx_key)
+                transaction_id = self._transaction_id_of(item.tx_key)
                 if transaction_id is None:
                     # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
                     self.queue.give_up(item, "the transaction's StartTransaction was never confirmed")
@@ -564,6 +714,21 @@ class Ocpp16Adapter(AdapterBase):
             if text:
                 return text
             self.queue.give_up(item, "payload fails the OCPP 1.6 schema")
+
+    def _transaction_id_of(self, tx_key: str) -> str | None:
+        """The CSMS's transactionId of a queued message's transaction. Once known it never changes, so it is kept
+        in memory (until any store rollback, which may have taken back the write it was read from)."""
+        if self._tid_rollbacks != self.db.rollbacks:
+            self._tid_rollbacks = self.db.rollbacks
+            self._tid_cache.clear()
+        transaction_id = self._tid_cache.get(tx_key)
+        if transaction_id is None:
+            transaction_id = self.transactions.transaction_id_of(tx_key)
+            if transaction_id is not None:
+                if len(self._tid_cache) >= 16:
+                    self._tid_cache.clear()
+                self._tid_cache[tx_key] = transaction_id
+        return transaction_id
 
     def _boot_payload(self) -> dict:
         i = self.station_info
@@ -594,5 +759,6 @@ class Ocpp16Adapter(AdapterBase):
                 if self._volatile or self._statuses:
                     times.append(0.0)
                 times.append(self._security_deadline())     # A04: a queued event, or its retry after a failure
+                times.append(self._signing_deadline())      # A02/A03: a certificate switch, a renewal
         times = [t for t in times if t is not None]
         return min(times) if times else None

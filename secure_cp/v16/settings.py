@@ -59,6 +59,9 @@ class Settings16:
     def tx_started_measurands(self) -> list[str]:
         if self.protocol == "2.0.1":
             return split_list(self._get_201("SampledDataCtrlr", "TxStartedMeasurands") or "")
+        # 1.6: StartTxnSampledData (OCA note §3.3.4, offered by a station that signs), the same variable
+        if "StartTxnSampledData" in self._c.keys():
+            return self._c.get_list("StartTxnSampledData")
         return []
 
     @property

@@ -30,7 +30,8 @@ from ..delivery import OutboxQueue
 from ..diagnostics import LogUploads
 from ..devicemodel import DeviceModel
 from ..engine import (AuthorizeRequest, Engine, SampledValue, Sample, Status, StatusChanged,
-                      StopReason, TxMeterValues, TxStarted, TxStopped, parse_rfc3339, rfc3339)
+                      StopReason, TxMeterValues, TxSigned, TxStarted, TxStopped, parse_rfc3339, rfc3339)
+from ..eichrecht.ocpp import BEGIN, END, signed_meter_value
 from ..engine.customer import KEPT_IN_USE, CustomerData, Record
 from ..engine.datatransfer import DataTransferRegistry
 from ..engine.model import TxUpdated, drop_intermediate
@@ -63,8 +64,14 @@ NETWORK_ACTIONS = frozenset({"SetNetworkProfile"})
 LOG_ACTIONS = frozenset({"GetLog"})
 #: M03-M05: answered when the runtime has a certificate store (security.certstore).
 CERTIFICATE_ACTIONS = frozenset({"InstallCertificate", "DeleteCertificate", "GetInstalledCertificateIds"})
+#: A02/A03: answered when the runtime signs station certificates (security.certsigning).
+SIGNING_ACTIONS = frozenset({"CertificateSigned"})
+#: TriggerMessage requestedMessage -> the certificate type whose CSR it asks for (A02, F06.FR.08 when no signing).
+SIGN_TRIGGERS = {"SignChargingStationCertificate": "ChargingStationCertificate", "SignV2GCertificate": "V2GCertificate"}
 #: L01: answered when the runtime installs signed firmware (firmware.FirmwareUpdates).
 FIRMWARE_ACTIONS = frozenset({"UpdateFirmware"})
+#: Station->CSMS CALLs the ISO 15118 API sends (security.iso15118; M01/M02, M06, C07).
+ISO15118_CALLS = frozenset({"Get15118EVCertificate", "GetCertificateStatus", "Authorize"})
 #: TriggerMessage requestedMessage values this station can send (F06.FR.08: the rest is NotImplemented).
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent",
                          "LogStatusNotification", "FirmwareStatusNotification"})
@@ -105,8 +112,9 @@ class Ocpp201Adapter(AdapterBase):
                  datatransfer: DataTransferRegistry | None = None, hooks: Hooks | None = None,
                  call_timeout: float = 30.0, local_list=None, network=None,
                  security_events: SecurityEvents | None = None, logs: LogUploads | None = None,
-                 certificates=None, firmware: FirmwareUpdates | None = None):
+                 certificates=None, firmware: FirmwareUpdates | None = None, cert_signing=None):
         self.engine = engine
+        self.signing = cert_signing               # security.certsigning.CertSigning, or None: no A02/A03
         self.firmware = firmware                  # firmware.FirmwareUpdates, or None: no UpdateFirmware (L01)
         self.certificates = certificates          # security.certstore.CertificateStore, or None: no M03-M05
         self.logs = logs                          # diagnostics.LogUploads, or None: no GetLog (N01)
@@ -134,7 +142,8 @@ class Ocpp201Adapter(AdapterBase):
                    | (NETWORK_ACTIONS if network is not None else frozenset())
                    | (LOG_ACTIONS if logs is not None else frozenset())
                    | (CERTIFICATE_ACTIONS if certificates is not None else frozenset())
-                   | (FIRMWARE_ACTIONS if firmware is not None else frozenset()))
+                   | (FIRMWARE_ACTIONS if firmware is not None else frozenset())
+                   | (SIGNING_ACTIONS if cert_signing is not None else frozenset()))
         self.endpoint = Endpoint("2.0.1", self.registry, call_timeout=call_timeout,
                                  supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
@@ -240,7 +249,39 @@ class Ocpp201Adapter(AdapterBase):
         TxUpdated: lambda self, e, now: self._enqueue_updated(e, now),
         TxStopped: lambda self, e, now: self._enqueue_ended(e, now),
         TxMeterValues: lambda self, e, now: self._enqueue_meter(e, now),
+        TxSigned: lambda self, e, now: self._enqueue_signed_begin(e, now),
     }
+
+    def _signed_201(self, tx, contexts: tuple[str, ...], now: float) -> list[dict]:
+        """meterValue entries, one per signed record: the energy register with its signedMeterValue (OCA note
+        §4.2.1); the value is the station's unsigned reading of the same moment (meterStart / meterStop)."""
+        policy = self.signed_policy()
+
+        def build(raw: str, context: str, der, with_key: bool, record: dict) -> dict:
+            wh = tx.meter_start_wh if context == BEGIN else tx.meter_stop_wh
+            sv = {"value": wh if wh is not None else 0, "context": context, "measurand": ENERGY,
+                  "unitOfMeasure": {"unit": "Wh"}, "signedMeterValue": signed_meter_value(raw, der, with_key)}
+            return {"timestamp": rfc3339(record["t"]), "sampledValue": [sv]}
+        return self._signed_items(tx, contexts, policy, build, now)
+
+    def _enqueue_signed_begin(self, eff: TxSigned, now: float) -> None:
+        """OCA note §4.1.1 / §4.3.6: the signed begin value, when SampledDataCtrlr.SignReadings and
+        SignStartedReadings are true, in TransactionEvent Updated with triggerReason SignedDataReceived (the
+        Started event went out at the start of the transaction; the meter signs after that)."""
+        tx = self.transactions.get(eff.tx_key)
+        policy = self.signed_policy()
+        if tx is not None and not tx.extra.get("q_start") and eff.context == BEGIN:
+            self._enqueue_started(tx.tx_key, now)   # TxStartPoint DataSigned: Started carries the signed value
+            return
+        if tx is None or not tx.extra.get("q_start") or tx.extra.get("q_stop") or not policy.sign_started:
+            return
+        if not (tx.extra.get("signed") or {}).get(BEGIN) or tx.extra.get("q_signed_begin"):
+            return                                  # none (the meter failed), or sent already
+        values = self._signed_201(tx, (eff.context,), now)
+        if values:
+            payload = m.transaction_event("Updated", rfc3339(now), "SignedDataReceived", tx.tx_key,
+                                          offline=not self.online, meter_values=values)
+            self._append_event(tx, payload, {"q_signed_begin": True}, now)
 
     def _connector_status(self, cid: int, status: Status) -> str:
         """ConnectorStatusEnumType. The engine's Preparing also means "authorized, waiting for the cable"; in 2.0.1
@@ -338,7 +379,7 @@ class Ocpp201Adapter(AdapterBase):
             log.error("refusing to queue an invalid TransactionEvent %s for transaction %s: %s",
                       payload.get("eventType"), tx.tx_key, exc.description)
             return False
-        with self.db.tx():
+        with self.db.atomic():
             payload["seqNo"] = self.transactions.next_seq_no(tx.tx_key)
             self.queue.append("TransactionEvent", payload, tx_key=tx.tx_key, now=now)
             changed = any(tx.extra.get(k) != v for k, v in extra.items())
@@ -378,9 +419,32 @@ class Ocpp201Adapter(AdapterBase):
         mv = m.meter_value(Sample(started, "Transaction.Begin", tuple(values)))
         return [mv] if mv else []
 
-    def _enqueue_started(self, tx_key: str, now: float) -> None:
+    def _starts_on_signed_data(self, tx) -> bool:
+        """TxStartPoint DataSigned (Part 2 §2.6.6.1 / E01 S4, TC_E_11_CS): the transaction starts "when the signed
+        meter value is received from the fiscal meter", with triggerReason SignedDataReceived and that value
+        (context Transaction.Begin) in Started. Only when DataSigned is the one configured start point: another
+        one happens first (the engine starts the transaction when plugged AND authorized, which is also when the
+        meter is asked to sign). Decided once per transaction, on the record (a restart keeps the decision)."""
+        decided = tx.extra.get("start_on_signed")
+        if decided is None:
+            decided = bool(self.engine.signing and set(self.engine.settings.tx_start_points) == {"DataSigned"}
+                           and BEGIN in tx.extra.get("sig_wait", ()))
+            tx.extra["start_on_signed"] = decided
+            self.transactions.update(tx.tx_key, extra=tx.extra)
+        return decided
+
+    def _enqueue_started(self, tx_key: str, now: float, *, force: bool = False) -> None:
+        """TransactionEvent Started. At TxStartPoint DataSigned it waits for the signed begin reading (TxSigned, also
+        when the meter failed: then without it, and with the trigger that started the transaction in the engine),
+        unless ``force``: the transaction ends before (the Ended needs its Started)."""
         tx = self.transactions.get(tx_key)
         if tx is None or tx.extra.get("q_start"):
+            return
+        on_signed = self._starts_on_signed_data(tx)
+        if on_signed and not force and tx.stopped_at is None and BEGIN in tx.extra.get("sig_wait", ()):
+            return
+        if on_signed:
+            self._enqueue_started_signed(tx, now)
             return
         token_type = self._token_type(tx.id_tag) if tx.id_tag else None
         remote_id = self._remote_ids.get(tx.id_tag) if tx.extra.get("remote") else None
@@ -396,6 +460,31 @@ class Ocpp201Adapter(AdapterBase):
             if remote_id is not None:
                 del self._remote_ids[tx.id_tag]
                 self.kv.set("remote_starts", self._remote_ids)
+
+    def _enqueue_started_signed(self, tx, now: float) -> None:
+        """Started at TxStartPoint DataSigned: triggerReason SignedDataReceived, timestamp the moment the signed
+        begin record arrived, meterValue the TxStartedMeasurands plus the signed begin value (SampledDataCtrlr /
+        AlignedDataCtrlr.SignReadings). Without a record (meter failure, or the transaction ended first) it is the
+        start the engine recorded, and nothing signed is made up."""
+        record = (tx.extra.get("signed") or {}).get(BEGIN)
+        signed = self._signed_201(tx, (BEGIN,), now) if record and self.signed_policy().sign_readings else []
+        token_type = self._token_type(tx.id_tag) if tx.id_tag else None
+        remote_id = self._remote_ids.get(tx.id_tag) if tx.extra.get("remote") else None
+        if record:
+            trigger, at = "SignedDataReceived", rfc3339(record["t"])
+        else:
+            trigger, at = ("RemoteStart" if tx.extra.get("remote") else tx.extra.get("trigger") or "Authorized",
+                           tx.started_at)
+        cs = self._current_charging_state(tx)
+        payload = m.transaction_event(
+            "Started", at, trigger, tx.tx_key, offline=not self.online, charging_state=cs,
+            remote_start_id=remote_id, evse=self.layout.get(tx.connector_id, (tx.evse_id, 1)),
+            token=m.id_token(tx.id_tag, token_type) if token_type else None,
+            meter_values=self._begin_values(tx) + signed)
+        if self._append_event(tx, payload, {"q_start": True, "cs": cs, "tt": token_type}, now,
+                              transaction_id=tx.tx_key) and remote_id is not None:
+            del self._remote_ids[tx.id_tag]
+            self.kv.set("remote_starts", self._remote_ids)
 
     def _enqueue_updated(self, eff: TxUpdated, now: float) -> None:
         """E02/E03/E06/E09: what changed inside the transaction, as Updated with its triggerReason, the current
@@ -432,7 +521,7 @@ class Ocpp201Adapter(AdapterBase):
         if tx is None or tx.extra.get("q_stop"):
             return
         if not tx.extra.get("q_start"):
-            self._enqueue_started(tx.tx_key, now)
+            self._enqueue_started(tx.tx_key, now, force=True)
             tx = self.transactions.get(eff.tx_key)
         try:
             reason = StopReason(tx.stop_reason)
@@ -449,12 +538,15 @@ class Ocpp201Adapter(AdapterBase):
         # end reading of the TxEndedMeasurands (Transaction.Begin / Transaction.End), every SampledDataCtrlr
         # TxEndedInterval one (Sample.Periodic) and every AlignedDataCtrlr.TxEndedInterval one (Sample.Clock)
         values = [mv for s in eff.transaction_data for mv in [m.meter_value(s)] if mv]
+        # OCA note §4.1.2: the signed begin and end values, each in its own sampledValue (context Transaction.Begin /
+        # Transaction.End); kept when the readings are thinned (they are appended after the thinning below)
+        signed = self._signed_201(tx, (BEGIN, END), now) if self.signed_policy().sign_readings else []
 
         def ended(values: list[dict]) -> dict:
             return m.transaction_event(
                 "Ended", tx.stopped_at or rfc3339(now), trigger, tx.tx_key, offline=not self.online,
                 charging_state=cs if tx.extra.get("cs") != cs else None, stopped_reason=stopped, token=token,
-                meter_values=values)
+                meter_values=values + signed)
         payload = ended(values)
         while len(values) > 2 and len(dumps(payload).encode()) > TX_EVENT_MAX_BYTES:
             values = drop_intermediate(values)   # J02.FR.20: too much for one message: intermediate ones first
@@ -473,14 +565,55 @@ class Ocpp201Adapter(AdapterBase):
             return
         if not values and trigger is None:
             return
+        if eff.signed_raw is not None and values:
+            self._attach_signed(tx, eff, values[0], now)
         reason = trigger or m.METER_TRIGGERS.get(eff.samples[0].context, "MeterValuePeriodic")
         cs = self._current_charging_state(tx) if reason == "Trigger" else None   # F06.FR.07: chargingState
         payload = m.transaction_event("Updated", rfc3339(eff.samples[0].timestamp if eff.samples else now), reason,
                                       tx.tx_key, offline=not self.online, charging_state=cs, meter_values=values)
         self._append_event(tx, payload, {"cs": cs} if cs else {}, now)
 
+    def _attach_signed(self, tx, eff: TxMeterValues, meter_value: dict, now: float) -> None:
+        """OCA note §4.1.1/§4.3.4/§4.3.7: the meter's signed record of an intermediate reading as the
+        signedMeterValue of its energy register sampledValue (the unsigned value stays beside it)."""
+        sample = eff.samples[0]
+        record = {"raw": eff.signed_raw, "t": sample.timestamp, "key": eff.signed_key}
+        signed = self._signed_item(tx, sample.context, record, self.signed_policy(),
+                                   lambda raw, _c, der, with_key, _r: signed_meter_value(raw, der, with_key), now)
+        if signed is None:
+            return
+        for sv in meter_value["sampledValue"]:
+            if sv.get("measurand", ENERGY) == ENERGY and "phase" not in sv:
+                sv["signedMeterValue"] = signed
+                return
+
     def _queue_data_transfer(self, payload: dict, on_result: Callable[[dict | None], None]) -> None:
         self._queue_call(self._volatile, _Call("DataTransfer", payload, on_result))
+
+    # ---- ISO 15118 (security.iso15118: the API the ISO 15118 stack calls) --------------------------------------
+    def iso15118_call(self, action: str, payload: dict, on_result: Callable[[dict | None], None]) -> None:
+        """M01/M02 Get15118EVCertificate, M06 GetCertificateStatus, C07 Authorize with contract certificate data:
+        sent before the other queued messages (the EV waits: ISO 15118 timeouts are seconds), failed at once
+        (None) when offline or not registered, and on a lost connection (never kept for a later one: the EV's
+        session is over by then). A payload that fails its schema is not sent (None)."""
+        if action not in ISO15118_CALLS:
+            raise ValueError(f"{action} is not an ISO 15118 CALL")
+        try:
+            self.registry.validate_request(action, payload)
+        except SchemaError as exc:
+            log.error("not sending invalid %s from the ISO 15118 stack: %s", action, exc.description)
+            on_result(None)
+            return
+        if not self.online or self.registration != "accepted":
+            on_result(None)
+            return
+        if action == "Authorize":   # the eMAID's TransactionEvents carry its type (eMAID)
+            self._learn_token_type(payload["idToken"]["idToken"], payload["idToken"]["type"])
+        self._queue_call(self._priority, _Call(action, payload, on_result))
+
+    def contract_token(self, id_token: str) -> None:
+        """An eMAID authorized offline through its contract certificate (C07.FR.08): its type is eMAID."""
+        self._learn_token_type(id_token, "eMAID")
 
     # ---- input from the CSMS ----------------------------------------------------------------------------------
     def received(self, text: str, now: float) -> list[str]:
@@ -489,6 +622,7 @@ class Ocpp201Adapter(AdapterBase):
         out: list[str] = []
         for ev in self.endpoint.receive(text, now):
             if isinstance(ev, Reply):
+                self._invalid_message(ev, now)
                 out.append(ev.text)
             elif isinstance(ev, IncomingCall):
                 reply = self._handle_call(ev, now)
@@ -536,7 +670,14 @@ class Ocpp201Adapter(AdapterBase):
 
     # ---- CSMS -> station handlers (Part 2) ------------------------------------------------------------------------
     def _cs_GetVariables(self, p: dict, now: float) -> dict:
+        self._refresh_date_time(now)
         return get_variables(self.model, p, message_size=self._msg_size)   # B06
+
+    def _refresh_date_time(self, now: float) -> None:
+        """ClockCtrlr.DateTime (RO, not persistent) is the station's current time, including the CSMS's correction
+        from BootNotification / Heartbeat currentTime (B01.FR.06): set before it is read or reported."""
+        if self.model.definition("ClockCtrlr", "DateTime") is not None:
+            self.model.set("ClockCtrlr", "DateTime", rfc3339(now), force=True)
 
     def _cs_SetVariables(self, p: dict, now: float) -> dict:
         result, changed = set_variables(self.model, p, message_size=self._msg_size)   # B05
@@ -582,6 +723,7 @@ class Ocpp201Adapter(AdapterBase):
         B02.FR.02); NotSupported for an unknown base (B07.FR.02), Rejected when it cannot be built (B07.FR.13)."""
         if p["reportBase"] not in REPORT_BASES:
             return {"status": "NotSupported"}
+        self._refresh_date_time(now)
         try:
             parts = base_report(self.model, p["requestId"], p["reportBase"], generated_at=rfc3339(now),
                                 items_per_message=self.s201.report_items_per_message,
@@ -720,6 +862,8 @@ class Ocpp201Adapter(AdapterBase):
         """F06: the response first (F06.FR.04), then the message; NotImplemented for what this station cannot
         send (F06.FR.08)."""
         what, evse = p["requestedMessage"], p.get("evse")
+        if what in SIGN_TRIGGERS and self.signing is not None:
+            return self._trigger_signing(SIGN_TRIGGERS[what], now)
         if what not in TRIGGERABLE:
             return {"status": "NotImplemented"}
         if what == "BootNotification":
@@ -768,6 +912,36 @@ class Ocpp201Adapter(AdapterBase):
             return {"status": "Rejected"}
         self._after_reply.append(lambda: self._trigger_meter("TransactionEvent", cids, now))
         return {"status": "Accepted"}
+
+    def _trigger_signing(self, cert_type: str, now: float) -> dict:
+        """A02: SignChargingStationCertificate / SignV2GCertificate. The response first, then the new key pair and
+        the SignCertificateRequest (A02.FR.02/03); Rejected when no CSR can be made (OrganizationName unset, or
+        for V2G no ISO15118Ctrlr.SeccId). A trigger restarts a request that stopped (A02.FR.19/20). The evse of a
+        SignV2GCertificate is not used: this station has one SECC at most."""
+        return {"status": "Accepted" if self._start_signing(cert_type, now, after_reply=True) else "Rejected"}
+
+    def _queue_sign_certificate(self, cert_type: str, csr: str) -> None:
+        """A02.FR.13 / A03.FR.13: certificateType names the certificate the CSR is for."""
+        self._queue_call(self._priority, _Call("SignCertificate", {"csr": csr, "certificateType": cert_type},
+                                               lambda res: self._sign_certificate_answered(cert_type, res)))
+
+    def _sign_retry_policy(self) -> tuple[float, int]:
+        def number(variable: str, default: int) -> int:
+            raw = self.model.get("SecurityCtrlr", variable)
+            try:
+                return int(raw) if raw is not None else default
+            except ValueError:
+                return default
+        return float(number("CertSigningWaitMinimum", 60)), number("CertSigningRepeatTimes", 3)
+
+    def _cs_CertificateSigned(self, p: dict, now: float) -> dict:
+        """A02/A03: the signed chain for the pending CSR; certificateType defaults to ChargingStationCertificate.
+        Rejected with statusInfo for an invalid chain (A02.FR.07, A02.FR.16), see certsigning."""
+        answer = self._certificate_signed(p["certificateChain"], p.get("certificateType",
+                                                                          "ChargingStationCertificate"), now)
+        if answer["status"] != "Accepted":
+            answer["statusInfo"] = {"reasonCode": "InvalidCertificate"}
+        return answer
 
     def _running_tx(self, cid: int):
         tx = self.engine.tx_on(cid)
@@ -1050,6 +1224,8 @@ class Ocpp201Adapter(AdapterBase):
             self._process_effects(now)
         if not self.online or self.endpoint.busy:
             return []
+        if self.registration == "accepted":
+            self._poll_signing(now)
         text = self._next_call(now)
         return [text] if text else []
 
@@ -1109,20 +1285,9 @@ class Ocpp201Adapter(AdapterBase):
             return self._send("heartbeat", "Heartbeat", {}, None, now)
         return None
 
-    def _sync_clock(self, current_time: str | None) -> None:
-        """Take the CSMS's time; a change of more than ClockCtrlr.TimeAdjustmentReportingThreshold seconds is the
-        critical security event SettingSystemTime (Part 2 Appendix 1). ``self._now`` is the station's time before
-        the change (the runtime's clock, the one every ``now`` comes from)."""
-        if current_time:
-            try:
-                delta = parse_rfc3339(current_time) - self._now
-            except ValueError:
-                delta = 0.0
-            threshold = self.s201.time_adjustment_reporting_threshold
-            if threshold > 0 and abs(delta) > threshold:
-                self.security.record("SettingSystemTime", rfc3339(self._now + delta),
-                                     f"clock set by the CSMS by {delta:+.0f} s")
-        super()._sync_clock(current_time)
+    def _time_report_threshold(self) -> float:
+        """ClockCtrlr.TimeAdjustmentReportingThreshold: a clock change beyond it is SettingSystemTime (Appendix 1)."""
+        return float(self.s201.time_adjustment_reporting_threshold)
 
     def _tx_head(self):
         """The outbox head if it is ours; a 1.6 message waits for a 1.6 connection (the runtime pins the version)."""
@@ -1158,5 +1323,6 @@ class Ocpp201Adapter(AdapterBase):
                 if self._priority or self._volatile or self._statuses:
                     times.append(0.0)
                 times.append(self._security_deadline())     # A04: a queued event, or its retry after a failure
+                times.append(self._signing_deadline())      # A02/A03: a resend, a certificate switch, a renewal
         times = [t for t in times if t is not None]
         return min(times) if times else None

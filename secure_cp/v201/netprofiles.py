@@ -158,9 +158,10 @@ class NetworkProfiles:
         sp = data["securityProfile"]
         if sp < self.current_security_profile():
             return "NoSecurityDowngrade"                 # B09.FR.04
-        if not 0 <= sp <= min(MAX_SECURITY_PROFILE, self._max_security_profile()):
-            # B09 prerequisite: the data matches the station's abilities; A05.FR.02 (TC_A_20): no CSMS root for 2/3,
-            # TC_A_21: no station certificate for 3
+        if not 0 <= sp <= MAX_SECURITY_PROFILE:
+            # B09 prerequisite: the data matches the station's abilities (this stack speaks profiles 0-3). Whether
+            # the certificates for 2/3 are installed is no B09 check: A05.FR.02/03 refuse such a slot in
+            # NetworkConfigurationPriority (TC_A_20 / TC_A_21 step 2: SetNetworkProfile Accepted, step 4 Rejected)
             return "UnsupportedSecurity"
         if "apn" in data or "vpn" in data:
             return "UnsupportedNetwork"                  # no modem or VPN client to configure

@@ -3,6 +3,7 @@
 * :mod:`.base`: the :class:`KeyBackend` interface, :class:`KeyAlgorithm`, :class:`KeyRef`, the errors;
 * :mod:`.software`: PEM files, mode 0600: development only;
 * :mod:`.pkcs11_backend`: PKCS#11 tokens (HSM, secure element, TPM through tpm2-pkcs11), via python-pkcs11;
+* :mod:`.tpm2_backend`: TPM 2.0 directly through tpm2-pytss (optional extra ``secure-cp[tpm2]``);
 * :mod:`.wrapper`: ``cryptography`` private-key objects that sign through a backend, :func:`sign_data` (async);
 * :mod:`.config`: the ``[keys]`` configuration section and :func:`open_backend`.
 """

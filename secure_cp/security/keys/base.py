@@ -5,8 +5,9 @@ SubjectPublicKeyInfo, sign a digest that was computed in software, delete, list,
 TLS (OpenSSL) where the key is without exporting it. Signatures come back in the form X.509 and TLS use: ECDSA as
 a DER ``Ecdsa-Sig-Value`` (RFC 3279), RSA as PKCS#1 v1.5 over the DER DigestInfo.
 
-Backends: :class:`~.software.SoftwareBackend` (PEM files, development only) and
-:class:`~.pkcs11_backend.Pkcs11Backend` (HSMs, secure elements, TPMs through tpm2-pkcs11).
+Backends: :class:`~.software.SoftwareBackend` (PEM files, development only),
+:class:`~.pkcs11_backend.Pkcs11Backend` (HSMs, secure elements, TPMs through tpm2-pkcs11) and
+:class:`~.tpm2_backend.Tpm2Backend` (TPM 2.0 directly through tpm2-pytss; no TLS key reference).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ ec = lazy.module("cryptography.hazmat.primitives.asymmetric.ec")
 rsa = lazy.module("cryptography.hazmat.primitives.asymmetric.rsa")
 
 __all__ = ["KeyAlgorithm", "KeyInfo", "KeyRef", "KeyBackend", "KeyBackendError", "KeyNotFoundError",
-           "KeyExistsError", "KeyAuthError", "KeyBackendUnavailable", "check_label", "check_digest",
+           "KeyExistsError", "KeyAuthError", "KeyBackendUnavailable", "check_label", "check_digest", "pkcs11_uri",
            "algorithm_of_public_key"]
 
 
@@ -83,7 +84,7 @@ class KeyInfo:
     """One key pair held by a backend."""
     label: str
     algorithm: KeyAlgorithm
-    backend: str          # "software" or "pkcs11"
+    backend: str          # "software", "pkcs11" or "tpm2"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,15 @@ class KeyRef:
 
 
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def pkcs11_uri(token: str, label: str, key_id: bytes | None = None) -> str:
+    """The RFC 7512 URI of the private key ``label`` (and CKA_ID ``key_id``) on token ``token``; never a PIN."""
+    from urllib.parse import quote
+    uri = f"pkcs11:token={quote(token, safe='')};object={quote(label, safe='')}"
+    if key_id:
+        uri += ";id=" + "".join(f"%{b:02x}" for b in key_id)
+    return uri + ";type=private"
 
 
 def check_label(label: str) -> str:
@@ -133,7 +143,7 @@ class KeyBackend(ABC):
     """Key pairs that never leave their backend. Implementations are thread-safe: every method may be called from
     worker threads (signing runs off the event loop, see :func:`~.wrapper.sign_data`)."""
 
-    #: "software" or "pkcs11": recorded in :class:`KeyInfo` and :class:`KeyRef`.
+    #: "software", "pkcs11" or "tpm2": recorded in :class:`KeyInfo` and :class:`KeyRef`.
     kind: str = ""
 
     @abstractmethod

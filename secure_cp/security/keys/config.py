@@ -3,13 +3,16 @@
 ::
 
     [keys]
-    backend = "pkcs11"                              # or "software" (development only)
+    backend = "pkcs11"                              # or "tpm2" (tpm2-pytss), "software" (development only)
     algorithm = "ec-p256"                           # new key pairs: ec-p256, ec-p384, rsa-2048, rsa-3072
     module = "/usr/lib/softhsm/libsofthsm2.so"      # pkcs11: the PKCS#11 module (HSM, SE, tpm2-pkcs11)
     token = "secure-cp"                             # pkcs11: token label
     pin_file = "/etc/secure-cp/token.pin"           # pkcs11: file holding the user PIN (mode 0600), or
     # pin = "1234"                                  #   the PIN inline (development)
-    # dir = "keys"                                  # software: directory of the PEM files
+    # dir = "keys"                                  # software: directory of the PEM files; tpm2: of the key
+    #                                               #   blobs (default <data_dir>/tpm2-keys)
+    # tcti = "device:/dev/tpmrm0"                   # tpm2: how to reach the TPM (tpm2-tools TCTI syntax)
+    # parent = "0x81000001"                         # tpm2: persistent handle of the primary storage key (SRK)
 
 Relative paths are relative to the configuration file. Errors are :class:`KeysConfigError` naming the key.
 """
@@ -24,7 +27,9 @@ from .base import KeyAlgorithm, KeyBackend, KeyBackendError
 
 __all__ = ["KeysConfig", "KeysConfigError", "KEYS_SECTION_KEYS", "parse_keys_section", "open_backend"]
 
-KEYS_SECTION_KEYS = {"backend", "algorithm", "dir", "module", "token", "pin", "pin_file"}
+KEYS_SECTION_KEYS = {"backend", "algorithm", "dir", "module", "token", "pin", "pin_file", "tcti", "parent"}
+#: backend names of ``[keys] backend``
+BACKENDS = ("software", "pkcs11", "tpm2")
 
 
 class KeysConfigError(ValueError):
@@ -40,6 +45,22 @@ class KeysConfig:
     token: str | None = None
     pin: str | None = None
     pin_file: Path | None = None
+    tcti: str = "device:/dev/tpmrm0"       # tpm2: the kernel resource manager by default
+    parent: int = 0x81000001               # tpm2: the SRK's persistent handle (TCG provisioning guidance)
+
+
+def _parent(section: dict) -> int | None:
+    """``parent``: an owner persistent handle, as an integer or a "0x8100...." string."""
+    value = section.get("parent")
+    if value is None:
+        return None
+    try:
+        handle = int(value, 0) if isinstance(value, str) else value
+    except ValueError:
+        handle = None
+    if not isinstance(handle, int) or isinstance(handle, bool) or not 0x81000000 <= handle <= 0x817FFFFF:
+        raise KeysConfigError(f"keys.parent: a persistent handle 0x81000000..0x817fffff, got {value!r}")
+    return handle
 
 
 def _str(section: dict, key: str) -> str | None:
@@ -64,17 +85,19 @@ def parse_keys_section(section: dict[str, Any], base_dir: Path | None = None,
         if k not in KEYS_SECTION_KEYS:
             raise KeysConfigError(f"keys.{k}: unknown key (known: {', '.join(sorted(KEYS_SECTION_KEYS))})")
     backend = _str(section, "backend") or "software"
-    if backend not in ("software", "pkcs11"):
-        raise KeysConfigError(f"keys.backend: 'software' or 'pkcs11', got {backend!r}")
+    if backend not in BACKENDS:
+        raise KeysConfigError(f"keys.backend: one of {', '.join(BACKENDS)}, got {backend!r}")
     algorithm = _str(section, "algorithm") or KeyAlgorithm.EC_P256.value
     if algorithm not in {a.value for a in KeyAlgorithm}:
         raise KeysConfigError(f"keys.algorithm: one of {', '.join(a.value for a in KeyAlgorithm)}, "
                               f"got {algorithm!r}")
-    default_dir = (data_dir or Path(".")) / "keys"
+    default_dir = (data_dir or Path(".")) / ("tpm2-keys" if backend == "tpm2" else "keys")
     cfg = KeysConfig(backend=backend, algorithm=KeyAlgorithm(algorithm),
                      dir=_path(section, "dir", base_dir) or default_dir,
                      module=_path(section, "module", base_dir), token=_str(section, "token"),
-                     pin=_str(section, "pin"), pin_file=_path(section, "pin_file", base_dir))
+                     pin=_str(section, "pin"), pin_file=_path(section, "pin_file", base_dir),
+                     tcti=_str(section, "tcti") or KeysConfig.tcti,
+                     parent=_parent(section) or KeysConfig.parent)
     if backend == "pkcs11":
         if cfg.module is None:
             from .pkcs11_backend import default_module
@@ -105,11 +128,14 @@ def _read_pin(path: Path) -> str:
 
 
 def open_backend(cfg: KeysConfig) -> KeyBackend:
-    """The backend ``cfg`` describes, opened (PKCS#11: logged in). Raises KeysConfigError for a bad PIN file and
+    """The backend ``cfg`` describes, opened (PKCS#11: logged in; tpm2: TPM reached, primary key present). Raises KeysConfigError for a bad PIN file and
     KeyBackendError (KeyAuthError for a rejected PIN, KeyBackendUnavailable for a missing module or token)."""
     if cfg.backend == "software":
         from .software import SoftwareBackend
         return SoftwareBackend(cfg.dir)
+    if cfg.backend == "tpm2":
+        from .tpm2_backend import Tpm2Backend
+        return Tpm2Backend(cfg.dir, cfg.tcti, cfg.parent)
     from .pkcs11_backend import Pkcs11Backend
     if cfg.module is None or cfg.token is None:
         raise KeyBackendError("PKCS#11 backend: module and token are required")

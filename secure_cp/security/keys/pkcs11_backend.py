@@ -16,10 +16,9 @@ import os
 import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
-from urllib.parse import quote
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11 import DEFAULT, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .base import (KeyAlgorithm, KeyBackend, KeyBackendError, KeyBackendUnavailable, KeyAuthError, KeyExistsError,
-                   KeyInfo, KeyNotFoundError, KeyRef, algorithm_of_public_key, check_digest, check_label)
+                   KeyInfo, KeyNotFoundError, KeyRef, algorithm_of_public_key, check_digest, check_label, pkcs11_uri)
 
 __all__ = ["Pkcs11Backend", "DEFAULT_MODULES", "default_module"]
 
@@ -51,6 +50,11 @@ _PRIVATE_TEMPLATE = {Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.S
                      Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.DECRYPT: False,
                      Attribute.UNWRAP: False, Attribute.DERIVE: False}
 _PUBLIC_TEMPLATE = {Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.VERIFY: True}
+# tpm2-pkcs11 refuses a template that sets usage flags the TPM object does not carry (ENCRYPT/DECRYPT, WRAP/UNWRAP,
+# DERIVE = false: "User specified and TPM specified attr mismatch"): for such a token these flags are left to the
+# token (DEFAULT drops them from the template); sensitive, not extractable and sign stay required.
+_TOKEN_DEFINED = {Attribute.ENCRYPT: DEFAULT, Attribute.WRAP: DEFAULT, Attribute.DECRYPT: DEFAULT,
+                  Attribute.UNWRAP: DEFAULT, Attribute.DERIVE: DEFAULT}
 
 # Errors after which the session is gone and reopening it may help.
 _SESSION_LOST = (p11e.SessionHandleInvalid, p11e.SessionClosed, p11e.DeviceRemoved, p11e.TokenNotPresent,
@@ -80,6 +84,9 @@ def _release_module(module: str) -> None:
             _module_users[module] = left
             return
         _module_users.pop(module, None)
+        from ..p11provider import active_module
+        if active_module() == module:    # OpenSSL's pkcs11-provider works with it too: C_Finalize would end its
+            return                       # sessions (the module stays loaded until the process exits)
         pkcs11.unload(module)    # C_Finalize: the next backend re-reads the module's configuration
 
 
@@ -197,15 +204,25 @@ class Pkcs11Backend(KeyBackend):
                 if any(True for _ in session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})):
                     raise KeyExistsError(f"PKCS#11 token {self.token_label!r}: key {label!r} already exists")
             key_id = os.urandom(16)    # CKA_ID pairs the two objects (and a certificate stored later)
-            common = dict(store=True, label=label, id=key_id, capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-                          public_template=_PUBLIC_TEMPLATE, private_template=_PRIVATE_TEMPLATE)
-            if algorithm.is_ec:
-                params = session.create_domain_parameters(
-                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE_OID[algorithm])},
-                    local=True)
-                params.generate_keypair(**common)
-            else:
-                session.generate_keypair(KeyType.RSA, algorithm.key_size, **common)
+            for relaxed in (False, True):
+                common = dict(store=True, label=label, id=key_id,
+                              capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+                              public_template={**_PUBLIC_TEMPLATE, **(_TOKEN_DEFINED if relaxed else {})},
+                              private_template={**_PRIVATE_TEMPLATE, **(_TOKEN_DEFINED if relaxed else {})})
+                try:
+                    if algorithm.is_ec:
+                        params = session.create_domain_parameters(
+                            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(_CURVE_OID[algorithm])},
+                            local=True)
+                        params.generate_keypair(**common)
+                    else:
+                        session.generate_keypair(KeyType.RSA, algorithm.key_size, **common)
+                    return
+                except (p11e.GeneralError, p11e.TemplateInconsistent, p11e.AttributeValueInvalid) as exc:
+                    if relaxed:
+                        raise
+                    log.info("PKCS#11 token %r refused the strict key template (%s): usage flags other than "
+                             "sign are left to the token", self.token_label, type(exc).__name__)
         self._with_session(f"generating {algorithm.value} key {label!r}", gen)
         log.info("PKCS#11 token %r: %s key %r generated on the token (sensitive, not extractable)",
                  self.token_label, algorithm.value, label)
@@ -266,6 +283,8 @@ class Pkcs11Backend(KeyBackend):
         return self._with_session("listing keys", collect)
 
     def key_ref(self, label: str) -> KeyRef:
-        self._with_session(f"finding key {label!r}", lambda s: self._find(s, label, ObjectClass.PRIVATE_KEY))
-        uri = f"pkcs11:token={quote(self.token_label, safe='')};object={quote(label, safe='')};type=private"
-        return KeyRef(self.kind, uri, self.module)
+        """The key's RFC 7512 URI (token label, object label, CKA_ID) and the module: what a "PKCS#11 PROVIDER URI"
+        key file and OpenSSL's pkcs11-provider need (see :class:`~secure_cp.security.tls.Pkcs11Credential`)."""
+        key_id = self._with_session(f"finding key {label!r}",
+                                    lambda s: self._find(s, label, ObjectClass.PRIVATE_KEY)[Attribute.ID])
+        return KeyRef(self.kind, pkcs11_uri(self.token_label, label, key_id), self.module)

@@ -19,11 +19,44 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from .base import (KeyAlgorithm, KeyBackend, KeyBackendError, KeyBackendUnavailable, KeyExistsError, KeyInfo,
                    KeyNotFoundError, KeyRef, algorithm_of_public_key, check_digest, check_label)
 
-__all__ = ["SoftwareBackend"]
+__all__ = ["SoftwareBackend", "create_key_file", "sync_dir"]
 
 log = logging.getLogger("secure_cp.security.keys.software")
 
 _SUFFIX = ".key.pem"
+
+
+def sync_dir(directory: Path) -> None:
+    """fsync a directory (a rename or unlink in it survives a power cut)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_key_file(path: Path, data: bytes, what: str) -> None:
+    """Write ``data`` to the new file ``path``, mode 0600, atomically (temporary file, fsync, link, fsync of the
+    directory): a power cut leaves the whole file or none. KeyExistsError if ``path`` exists (a key is never
+    overwritten), KeyBackendError naming ``what`` on an I/O error. Shared with the TPM backend's key blobs."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)     # whatever the umask or an older leftover's mode
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)       # atomic and refuses to replace: a key is never overwritten
+        except FileExistsError:
+            raise KeyExistsError(f"{what} already exists ({path})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        sync_dir(path.parent)
+    except OSError as exc:
+        raise KeyBackendError(f"{what}: cannot write {path}: {exc.strerror}") from None
 
 
 class SoftwareBackend(KeyBackend):
@@ -51,24 +84,7 @@ class SoftwareBackend(KeyBackend):
                else rsa.generate_private_key(public_exponent=65537, key_size=algorithm.key_size))
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.fchmod(fd, 0o600)     # whatever the umask or an older leftover's mode
-                os.write(fd, pem)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)       # atomic and refuses to replace: a key is never overwritten
-            except FileExistsError:
-                raise KeyExistsError(f"software key {label!r} already exists ({path})") from None
-            finally:
-                tmp.unlink(missing_ok=True)
-            self._sync_dir()
-        except OSError as exc:
-            raise KeyBackendError(f"software key {label!r}: cannot write {path}: {exc.strerror}") from None
+        create_key_file(path, pem, f"software key {label!r}")
         log.info("software key %r generated (%s) in %s", label, algorithm.value, path)
         return KeyInfo(label, algorithm, self.kind)
 
@@ -129,8 +145,4 @@ class SoftwareBackend(KeyBackend):
         return KeyRef(self.kind, str(path))
 
     def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_dir(self.directory)
