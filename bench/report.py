@@ -121,7 +121,8 @@ def format_table(r: dict) -> str:
         runs = ", ".join(f"{x:.0f}" for x in p["cold_start_runs_ms"])
         out += [
             f"  cold start: median of {len(p['cold_start_runs_ms'])} run(s) on fresh data dirs ({runs} ms), from spawn "
-            f"of `python -m secure_cp.cli run` to the CSMS reading the frame; restart on an existing data dir "
+            f"of `python -m secure_cp.cli run` (bytecode compiled first, as installed) to the CSMS reading the frame; "
+            f"restart on an existing data dir "
             f"{p['restart_ms']:.0f} ms;",
             f"    for scale: interpreter alone {p['python_start_ms']:.0f} ms, interpreter + `import secure_cp.cli, "
             f"secure_cp.runtime` {p['python_import_ms']:.0f} ms (best of 3)",

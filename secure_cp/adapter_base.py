@@ -26,6 +26,8 @@ class Hooks:
     config_changed: Callable[[str, str], None] = lambda k, v: None  # e.g. WebSocketPingInterval, AuthorizationKey
     #: A02.FR.08: a new station certificate is valid: use it for the next connection (reconnect under profile 3)
     station_certificate_changed: Callable[[], None] = lambda: None
+    #: M06.FR.07: a new V2G certificate is valid: refresh the cached OCSP status of it and of its sub-CAs
+    v2g_certificate_changed: Callable[[], None] = lambda: None
     #: Slow, blocking work (a key generation in a TPM): ``run_blocking(work, done)`` runs ``work()`` and then
     #: ``done(result_or_exception, now)`` as an event of the station (its texts are sent). The runtime runs ``work``
     #: in a worker thread (asyncio.to_thread); this default, for adapters driven without a runtime, runs it at once
@@ -248,6 +250,8 @@ class AdapterBase:
         result = self.signing.install(chain, cert_type, now)
         if result.switch_now and cert_type == "ChargingStationCertificate":
             self._after_reply.append(self.hooks.station_certificate_changed)
+        elif result.switch_now and cert_type == "V2GCertificate":
+            self._after_reply.append(self.hooks.v2g_certificate_changed)
         return {"status": result.status}
 
     def _poll_signing(self, now: float) -> None:

@@ -23,6 +23,9 @@ Example (see README for the full reference)::
     key_file = "certs/station.key"     # profile 3: its private key (software PEM: development only), or
     # key_label = "station-tls"        #   the label of the key in the [keys] backend (PKCS#11 token: production)
 
+    [files]                            # firmware downloads and log uploads over HTTPS / FTPS
+    ca_file = "certs/files-ca.pem"     # extra CA(s) trusted for those servers (besides the system's and the CSMS's)
+
     [[evse]]
     connectors = 1
 
@@ -73,6 +76,8 @@ class StationConfig:
     manufacturer_root_file: Path | None = None   # [security]: manufacturer root(s), PEM: firmware signers (L01)
     renew_days: int = 30               # [security]: A03 renewal this many days before the station certificate expires
     firmware_install_command: str | None = None  # [firmware] install_command; None: the simulator's installer
+    firmware_revocation: str = "ocsp-soft"   # [firmware] revocation: signer OCSP check, ocsp-soft / ocsp-hard / off
+    files_ca_file: Path | None = None  # [files] ca_file: extra CA(s) for HTTPS / FTPS firmware and log servers
     call_timeout: float = 30.0
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
@@ -99,7 +104,8 @@ _SECTIONS = {
              "reconnect_min", "reconnect_max"},
     "evse": None,  # array of tables, checked separately
     "security": {"ca_file", "cert_file", "key_file", "key_label", "manufacturer_root_file", "renew_days"},
-    "firmware": {"install_command"},
+    "firmware": {"install_command", "revocation"},
+    "files": {"ca_file"},
     "keys": KEYS_SECTION_KEYS,
     "hardware": {"adapter", "options"},
     "simulator": {"api"},
@@ -185,6 +191,7 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
         raise ConfigError(str(exc)) from None
     _parse_security(data.get("security", {}), cfg, base_dir)   # after [keys]: key_label refers to its backend
     _parse_firmware(data.get("firmware", {}), data.get("security", {}), cfg, base_dir)
+    _parse_files(data.get("files", {}), cfg, base_dir)
     _parse_eichrecht(data.get("eichrecht", {}), cfg)
     if cfg.password and cfg.password_encoding == "raw":
         try:
@@ -275,13 +282,20 @@ def _parse_eichrecht(sec: dict, cfg: StationConfig) -> None:
 
 
 def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
-    """[firmware] install_command (the installer hook of secure firmware update) and [security]
+    """[firmware] install_command (the installer hook of secure firmware update), revocation (the signer's OCSP
+    policy) and [security]
     manufacturer_root_file (the roots firmware signing certificates must chain to), read and checked here."""
     if "install_command" in fw:
         command = _expect(fw["install_command"], str, "firmware.install_command")
         if not command.strip():
             raise ConfigError("firmware.install_command: must not be empty")
         cfg.firmware_install_command = command
+    if "revocation" in fw:      # the firmware signer's OCSP check (firmware.py): what an unknown status does
+        from .firmware import REVOCATION_POLICIES
+        policy = _expect(fw["revocation"], str, "firmware.revocation")
+        if policy not in REVOCATION_POLICIES:
+            raise ConfigError(f"firmware.revocation: one of {', '.join(REVOCATION_POLICIES)}")
+        cfg.firmware_revocation = policy
     if "renew_days" in sec:   # A03.FR.02 says one month; a fleet may want more margin
         cfg.renew_days = _expect(sec["renew_days"], int, "security.renew_days")
         if not 1 <= cfg.renew_days <= 365:
@@ -295,6 +309,21 @@ def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | No
                 raise ValueError("no certificate in it")
         except (OSError, ValueError) as exc:
             raise ConfigError(f"security.manufacturer_root_file: {exc}") from None
+
+
+def _parse_files(files: dict, cfg: StationConfig, base_dir: Path | None) -> None:
+    """[files] ca_file: CA certificate(s), PEM, that HTTPS / FTPS firmware and log servers may chain to, on top of
+    the operating system's CAs and the CSMS roots (2.0.1 N01.FR.15/16; runtime ``_transfer_context``)."""
+    if "ca_file" not in files:
+        return
+    p = Path(_expect(files["ca_file"], str, "files.ca_file"))
+    cfg.files_ca_file = p if p.is_absolute() or base_dir is None else base_dir / p
+    try:
+        from .firmware import load_roots
+        if not load_roots(cfg.files_ca_file):
+            raise ValueError("no certificate in it")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"files.ca_file: {exc}") from None
 
 
 def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:

@@ -9,6 +9,16 @@ response goes out before the first notification).
   manufacturer roots (no intermediates: L01 remark) and be valid now; otherwise InvalidCertificate and the security
   event InvalidFirmwareSigningCertificate (L01.FR.02). A request without signingCertificate and signature is no
   secure update: Rejected (TC_L_18_CS).
+* Revocation (Part 2 A00 §1.5 / whitepaper §2.6.3: "online verification" for the firmware signing certificate): the
+  runtime holds the request until ``check_revocation`` has asked the OCSP responder of the signer's
+  authorityInfoAccess (RFC 6960 over HTTP, in a worker thread; the answer must be signed by the manufacturer root or
+  its delegated responder and be current). Revoked: RevokedCertificate (1.6 L01.FR.25; the 2.0.1
+  UpdateFirmwareStatusEnumType value) + InvalidFirmwareSigningCertificate. No status to be had (no responder named,
+  unreachable, an answer that does not verify): ``[firmware] revocation = "ocsp-soft"`` (default) accepts with a
+  warning and a security log entry, as neither version makes a reachable responder a condition and a station
+  without internet must still update; "ocsp-hard" refuses with InvalidCertificate ("could not be verified", 2.0.1
+  L01 step 3); "off" asks nobody. While OCSP gives no status, the CRLs of the signer's CRL distribution points are
+  read (signed by the root, current) instead.
 * A new request while one runs cancels it: AcceptedCanceled (L01.FR.24); nothing more is reported for the old one.
 * retrieveDateTime in the future: DownloadScheduled, then the download at that time (L01.FR.13). Downloading, then
   ``retries`` more attempts ``retryInterval`` s apart, then Downloaded or DownloadFailed (L01.FR.30). HTTP(S), and
@@ -37,6 +47,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import json
 import logging
 import shlex
 import shutil
@@ -59,17 +70,21 @@ ec = lazy.module("cryptography.hazmat.primitives.asymmetric.ec")
 padding = lazy.module("cryptography.hazmat.primitives.asymmetric.padding")
 rsa = lazy.module("cryptography.hazmat.primitives.asymmetric.rsa")
 utils = lazy.module("cryptography.hazmat.primitives.asymmetric.utils")
+serialization = lazy.module("cryptography.hazmat.primitives.serialization")
+ocsp = lazy.module("cryptography.x509.ocsp")
 
 from .diagnostics import http_target, redact_url
 from .engine import rfc3339
 from .filetransfer import FTP_SCHEMES, TransferError, ftp_download
+from .security.iso15118 import responder_url
 from .securityevents import SecurityEvents
 from .store import KeyValue
 
 log = logging.getLogger("secure_cp.firmware")
 
 __all__ = ["FirmwareUpdates", "UpdateAnswer", "Installer", "CommandInstaller", "SimulatedInstaller",
-           "InstallResult", "check_signing_certificate", "verify_signature", "load_roots"]
+           "InstallResult", "check_signing_certificate", "verify_signature", "load_roots", "Revocation",
+           "check_ocsp_response", "check_crl", "revocation_status", "REVOCATION_POLICIES"]
 
 DOWNLOAD_SCHEMES = frozenset({"http", "https"}) | FTP_SCHEMES   # FileTransferProtocols FTP,FTPS,HTTP,HTTPS
 DEFAULT_RETRIES = 1              # no retries given: "left to the Charging Station"
@@ -161,6 +176,12 @@ def load_roots(path: Path | None) -> list[x509.Certificate]:
 def check_signing_certificate(pem: str, roots: list[x509.Certificate], at: dt.datetime) -> x509.Certificate:
     """The firmware signing certificate if it is valid at ``at`` and issued directly by one of ``roots`` (itself a
     valid CA certificate); ValueError saying why not (L01.FR.12: the X.509 rules; no intermediates)."""
+    return _signer_and_root(pem, roots, at)[0]
+
+
+def _signer_and_root(pem: str, roots: list[x509.Certificate], at: dt.datetime
+                     ) -> tuple[x509.Certificate, x509.Certificate]:
+    """``check_signing_certificate``, and the manufacturer root that issued the certificate (its OCSP issuer)."""
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError:
@@ -189,7 +210,7 @@ def check_signing_certificate(pem: str, roots: list[x509.Certificate], at: dt.da
                 raise ValueError("signing certificate's key usage excludes digitalSignature")
         except x509.ExtensionNotFound:
             pass
-        return cert
+        return cert, root
     raise ValueError("signing certificate not issued by a manufacturer root")
 
 
@@ -214,6 +235,200 @@ def verify_signature(cert: x509.Certificate, digest: bytes, signature_b64: str |
             key.verify(signature, digest, padding.PKCS1v15(), prehashed)
         return
     raise _exceptions.InvalidSignature(f"unsupported signing key {type(key).__name__}")
+
+
+# ---- revocation of the signing certificate (OCSP, RFC 6960) ------------------------------------------------------
+#: ``[firmware] revocation``: ask the responder of the signer's authorityInfoAccess; when no status can be had,
+#: "ocsp-soft" accepts (warning + security log entry), "ocsp-hard" refuses; "off" asks nobody.
+REVOCATION_POLICIES = ("ocsp-soft", "ocsp-hard", "off")
+OCSP_TIMEOUT = 10.0                   # s for one OCSP request (connect and each read)
+OCSP_CLOCK_SKEW = dt.timedelta(minutes=5)    # a responder's thisUpdate may be this far ahead of the station's clock
+OCSP_MAX_AGE = dt.timedelta(days=7)   # a response without nextUpdate older than this is stale
+OCSP_MAX_RESPONSE = 1 << 16           # bytes read from a responder at most
+CRL_MAX_SIZE = 1 << 20                # bytes read from a CRL distribution point at most
+#: Security log entry (vendor-specific, not critical: not pushed to the CSMS) when ocsp-soft accepts a signer whose
+#: revocation status could not be had.
+REVOCATION_UNKNOWN_EVENT = "FirmwareSignerRevocationUnknown"
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """The revocation status of a firmware signing certificate: ``status`` "good", "revoked" or "unknown" (no
+    responder named, none reachable, or an answer that does not verify), and why."""
+    status: str
+    detail: str = ""
+
+
+def _key_hash(public_key) -> bytes:
+    """RFC 6960 KeyHash: SHA-1 over the subjectPublicKey bits (the same as the RFC 5280 method-1 key identifier)."""
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+
+
+def _signed_by(public_key, signature: bytes, data: bytes, algorithm) -> bool:
+    """Whether ``signature`` over ``data`` verifies with ``public_key`` (ECDSA, or RSA PKCS#1 v1.5 as OCSP uses)."""
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+        else:
+            return False
+    except _exceptions.InvalidSignature:
+        return False
+    return True
+
+
+def _ocsp_signer(response, issuer: x509.Certificate, at: dt.datetime) -> x509.Certificate | None:
+    """The certificate the response names as its signer: the issuer itself, or a delegated responder certificate in
+    the response that the issuer issued with extended key usage OCSPSigning and that is valid at ``at`` (RFC 6960
+    §4.2.2.2). None when neither."""
+    for cert in (issuer, *response.certificates):
+        if response.responder_name is not None and cert.subject != response.responder_name:
+            continue
+        if response.responder_key_hash is not None and _key_hash(cert.public_key()) != response.responder_key_hash:
+            continue
+        if cert is issuer:
+            return cert
+        try:
+            cert.verify_directly_issued_by(issuer)
+            usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (ValueError, TypeError, _exceptions.InvalidSignature, x509.ExtensionNotFound):
+            continue
+        if x509.ExtendedKeyUsageOID.OCSP_SIGNING in usage and \
+                cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            return cert
+    return None
+
+
+def check_ocsp_response(der: bytes, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
+                        ) -> Revocation:
+    """What a responder's DER OCSPResponse says about ``cert`` (issued by ``issuer``) at ``at``. Believed only when
+    it is successful, signed by the issuer or its delegated responder, carries a single response for this CertID,
+    and is current: thisUpdate not in the future (``OCSP_CLOCK_SKEW``), nextUpdate not passed, or without nextUpdate
+    at most ``OCSP_MAX_AGE`` old. Anything else is "unknown"."""
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+    except ValueError:
+        return Revocation("unknown", "the answer is not an OCSP response")
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return Revocation("unknown", f"OCSP responder answered {response.response_status.name}")
+    signer = _ocsp_signer(response, issuer, at)
+    algorithm = response.signature_hash_algorithm
+    if signer is None or algorithm is None or not _signed_by(signer.public_key(), response.signature,
+                                                             response.tbs_response_bytes, algorithm):
+        return Revocation("unknown", "OCSP response not signed by the issuer or its responder")
+    for single in response.responses:
+        try:
+            expected = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, single.hash_algorithm).build()
+        except ValueError:       # a CertID hash algorithm OCSP requests cannot use
+            continue
+        if (single.serial_number, single.issuer_name_hash, single.issuer_key_hash) != \
+                (cert.serial_number, expected.issuer_name_hash, expected.issuer_key_hash):
+            continue
+        if single.this_update_utc > at + OCSP_CLOCK_SKEW:
+            return Revocation("unknown", "OCSP response: thisUpdate is in the future")
+        if (single.next_update_utc is not None and single.next_update_utc < at) or \
+                (single.next_update_utc is None and at - single.this_update_utc > OCSP_MAX_AGE):
+            return Revocation("unknown", "OCSP response is stale")
+        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+            reason = f" ({single.revocation_reason.name})" if single.revocation_reason is not None else ""
+            return Revocation("revoked", f"revoked at {rfc3339(single.revocation_time_utc.timestamp())}{reason}")
+        if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+            return Revocation("good", "OCSP: good")
+        return Revocation("unknown", "the OCSP responder does not know the certificate")
+    return Revocation("unknown", "OCSP response is not about this certificate")
+
+
+class _SourceError(Exception):
+    """A revocation source (OCSP responder, CRL distribution point) that gave no usable answer."""
+
+
+def _http_fetch(url: str, body: bytes | None, headers: dict[str, str], limit: int, timeout: float,
+                context: ssl.SSLContext | None) -> bytes:
+    """GET (``body`` None) or POST over HTTP(S), at most ``limit`` bytes of answer; _SourceError saying why not."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _SourceError(f"{url}: {scheme}:// not supported")
+    req = urllib.request.Request(url, data=body, method="GET" if body is None else "POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context if scheme == "https" else None) as resp:
+            data = resp.read(limit + 1)
+    except urllib.error.HTTPError as exc:
+        raise _SourceError(f"{url}: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise _SourceError(f"{url} unreachable: {getattr(exc, 'reason', exc)}") from None
+    if len(data) > limit:
+        raise _SourceError(f"{url}: answer too large")
+    return data
+
+
+def check_crl(data: bytes, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> Revocation:
+    """What a CRL (DER or PEM) says about ``cert``: believed only when ``issuer`` issued and signed it and it is
+    current (thisUpdate not in the future, nextUpdate present and not passed); listed -> revoked, else good."""
+    try:
+        crl = x509.load_der_x509_crl(data)
+    except ValueError:
+        try:
+            crl = x509.load_pem_x509_crl(data)
+        except ValueError:
+            return Revocation("unknown", "the answer is not a CRL")
+    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        return Revocation("unknown", "CRL not signed by the issuer")
+    if crl.last_update_utc > at + OCSP_CLOCK_SKEW:
+        return Revocation("unknown", "CRL: thisUpdate is in the future")
+    if crl.next_update_utc is None or crl.next_update_utc < at:
+        return Revocation("unknown", "CRL is stale")
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is not None:
+        return Revocation("revoked", f"revoked at {rfc3339(entry.revocation_date_utc.timestamp())} (CRL)")
+    return Revocation("good", "CRL: not listed")
+
+
+def _crl_urls(cert: x509.Certificate) -> list[str]:
+    """The HTTP(S) URLs of the certificate's CRL distribution points."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(name.value) for point in points for name in (point.full_name or [])
+            if isinstance(name, x509.UniformResourceIdentifier)]
+
+
+def revocation_status(cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime, *,
+                      timeout: float = OCSP_TIMEOUT, context: ssl.SSLContext | None = None) -> Revocation:
+    """The revocation status of ``cert``: first the OCSP responder named in its authorityInfoAccess (HTTP POST
+    application/ocsp-request, RFC 6960 Appendix A; CertID with SHA-1 as RFC 5019 responders expect; the answer
+    checked by ``check_ocsp_response``), then, while that gives no status, the CRLs of its CRL distribution points
+    (``check_crl``). Blocking: call it in a worker thread."""
+    reasons: list[str] = []
+    url = responder_url(cert)
+    if url:
+        body = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build().public_bytes(
+            serialization.Encoding.DER)
+        try:
+            result = check_ocsp_response(_http_fetch(url, body, {"Content-Type": "application/ocsp-request",
+                                                                  "Accept": "application/ocsp-response"},
+                                                     OCSP_MAX_RESPONSE, timeout, context), cert, issuer, at)
+        except _SourceError as exc:
+            result = Revocation("unknown", f"OCSP responder {exc}")
+        if result.status != "unknown":
+            return result
+        reasons.append(result.detail)
+    for crl_url in _crl_urls(cert):
+        try:
+            result = check_crl(_http_fetch(crl_url, None, {"Accept": "application/pkix-crl"}, CRL_MAX_SIZE,
+                                           timeout, context), cert, issuer, at)
+        except _SourceError as exc:
+            result = Revocation("unknown", f"CRL {exc}")
+        if result.status != "unknown":
+            return result
+        reasons.append(result.detail)
+    return Revocation("unknown", "; ".join(reasons) or
+                      "the certificate names no OCSP responder and no CRL distribution point")
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    return cert.fingerprint(hashes.SHA256())
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -248,13 +463,16 @@ class FirmwareUpdates:
     runtime to report InstallRebooting and reboot with boot reason FirmwareUpdate; ``idle()`` is True when no
     transaction runs; ``hold(True)`` holds the idle connectors Unavailable while the installation waits for the
     transactions (L01.FR.07), ``hold(False)`` lifts it; ``clock()`` is the station's time; ``work_dir`` holds the
-    downloaded image."""
+    downloaded image; ``revocation`` is the ``[firmware] revocation`` policy (one of REVOCATION_POLICIES)."""
 
     def __init__(self, *, kv: KeyValue, security_events: SecurityEvents,
                  manufacturer_roots: Callable[[], list[x509.Certificate]], report: Callable[[str, int], None],
                  reboot: Callable[[int], None], idle: Callable[[], bool], clock: Callable[[], float],
                  installer: Installer, work_dir: Path, ssl_context: ssl.SSLContext | None = None,
-                 timeout: float = HTTP_TIMEOUT, hold: Callable[[bool], None] = lambda on: None):
+                 timeout: float = HTTP_TIMEOUT, hold: Callable[[bool], None] = lambda on: None,
+                 revocation: str = "ocsp-soft", ocsp_timeout: float = OCSP_TIMEOUT):
+        if revocation not in REVOCATION_POLICIES:
+            raise ValueError(f"firmware revocation policy must be one of {', '.join(REVOCATION_POLICIES)}")
         self.kv = kv
         self.security_events = security_events
         self.manufacturer_roots = manufacturer_roots
@@ -270,6 +488,9 @@ class FirmwareUpdates:
         self.timeout = timeout
         self._current: _Job | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.revocation = revocation
+        self.ocsp_timeout = ocsp_timeout
+        self._revocations: dict[bytes, Revocation] = {}   # check_revocation's answers, by certificate fingerprint
 
     # ---- the adapters' side (event loop) ------------------------------------------------------------------------
     @property
@@ -308,6 +529,9 @@ class FirmwareUpdates:
             log.warning("UpdateFirmware %d: invalid signing certificate: %s", request_id, exc)
             self.security_events.record("InvalidFirmwareSigningCertificate", rfc3339(now), str(exc))
             return UpdateAnswer("InvalidCertificate", "InvalidCertificate", str(exc))
+        refusal = self._revocation_refusal(request_id, cert, now)     # 1.6 L01.FR.25, 2.0.1 L01.FR.21
+        if refusal is not None:
+            return refusal
         try:
             retrieve_at = _parse_time(firmware.get("retrieveDateTime"))
             install_at = _parse_time(firmware.get("installDateTime"))
@@ -327,6 +551,68 @@ class FirmwareUpdates:
         self._current = job
         threading.Thread(target=self._run, args=(job,), name=f"firmware-{request_id}", daemon=True).start()
         return UpdateAnswer(status)
+
+    # ---- revocation of the signer (the runtime asks before it hands the adapters the request) ---------------------
+    def revocation_check_for(self, frame: str) -> str | None:
+        """The signingCertificate of an UpdateFirmware / SignedUpdateFirmware CALL frame whose revocation status is
+        to be asked before the request is answered (``check_revocation``); None for any other frame, or with
+        ``[firmware] revocation = "off"``."""
+        if self.revocation == "off" or '"signingCertificate"' not in frame:
+            return None
+        try:
+            msg = json.loads(frame)
+        except ValueError:
+            return None
+        if not (isinstance(msg, list) and len(msg) == 4 and msg[0] == 2
+                and msg[2] in ("UpdateFirmware", "SignedUpdateFirmware") and isinstance(msg[3], dict)):
+            return None
+        fw = msg[3].get("firmware")
+        pem = fw.get("signingCertificate") if isinstance(fw, dict) else None
+        return pem if isinstance(pem, str) and pem else None
+
+    async def check_revocation(self, pem: str) -> None:
+        """Ask the OCSP responder (else the CRL) about the signing certificate ``pem`` in a worker thread (the loop never waits for
+        the network) and keep the answer for the ``request()`` that follows. Only a certificate that passes the
+        manufacturer-root check is asked about: request() refuses the others anyway."""
+        roots = self.manufacturer_roots()
+        at = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        try:
+            cert, root = _signer_and_root(pem, roots, at)
+        except ValueError:
+            return
+        result = await asyncio.to_thread(revocation_status, cert, root, at, timeout=self.ocsp_timeout,
+                                         context=self.ssl_context)
+        if len(self._revocations) >= 16:      # answers never asked for by a request (cannot grow without bound)
+            self._revocations.clear()
+        self._revocations[_fingerprint(cert)] = result
+
+    def _revocation_refusal(self, request_id: int, cert: x509.Certificate, now: float) -> UpdateAnswer | None:
+        """The answer for a signer that is revoked or whose status is unknown, None to go on. Revoked:
+        RevokedCertificate (1.6 L01.FR.25; 2.0.1 UpdateFirmwareStatusEnumType) and InvalidFirmwareSigningCertificate
+        (L01.FR.02). Unknown: ocsp-hard refuses with InvalidCertificate ("not valid or could not be verified", 2.0.1
+        L01 scenario step 3) and the same event; ocsp-soft accepts with a warning and a security log entry (neither
+        version requires the station to reach a responder: a station without internet must still update)."""
+        if self.revocation == "off":
+            return None
+        result = self._revocations.pop(_fingerprint(cert), None) or Revocation("unknown", "status not asked")
+        if result.status == "good":
+            return None
+        stamp = rfc3339(now)
+        if result.status == "revoked":
+            log.warning("UpdateFirmware %d: the signing certificate is revoked: %s", request_id, result.detail)
+            self.security_events.record("InvalidFirmwareSigningCertificate", stamp,
+                                        f"signing certificate revoked: {result.detail}")
+            return UpdateAnswer("RevokedCertificate", "RevokedCertificate", result.detail)
+        if self.revocation == "ocsp-hard":
+            log.warning("UpdateFirmware %d: revocation status of the signing certificate unknown (%s): refused "
+                        "(revocation = ocsp-hard)", request_id, result.detail)
+            self.security_events.record("InvalidFirmwareSigningCertificate", stamp,
+                                        f"revocation status unknown: {result.detail}")
+            return UpdateAnswer("InvalidCertificate", "RevocationUnknown", result.detail)
+        log.warning("UpdateFirmware %d: revocation status of the signing certificate unknown (%s): accepted "
+                    "(revocation = ocsp-soft)", request_id, result.detail)
+        self.security_events.record(REVOCATION_UNKNOWN_EVENT, stamp, result.detail, critical=False)
+        return None
 
     def close(self) -> None:
         """Stop the running job (shutdown, reboot); it reports nothing more."""

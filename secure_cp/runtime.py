@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import logging
 import math
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -27,6 +28,7 @@ from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
 from .engine.station import HOLD_FIRMWARE
 from .hal import HardwareAdapter, load_adapter
+from .hal.api import EvReady, EvseReady, Fault, IdTagPresented, Plugged
 from .diagnostics import LogUploads
 from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller, load_roots
 from .logsetup import add_file_log, file_log_paths, remove_file_log
@@ -34,7 +36,9 @@ from .redact import redact_frame
 from .security.certsigning import CertSigning, station_credential
 from .security.certstore import CertificateStore
 from .security.iso15118 import ISO15118_COMPONENT, REFRESH_RETRY, Iso15118Api, OcspCache
-from .security.keys.config import open_backend
+from .security import p11provider
+from .security.keys.base import KeyBackendError
+from .security.keys.config import KeysConfigError, open_backend
 from .security.tls import certificate_event, classify_failure, client_context, refuse_wildcards
 from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
@@ -47,6 +51,7 @@ from .v201.messages import auth_info_16
 from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
 x509 = lazy.module("cryptography.x509")
+serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
@@ -90,6 +95,8 @@ class FrameRecord:
 class Station:
     """One charging station process: ``await Station(cfg).run()`` until ``stop()``."""
 
+    boot_retry_s = 5.0    # the wait before the next boot when the store refused the last one (StoreError)
+
     def __init__(self, cfg: StationConfig, hal: HardwareAdapter | None = None, *, clock: Clock | None = None):
         self.cfg = cfg
         self.clock = clock or Clock()
@@ -113,13 +120,19 @@ class Station:
         self._alarm: asyncio.TimerHandle | None = None
         self._reload = False
         self._reboot = False
+        self._early_inputs: list = []               # non-state hardware events before the engine booted
         self.boots = 0
         self._tls_contexts: dict = {}               # security profile (or (it, "fallback")) -> ssl.SSLContext
+        self._transfer_ctx: ssl.SSLContext | None = None   # firmware / log servers (see _transfer_context)
         self._fallback_next = False                 # M05.FR.14: the next TLS attempt verifies with the fallback root
         self._fallback_used = False                 # the current / last TLS attempt used the fallback root
         self._blocking: set[asyncio.Task] = set()   # Hooks.run_blocking work in flight (kept referenced)
+        self._held: list[str] | None = None         # frames held while a firmware signer's OCSP check runs
         self._cert_round_failures = 0               # failed attempts with a new station certificate (A02.FR.28)
         self._last_tls_event: str | None = None     # the TLS security event last recorded (see _record_tls_failure)
+        self._ocsp_wake = asyncio.Event()            # wakes the OCSP refresher (see _ocsp_refresher)
+        self._ocsp_force = False                     # M06.FR.07: a new V2G certificate: ask for every status again
+        self._ocsp_waiting = False                   # the refresher has work but waits for a registered connection
         self._file_log = add_file_log(cfg.data_dir)   # the DiagnosticsLog of GetLog (N01.FR.04)
         self._open_store()
         #: the API an ISO 15118 stack calls (security.iso15118: M01/M02, M06, C07); the same object across resets
@@ -163,7 +176,8 @@ class Station:
         # OCA note Table 20: which intermediate readings are signed, from the active adapter's configuration
         self.engine.signed_updates = lambda: self.adapter.signed_policy().updated
         hooks = Hooks(set_clock=self.clock.set, config_changed=self._config_changed,
-                      station_certificate_changed=self._station_certificate_changed, run_blocking=self._run_blocking)
+                      station_certificate_changed=self._station_certificate_changed, run_blocking=self._run_blocking,
+                      v2g_certificate_changed=self._v2g_certificate_changed)
         self.security_events = SecurityEvents(self.db)
         self.logs = self._log_uploads()
         self.firmware = self._firmware_updates()
@@ -218,6 +232,7 @@ class Station:
                 model.set("SecurityCtrlr", "CertificateEntries", str(count), force=True)
             if cert_type == "CSMSRootCertificate":
                 self._tls_contexts.clear()
+                self._refresh_transfer_context()
 
         def station_chain() -> list:
             try:
@@ -227,6 +242,7 @@ class Station:
 
         store = CertificateStore(self.db, self.cfg.data_dir / "certs", max_entries=max_entries,
                                  station_chain=station_chain, now=self.clock.now, on_change=changed,
+                                 v2g_chains=lambda: self.cert_signing.installed_chains("V2GCertificate"),
                                  root_check=lambda: self._bool_variable("SecurityCtrlr",
                                                                         "AdditionalRootCertificateCheck"),
                                  configured_roots=self._configured_csms_roots)
@@ -277,13 +293,30 @@ class Station:
         def record(event: str, info: str) -> None:
             self.security_events.record(event, rfc3339(self.clock.now()), info)
 
-        return CertSigning(KeyValue(self.db, "certsigning"), self.cfg.data_dir / "station-certs",
-                           lambda: open_backend(self.cfg.keys),
-                           organization=lambda: model.get("SecurityCtrlr", "OrganizationName"),
-                           common_name=common_name, roots=roots,
-                           max_chain_size=lambda: self._int_variable("SecurityCtrlr", "MaxCertificateChainSize", 0),
-                           record_event=record, algorithm=self.cfg.keys.algorithm,
-                           configured_chain=configured_chain, renew_before=self.cfg.renew_days * 86400.0)
+        signing = CertSigning(KeyValue(self.db, "certsigning"), self.cfg.data_dir / "station-certs",
+                              lambda: open_backend(self.cfg.keys),
+                              organization=lambda: model.get("SecurityCtrlr", "OrganizationName"),
+                              common_name=common_name, roots=roots,
+                              max_chain_size=lambda: self._int_variable("SecurityCtrlr", "MaxCertificateChainSize",
+                                                                        0),
+                              record_event=record, algorithm=self.cfg.keys.algorithm,
+                              configured_chain=configured_chain, renew_before=self.cfg.renew_days * 86400.0)
+        self._open_token_first(signing)
+        return signing
+
+    def _open_token_first(self, signing: CertSigning) -> None:
+        """When OpenSSL's pkcs11-provider does this station's TLS with the key token (``secure-cp run``), open the key
+        backend now, before the first TLS context: python-pkcs11 must initialise the PKCS#11 module before the
+        provider does (the provider tolerates a module initialised already, python-pkcs11 does not: "already
+        initialized"), and the module then stays initialised for the process (pkcs11_backend._release_module). A
+        failure (e.g. a PIN the token refuses) is logged; the TLS attempts and a later CSR report it again."""
+        keys = self.cfg.keys
+        if keys.backend != "pkcs11" or keys.module is None or p11provider.active_module() != str(keys.module):
+            return
+        try:
+            signing.backend
+        except (KeyBackendError, KeysConfigError) as exc:
+            log.error("key backend (PKCS#11 token %r) cannot be opened: %s", keys.token, exc)
 
     def _run_blocking(self, work: Callable, done: Callable) -> None:
         """Hooks.run_blocking: ``work()`` in a worker thread (a key generation in a TPM must not stall heartbeats and
@@ -500,12 +533,19 @@ class Station:
 
     def _max_security_profile(self) -> int:
         """The highest security profile this station has what it needs for: a CSMS root for 2, plus a station
-        certificate and key for 3 (A05.FR.02/03: NetworkConfigurationPriority refuses a slot above it)."""
+        certificate valid now and its key for 3 (A05.FR.02/03: NetworkConfigurationPriority refuses a slot above it;
+        TC_A_21_CS: "no valid ChargingStationCertificate installed")."""
         if self.cfg.ca_file is None and not self.certificates.roots("CSMSRootCertificate"):
             return 1
-        if self.cert_signing.credential(self.clock.now()) is not None:
-            return 3
-        return 3 if self.cfg.cert_file is not None and (self.cfg.key_file or self.cfg.key_label) is not None else 2
+        now = self.clock.now()
+        installed = self.cert_signing.credential(now) is not None
+        if not installed and (self.cfg.cert_file is None or (self.cfg.key_file or self.cfg.key_label) is None):
+            return 2
+        chain = self.cert_signing.current_chain(now)   # the installed chain (A02/A03), else the configured one
+        if not chain:
+            return 2
+        leaf = chain[0]
+        return 3 if leaf.not_valid_before_utc.timestamp() <= now <= leaf.not_valid_after_utc.timestamp() else 2
 
     def _record_tls_failure(self, exc: Exception) -> None:
         """A00.FR.309/315/322 (413/419/426): a TLS handshake failure becomes its security event. The station retries
@@ -574,6 +614,7 @@ class Station:
                 out = fn(*args)
             if self.clock.offset != offset:   # a currentTime moved the clock: what the event timed on the old
                 self.adapter.clock_moved(self.clock.offset - offset)   # clock (its CALL deadline) moves with it
+                self._ocsp_wake.set()         # the refresher's expiry times are station-clock times too
         except StoreError as exc:
             log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
             self._reload = True
@@ -589,6 +630,8 @@ class Station:
             self._repin(transport)
         if self.engine.signed_requests:
             self._spawn_signed()
+        if self._ocsp_waiting and self.iso15118.available():   # registered online again: the refresh can go out
+            self._ocsp_wake.set()
         return out
 
     def _repin(self, transport) -> None:
@@ -666,17 +709,64 @@ class Station:
 
     def _on_message(self, text: str) -> None:
         self._log_frame("rx", text)
-        self._send_all(self._event(self.adapter.received, text, self.clock.now()))
+        self._receive(text)
+
+    def _receive(self, text: str) -> None:
+        """Hand a frame to the adapter, in order. An UpdateFirmware / SignedUpdateFirmware is held, with the frames
+        after it, until the OCSP responder of its signing certificate has answered (FirmwareUpdates.check_revocation,
+        in a worker thread): its response depends on that answer (RevokedCertificate) and the loop never waits."""
+        if self._held is not None:
+            self._held.append(text)
+            return
+        pem = self.firmware.revocation_check_for(text)
+        if pem is None:
+            self._send_all(self._event(self.adapter.received, text, self.clock.now()))
+            return
+        self._held = [text]
+        generation, firmware = self._generation, self.firmware
+
+        async def check() -> None:
+            try:
+                await firmware.check_revocation(pem)
+            except Exception:  # noqa: BLE001 - request() then treats the status as unknown
+                log.exception("OCSP check of the firmware signing certificate failed")
+            if generation != self._generation or self._stopping:
+                return                                   # the connection those frames came on is gone
+            first, *rest = self._held or [text]
+            self._held = None
+            self._send_all(self._event(self.adapter.received, first, self.clock.now()))
+            for later in rest:
+                self._receive(later)
+        task = asyncio.get_running_loop().create_task(check(), name="firmware-ocsp")
+        self._blocking.add(task)
+        task.add_done_callback(self._blocking.discard)
 
     def _on_close(self, reason: str) -> None:
         self._generation += 1          # anything queued for the old connection is void
+        self._held = None              # and frames held for an OCSP check (_receive) go with it
         (log.info if self._stopping or getattr(self, "_reboot", False) else log.warning)(
             "connection to CSMS closed: %s", reason)
         self._event(self.adapter.disconnected, self.clock.now())   # (re-pins the offered versions too)
         self._wake.set()
 
     def _on_hal(self, event) -> None:
+        if not self.engine.booted:
+            self._hold_input(event)
+            return
         self._send_all(self._event(self._hal_event, event, self.clock.now()))
+
+    def _hold_input(self, event) -> None:
+        """A hardware input before the engine booted (boot() retried after a StoreError, _run_once): the input state
+        (plug, EV/EVSE ready, a latched fault) is read by boot() through current_inputs, so those are dropped; events
+        that are no state (emergency stop, a non-latched fault) wait for the boot; a presented idTag is refused (a
+        driver at a station that is not ready presents it again: starting a session from a stale swipe would not be
+        what they expect)."""
+        if isinstance(event, (Plugged, EvReady, EvseReady)) or (isinstance(event, Fault) and event.fatal):
+            return
+        if isinstance(event, IdTagPresented):
+            log.warning("idTag presented at connector %d before the station booted: ignored", event.connector_id)
+            return
+        self._early_inputs.append(event)
 
     def trigger_meter_values(self, connector_id: int = 0) -> None:
         """Take a reading now and send it (context Trigger; a transaction message when one runs on the connector)."""
@@ -765,20 +855,40 @@ class Station:
         applied.append(self.engine.authorize_decided(emaid, info, connector, now, cache=cache))
         return self.adapter.poll(now)
 
+    def _v2g_certificate_changed(self) -> None:
+        """M06.FR.07: a new V2G certificate is in use: the refresher asks for its status and its sub-CAs' again."""
+        self._ocsp_force = True
+        self._ocsp_wake.set()
+
     async def _ocsp_refresher(self) -> None:
         """M06.FR.06/07/10: keep the cached OCSP status of the V2G certificates fresh (a week at most) while the
-        station can reach the CSMS; a failure is retried after REFRESH_RETRY."""
+        station can reach the CSMS; a failure is retried after REFRESH_RETRY (Iso15118Api.next_refresh).
+
+        It wakes up only when there is work: at the earliest expiry of a cached status. Without a V2G certificate,
+        or with work but no registered connection, it sleeps until woken (no polling): by a new V2G certificate
+        (_v2g_certificate_changed), by the first event that finds the station registered online again (_event),
+        or by a clock correction (the expiries are station-clock times)."""
         while True:
+            self._ocsp_wake.clear()
             now, due = self.clock.now(), self.iso15118.next_refresh()
-            if due is not None and due <= now and self.iso15118.available():
+            available = self.iso15118.available()
+            if due is not None and available and (due <= now or self._ocsp_force):
+                force, self._ocsp_force = self._ocsp_force, False
                 try:
-                    counts = await self.iso15118.refresh()
+                    counts = await self.iso15118.refresh(force=force)
                     log.info("OCSP status of the V2G certificates refreshed: %s", counts)
                     continue
                 except Exception:   # a bug here must not stop the station, nor spin
                     log.exception("refreshing the OCSP status of the V2G certificates failed")
-                    due = now + REFRESH_RETRY
-            await asyncio.sleep(min(max((due if due is not None else now + 3600.0) - now, 5.0), 3600.0))
+                    due, available = now + REFRESH_RETRY, True
+            self._ocsp_waiting = due is not None and not available
+            timeout = None if due is None or not available else max(due - now, 0.0)
+            try:
+                await asyncio.wait_for(self._ocsp_wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._ocsp_waiting = False
 
     async def data_transfer(self, vendor_id: str, message_id: str | None = None, data: str | None = None) -> dict | None:
         """CP -> CS DataTransfer; the CSMS's answer ({"status", "data"?}) or None when offline / failed."""
@@ -870,7 +980,7 @@ class Station:
         if old is not None:
             old.close()
         return LogUploads(security_events=self.security_events, log_files=lambda: file_log_paths(self.cfg.data_dir),
-                          identity=self.cfg.identity, report=self._on_log_status)
+                          identity=self.cfg.identity, report=self._on_log_status, ssl_context=self._transfer_context())
 
     def _on_log_status(self, status: str, request_id: int) -> None:
         """A log upload's status (on the loop): a LogStatusNotification of the active adapter (N01.FR.07-10)."""
@@ -893,7 +1003,35 @@ class Station:
                                manufacturer_roots=self._manufacturer_roots, report=self._on_firmware_status,
                                reboot=self._firmware_reboot, clock=self.clock.now, installer=installer,
                                idle=lambda: not any(c.tx_key for c in self.engine.connectors.values()),
-                               hold=self._firmware_hold, work_dir=work_dir)
+                               hold=self._firmware_hold, work_dir=work_dir, ssl_context=self._transfer_context(),
+                               revocation=self.cfg.firmware_revocation)
+
+    def _transfer_context(self) -> ssl.SSLContext:
+        """TLS for HTTPS / FTPS firmware downloads and log uploads (2.0.1 L01 / N01, 1.6 whitepaper L01 / N01), host
+        names checked: the CSMS trust chain (N01.FR.15 "at least": the installed CSMSRootCertificates and the
+        ``[security] ca_file``), the operating system's CAs (N01.FR.16 recommends them: the file server may be a
+        cloud service outside the CSMS trust chain) and the ``[files] ca_file`` (a private CA of the operator's file
+        servers). Made once, rebuilt when the CSMS roots change (_refresh_transfer_context)."""
+        if self._transfer_ctx is not None:
+            return self._transfer_ctx
+        context = self._transfer_ctx = ssl.create_default_context()
+        roots = self.certificates.csms_roots() + self._configured_csms_roots()
+        if roots:
+            context.load_verify_locations(cadata="".join(
+                c.public_bytes(serialization.Encoding.PEM).decode() for c in roots))
+        if self.cfg.files_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.cfg.files_ca_file))
+            except (OSError, ssl.SSLError) as exc:   # checked at load; a file changed since then: logged, skipped
+                log.error("files.ca_file %s unusable: %s", self.cfg.files_ca_file, exc)
+        return context
+
+    def _refresh_transfer_context(self) -> None:
+        """The CSMS roots changed: the next download / upload trusts the new set."""
+        self._transfer_ctx = None
+        for service in (getattr(self, "firmware", None), getattr(self, "logs", None)):
+            if service is not None:
+                service.ssl_context = self._transfer_context()
 
     def _firmware_hold(self, on: bool) -> None:
         """L01.FR.07: while a firmware installation waits for the transactions to end, every connector without one is
@@ -1025,11 +1163,14 @@ class Station:
         # cut interrupted (ended PowerLoss by boot() while its connector still runs it: two ends, one Stop)
         self._event(self._boot, self.clock.now())
         while self._reload and not self._stopping:   # the store refuses writes: retry until it takes them
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(self.boot_retry_s)   # (hardware inputs meanwhile: _hold_input)
             self.db.close()
             self._open_store()
             self._reload = False
             self._event(self._boot, self.clock.now())
+        early, self._early_inputs = self._early_inputs, []
+        for event in early:       # what happened while the engine could not take it, in order
+            self._on_hal(event)
         if self.signed.enabled:   # the meters' public keys, at every start (a meter swap shows here)
             await self.signed.register_keys({cid: evse for cid, (evse, _) in self.evse_layout().items()}, self.model)
             # the signed readings asked for meanwhile (boot()'s end readings, new begins) name the registered key

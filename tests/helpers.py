@@ -22,11 +22,12 @@ async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> No
 
 async def booted(csms: Csms, make_station, **kw):
     """A station that has booted and reported every connector (0..N) once."""
+    n = len(csms.received)           # a restarted station: only what this start sends counts
     st = await make_station(csms, **kw)
     ident = st.cfg.identity
-    await csms.wait_for("BootNotification", identity=ident)
+    await csms.wait_for("BootNotification", identity=ident, after=n)
     for cid in range(0, len(st.hw.connectors) + 1):
-        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident)
+        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ident, after=n)
     return st
 
 

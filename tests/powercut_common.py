@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import random
 import signal
@@ -269,6 +270,9 @@ class PowerCutRun:
     pending: int
     where: str               # "seed=N": goes into every assertion message so a failure can be replayed
     kills: int
+    legal: list = field(default_factory=list)   # the legal log's LegalRecords (Eichrecht, issue #5), in log order
+    meter_pages: dict = field(default_factory=dict)   # the simulated meter's persisted PG counters: cid -> {T, F}
+    gateway_next: dict = field(default_factory=dict)  # gateway mode: the station's Pagination counters: {T, F}
 
 
 @contextlib.asynccontextmanager
@@ -277,6 +281,8 @@ async def power_cut_run(tmp_path: Path, capsys, *, label: str, default_kills: in
                         registered: Callable[[dict], bool], have_transaction: Callable[[Csms], bool]):
     """Seed (printed in every run), CSMS, station process, the kill loop, the final settle and clean stop; yields a
     :class:`PowerCutRun` while the CSMS is still up so the caller checks its ledger."""
+    from secure_cp.eichrecht.legallog import LegalLog
+    from secure_cp.eichrecht.pagination import Pagination
     from secure_cp.store import Database, Outbox, Transactions
     seed = int(os.environ.get("SECURE_CP_POWERCUT_SEED") or random.SystemRandom().randrange(2**32))
     kills = int(os.environ.get("SECURE_CP_POWERCUT_KILLS") or default_kills)
@@ -305,6 +311,107 @@ async def power_cut_run(tmp_path: Path, capsys, *, label: str, default_kills: in
             records = Transactions(db).recent(1000)
             outbox = Outbox(db)
             given_up, pending = outbox.failed(), outbox.pending_count()
+            legal = LegalLog(db).between(0, float("inf"))
+            gateway_next = {ctx: Pagination(db).peek(ctx) for ctx in ("T", "F")}
         finally:
             db.close()
-        yield PowerCutRun(csms, station, records, given_up, pending, where, kills)
+        meter_state = data_dir / "sim-meter.json"
+        meter_pages = {int(cid): pages for cid, pages in
+                       (json.loads(meter_state.read_text()).get("pagination", {}) if meter_state.exists() else {}).items()}
+        yield PowerCutRun(csms, station, records, given_up, pending, where, kills, legal=legal,
+                          meter_pages=meter_pages, gateway_next=gateway_next)
+
+
+# the signed-reading errors a power cut explains (engine.station.Engine.boot): the begin record was asked for but had
+# not reached the legal log when the power went (the register has moved on since: a new begin record would be wrong)
+KILL_EXPLAINED = {"Transaction.Begin": {"no signed begin reading before the restart"}}
+
+
+@dataclass
+class SignedSummary:
+    """What :func:`check_signed_records` found, for the run's report line."""
+    records: int = 0
+    at_csms: int = 0
+    errors: collections.Counter = field(default_factory=collections.Counter)
+    pages: dict = field(default_factory=dict)      # (meter_key_id, PG context) -> last number
+
+    def __str__(self) -> str:
+        return (f"{self.records} legal-log records, {self.at_csms} signed values at the CSMS (all verified, "
+                f"byte-identical), pagination {self.pages}, signed-reading errors {dict(self.errors) or 'none'}")
+
+
+def check_signed_records(run: PowerCutRun, end_message: Callable[[object], dict], *, gateway: bool = False
+                         ) -> SignedSummary:
+    """Issue #5 "Never lost" under power cuts, from the station's legal log and the CSMS's ledger:
+
+    * every transaction has its signed begin and end record in the legal log, each on its transaction record byte
+      for byte, or an error on the record (``extra["signed_errors"]``) that the power cut explains (KILL_EXPLAINED);
+    * the PG numbers per meter (key) and PG context are 1, 2, 3, ... in log order across all restarts (no repeat,
+      no gap), and the counters that number the next record (the simulated meter's persisted ones; in gateway mode
+      the station's Pagination table) stand right after the last logged record: no number was handed out and lost;
+    * every signed value that reached the CSMS verifies and is byte-identical to a legal-log record;
+    * the end message of each transaction (``end_message(tx)``: the StopTransaction / TransactionEvent Ended
+      payload) carries the legal log's signed end record when there is one."""
+    from secure_cp.eichrecht.ocmf import OcmfRecord
+    from secure_cp.eichrecht.verify import verify_signature
+    from secure_cp.sim.csms import _signed_in
+    where, out = run.where, SignedSummary(records=len(run.legal))
+    by_tx: dict[str, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for rec in run.legal:
+        by_tx[rec.tx_key][rec.context].append(rec)
+    known = {tx.tx_key for tx in run.records}
+    assert set(by_tx) <= known, f"{where}: legal-log records of unknown transactions {sorted(set(by_tx) - known)}"
+    for tx in run.records:
+        what = f"{where}: transaction {tx.tx_key} ({tx.transaction_id})"
+        assert not tx.extra.get("sig_wait"), f"{what}: still waiting for {tx.extra['sig_wait']}"
+        errors = tx.extra.get("signed_errors", {})
+        signed = tx.extra.get("signed", {})
+        for context in ("Transaction.Begin", "Transaction.End"):
+            logged = by_tx[tx.tx_key].get(context, [])
+            assert len(logged) <= 1, f"{what}: {len(logged)} {context} records in the legal log"
+            if context in errors:
+                out.errors[f"{context}: {errors[context]}"] += 1
+                assert errors[context] in KILL_EXPLAINED.get(context, ()), f"{what}: {context}: {errors[context]}"
+                assert not logged, f"{what}: {context} logged, yet recorded as an error ({errors[context]})"
+                continue
+            assert logged, f"{what}: no signed {context} record in the legal log and no error recorded"
+            assert signed.get(context, {}).get("raw") == logged[0].raw, f"{what}: {context} record differs"
+        end_logged = by_tx[tx.tx_key].get("Transaction.End")
+        ends = [text for ctx, text, _, _ in _signed_in(end_message(tx)) if ctx == "Transaction.End"]
+        if end_logged:
+            assert ends == [end_logged[0].raw], f"{what}: end message carries {ends}, legal log {end_logged[0].raw}"
+        else:
+            assert ends == [], f"{what}: end message carries a signed end value the legal log lacks"
+
+    # pagination per meter key and context, in log order: 1, 2, 3, ... across every restart
+    numbers: dict[tuple, list[int]] = collections.defaultdict(list)
+    for rec in run.legal:
+        assert rec.pagination, f"{where}: record {rec.id} has no PG"
+        numbers[(rec.meter_key_id, rec.pagination[0])].append(int(rec.pagination[1:]))
+    for (key_id, ctx), seq in numbers.items():
+        assert seq == list(range(1, len(seq) + 1)), f"{where}: PG of meter key {key_id} context {ctx}: {seq}"
+        out.pages[f"{key_id}:{ctx}"] = seq[-1]
+    if gateway:
+        assert len({k for k, _ in numbers}) <= 1, f"{where}: gateway records under several keys {list(numbers)}"
+        for ctx, nxt in run.gateway_next.items():
+            logged = sum(len(seq) for (_, c), seq in numbers.items() if c == ctx)
+            assert nxt == logged + 1, f"{where}: gateway Pagination {ctx} next {nxt}, the legal log has {logged}"
+    else:
+        used: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        for rec in run.legal:
+            used[rec.connector_id][rec.pagination[0]] += 1
+        for cid, pages in run.meter_pages.items():
+            for ctx, nxt in pages.items():
+                assert nxt == used[cid][ctx] + 1, \
+                    f"{where}: meter {cid} hands out {ctx}{nxt} next, the legal log has {used[cid][ctx]} {ctx} records"
+
+    # every signed value at the CSMS: verified, and byte for byte a legal-log record
+    raws = {rec.raw: rec for rec in run.legal}
+    for value in run.csms.signed_values:
+        assert value.error is None and value.ocmf in raws, f"{where}: CSMS got a record the legal log lacks: {value}"
+        rec = raws[value.ocmf]
+        ok = value.verified if value.verified is not None else \
+            verify_signature(OcmfRecord.parse(value.ocmf), value.public_key or rec.public_key)
+        assert ok is True, f"{where}: signature of {value.ocmf} does not verify"
+        out.at_csms += 1
+    return out

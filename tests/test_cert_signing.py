@@ -261,7 +261,8 @@ async def test_16_a02_extended_trigger_sign_charge_point_certificate(pki, make_s
 
 async def test_16_extended_trigger_status_and_meter_values(make_station, csms, tmp_path):
     """Whitepaper ExtendedTriggerMessage: StatusNotification for the connector given (sent although unchanged),
-    MeterValues (a reading now), an unknown connectorId Rejected, BootNotification NotImplemented."""
+    MeterValues (a reading now), an unknown connectorId Rejected; BootNotification Accepted (its flow:
+    test_security_leftovers.py::test_16_extended_trigger_*)."""
     st = await make_station(csms, protocols=["ocpp1.6"], ocpp={"MeterValuesSampledData": "Energy.Active.Import.Register"})
     await eventually(lambda: st.station.adapter.registration == "accepted", what="Accepted")
     await barrier(csms)
@@ -277,4 +278,4 @@ async def test_16_extended_trigger_status_and_meter_values(make_station, csms, t
     assert await csms.call(ID, "ExtendedTriggerMessage",
                            {"requestedMessage": "StatusNotification", "connectorId": 9}) == {"status": "Rejected"}
     assert await csms.call(ID, "ExtendedTriggerMessage",
-                           {"requestedMessage": "BootNotification"}) == {"status": "NotImplemented"}
+                           {"requestedMessage": "BootNotification"}) == {"status": "Accepted"}

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from secure_cp.config import ConfigError, load, parse
+from helpers import eventually
 
 GOOD = """
 [station]
@@ -166,3 +167,36 @@ async def test_internal_error_in_an_event_reloads_state_and_keeps_running(csms, 
     assert st.station.engine is not engine
     st.hw.present_tag("TAG1")                           # the new engine serves
     await csms.wait_for("StartTransaction", after=n)
+
+
+async def test_inputs_before_boot_never_reach_the_unbooted_engine(csms, make_station, monkeypatch):
+    """The store refuses the first boot (StoreError: _run_once retries after boot_retry_s). Meanwhile the car is
+    plugged in and an idTag presented: nothing reaches the un-booted engine (a transaction started there would be
+    ended as a power-cut leftover by the boot); the boot reads the plug through current_inputs, the
+    stale swipe starts nothing, and an emergency stop pressed meanwhile is applied after the boot."""
+    from secure_cp.runtime import Station
+    from secure_cp.store.db import StoreError
+    monkeypatch.setattr(Station, "boot_retry_s", 1.0)
+    st = await make_station(csms, start=False)
+    real, boots = Station._boot, []
+
+    def boot(self, now):
+        boots.append(now)
+        if len(boots) == 1:
+            raise StoreError("disk I/O error (simulated)")
+        return real(self, now)
+    monkeypatch.setattr(Station, "_boot", boot)
+    await st.start()
+    await eventually(lambda: len(boots) == 1, what="first boot attempt")
+    assert not st.station.engine.booted
+    st.hw.ev_plug(1)
+    st.hw.present_tag("TAG1", 1)
+    st.hw.emergency_stop(True)
+    assert st.station.engine.transactions.open() == [] and st.station.engine.drain() == []
+    await csms.wait_for("BootNotification")
+    await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1)
+    assert st.station.engine.connectors[1].plugged          # read at boot (current_inputs)
+    await eventually(lambda: st.station.engine.emergency, what="emergency stop applied after the boot")
+    assert len(boots) == 2
+    assert st.station.engine.transactions.recent(10) == []
+    assert not any(r.action in ("Authorize", "StartTransaction") for r in csms.received)

@@ -442,3 +442,25 @@ def test_rfc3339_matches_datetime_formatting(stamps: list[float]) -> None:
     from secure_cp.engine.model import rfc3339
     for ts in stamps + [s + 0.0004 for s in stamps] + [float(int(s)) + 0.9999996 for s in stamps]:
         assert rfc3339(ts) == _rfc3339_reference(ts)
+
+
+def test_engine_refuses_inputs_before_boot(tmp_path):
+    """DESIGN §1 (the engine is pure, boot() restores state first): inputs before boot() change nothing and start
+    nothing; boot() then reads the input state itself (the car plugged in meanwhile: Preparing)."""
+    w = World.__new__(World)
+    w.t, w.evse_of, w.path = T0, None, tmp_path
+    w.hw = SimulatedHardware(1, clock=lambda: w.t)
+    w.settings = StaticSettings()
+    w.db = Database(tmp_path / "s.db")
+    w.tx = Transactions(w.db)
+    w.engine = Engine(w.hw, w.settings, w.tx, KeyValue(w.db, "engine"), Authorizer(w.settings, AuthCache(w.db)))
+    w.hw.set_listener(lambda ev: w.engine.on_hal(ev, w.t))
+    assert not w.engine.booted
+    w.hw.ev_plug(1)
+    w.hw.present_tag("T1", 1)
+    w.engine.trigger_meter(0, w.t)
+    assert w.effects() == [] and w.tx.recent(10) == []
+    w.engine.boot(w.t)
+    assert w.engine.booted
+    assert [(e.connector_id, e.status) for e in w.effects(StatusChanged)] == [(1, Status.PREPARING), (0, Status.AVAILABLE)]
+    w.db.close()

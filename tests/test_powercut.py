@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from powercut_common import IDENTITY, PHASES, power_cut_run
+from powercut_common import IDENTITY, PHASES, check_signed_records, power_cut_run
 
 STOP_REASONS = {"Local", "PowerLoss", "Reboot", "EVDisconnected"}
 
@@ -67,9 +67,39 @@ def meter_value_timestamps(payloads: list[dict]) -> list[str]:
             if any(sv.get("context", "Sample.Periodic") == "Sample.Periodic" for sv in mv["sampledValue"])]
 
 
+def write_gateway_config(path: Path, data_dir: Path, csms_url: str, api_port: int) -> None:
+    """The same station in Eichrecht gateway mode: it builds and signs the OCMF records itself with a software key
+    of its [keys] backend (made here before the first start), its PG from the station's Pagination counters."""
+    from secure_cp.security.keys.base import KeyAlgorithm
+    from secure_cp.security.keys.config import KeysConfig, open_backend
+    keys = data_dir.parent / "keys"
+    open_backend(KeysConfig(backend="software", dir=keys)).generate(GATEWAY_KEY, KeyAlgorithm.EC_P256)
+    write_config(path, data_dir, csms_url, api_port)
+    with path.open("a") as f:
+        f.write(f'\n[keys]\nbackend = "software"\ndir = "{keys}"\n\n'
+                f'[eichrecht]\nmode = "gateway"\nkey_label = "{GATEWAY_KEY}"\n')
+
+
+GATEWAY_KEY = "ocmf-gw"
+
+
 @pytest.mark.slow
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, capsys):
-    async with power_cut_run(tmp_path, capsys, label="", default_kills=50, write_config=write_config,
+    """The simulated signing meter ([eichrecht] mode "auto" = "meter"): 50 kills by default."""
+    await power_cut_16(tmp_path, capsys, label="", default_kills=50, write=write_config, gateway=False)
+
+
+@pytest.mark.slow
+async def test_sigkill_gateway_mode_signed_records_never_lost_pagination_gapless(tmp_path, capsys):
+    """Issue #5 "Never lost" in gateway mode ([eichrecht] mode = "gateway", software key): the station signs, PG
+    comes from its Pagination counters (reserved, signed and logged in one commit). Fewer kills (15) keep CI short;
+    SECURE_CP_POWERCUT_KILLS overrides both tests."""
+    await power_cut_16(tmp_path, capsys, label=" (gateway)", default_kills=15, write=write_gateway_config,
+                       gateway=True)
+
+
+async def power_cut_16(tmp_path, capsys, *, label: str, default_kills: int, write, gateway: bool) -> None:
+    async with power_cut_run(tmp_path, capsys, label=label, default_kills=default_kills, write_config=write,
                              registered=lambda p: p["connectorId"] == 0,
                              have_transaction=lambda csms: bool(csms.transactions)) as run:
         csms, station, records, where, kills = run.csms, run.station, run.records, run.where, run.kills
@@ -133,10 +163,14 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, c
                     f"{where}: not an exact resend: {text}"
         assert csms.violations == [], f"{where}: {csms.violations}"
 
+        # --- Eichrecht (issue #5): signed begin/end of every transaction logged, PG gapless, CSMS copies exact ------
+        signed = check_signed_records(run, lambda tx: ledger[int(tx.transaction_id)].stop, gateway=gateway)
+
         with capsys.disabled():
-            print(f"power-cut test: {where}: {kills} kills, {station.starts} starts, {len(records)} transactions "
-                  f"(stop reasons {dict(reasons)}), {meter_messages} MeterValues, {len(csms.duplicates)} exact "
-                  f"resends deduplicated by the CSMS {dict(kinds)}")
+            print(f"power-cut test{label}: {where}: {kills} kills, {station.starts} starts, {len(records)} "
+                  f"transactions (stop reasons {dict(reasons)}), {meter_messages} MeterValues, "
+                  f"{len(csms.duplicates)} exact resends deduplicated by the CSMS {dict(kinds)}; {signed}")
         if kills >= 2 * len(PHASES):   # the run exercised what it claims: sessions ended by tag and by power cut
             assert reasons["Local"] and reasons["PowerLoss"], f"{where}: {dict(reasons)}"
             assert meter_messages, f"{where}: no MeterValues were ever sent"
+            assert signed.records and signed.at_csms, f"{where}: no signed record was ever made or sent: {signed}"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from powercut_common import IDENTITY, PHASES, power_cut_run
+from powercut_common import IDENTITY, PHASES, check_signed_records, power_cut_run
 
 DEFAULT_KILLS = 30
 # stoppedReason (Part 2 §3.67 ReasonEnumType) a session of this test can end with: the stop tag, the cable pulled,
@@ -169,12 +169,17 @@ async def test_e_1_3_sigkill_at_random_points_transaction_events_complete_withou
             assert by_id[uid].payload == recorded, f"{where}: not an exact resend: {text}"
         assert csms.violations == [], f"{where}: {csms.violations}"
 
+        # --- Eichrecht (issue #5): signed begin/end of every transaction logged, PG gapless, CSMS copies exact ------
+        signed = check_signed_records(
+            run, lambda tx: next(e for e in ledger[tx.transaction_id].events if e["eventType"] == "Ended"))
+
         with capsys.disabled():
             print(f"power-cut test (OCPP 2.0.1): {where}: {kills} kills, {station.starts} starts, "
                   f"{len(records)} transactions (stoppedReason {dict(reasons)}), {updated} Updated events, "
                   f"{readings} energy readings, "
-                  f"{len(csms.duplicates)} exact resends deduplicated by the CSMS")
+                  f"{len(csms.duplicates)} exact resends deduplicated by the CSMS; {signed}")
         if kills >= 2 * len(PHASES):   # the run exercised what it claims: sessions ended by tag and by power cut
             assert reasons["Local"] and (reasons["PowerLoss"] or reasons["Reboot"]), f"{where}: {dict(reasons)}"
             assert updated, f"{where}: no Updated TransactionEvent was ever sent"
             assert readings, f"{where}: no energy register reading in any TransactionEvent (nothing to compare)"
+            assert signed.records and signed.at_csms, f"{where}: no signed record was ever made or sent: {signed}"

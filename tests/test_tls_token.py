@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509 import load_der_x509_certificate
+from cryptography.x509 import load_der_x509_certificate, load_pem_x509_csr
 from pkcs11 import Attribute
 
 from helpers import eventually
@@ -83,9 +83,10 @@ def pki(tmp_path) -> devpki.DevPki:
     return devpki.generate(tmp_path / "pki", identity=ID)
 
 
-def token_station_files(tmp_path: Path, pki: devpki.DevPki, token: Token, *, pin: str | None = None) -> Path:
+def token_station_files(tmp_path: Path, pki: devpki.DevPki, token: Token, *, pin: str | None = None,
+                        protocol: str = "ocpp2.0.1") -> Path:
     """The key generated on the token (not extractable), its certificate from the dev CPO CA, a PIN file (0600) and
-    a station.toml for profile 3 with ``key_label``; returns the configuration path."""
+    a station.toml for profile 3 with ``key_label`` (``protocol``, CpoName = the dev CPO); returns its path."""
     token.backend.generate(KEY, "ec-p256")
     chain = devpki.station_certificate_for_key(tmp_path / "pki", "token-station", pki.cpo_ca, ID,
                                                token.backend.private_key(KEY))
@@ -93,19 +94,19 @@ def token_station_files(tmp_path: Path, pki: devpki.DevPki, token: Token, *, pin
     fd = os.open(pin_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write((pin or token.pin) + "\n")
-    return write_station_toml(tmp_path, pki, chain, token, pin_file)
+    return write_station_toml(tmp_path, pki, chain, token, pin_file, protocol=protocol)
 
 
 def write_station_toml(tmp_path: Path, pki: devpki.DevPki, chain: Path, token: Token, pin_file: Path,
-                       url: str = "wss://127.0.0.1:1/ocpp") -> Path:
+                       url: str = "wss://127.0.0.1:1/ocpp", protocol: str = "ocpp2.0.1") -> Path:
     conf = tmp_path / "station.toml"
     conf.write_text("\n".join((
         "[station]", f'identity = "{ID}"', f'data_dir = "{tmp_path / "data"}"',
-        "[csms]", f'url = "{url}"', 'protocols = ["ocpp2.0.1"]', "security_profile = 3",
+        "[csms]", f'url = "{url}"', f'protocols = ["{protocol}"]', "security_profile = 3",
         "reconnect_min = 0.2", "reconnect_max = 0.5",
         "[security]", f'ca_file = "{pki.ca_file}"', f'cert_file = "{chain}"', f'key_label = "{KEY}"',
         "[keys]", 'backend = "pkcs11"', f'module = "{token.module}"', f'token = "{token.label}"',
-        f'pin_file = "{pin_file}"', "")))
+        f'pin_file = "{pin_file}"', "[ocpp]", f'CpoName = "{devpki.CPO_NAME}"', "")))
     return conf
 
 
@@ -176,6 +177,83 @@ async def test_a00_fr_401_402_profile_3_station_key_in_softhsm(tmp_path, pki, so
 
 async def test_a00_fr_401_402_profile_3_station_key_in_swtpm_via_tpm2_pkcs11(tmp_path, pki, swtpm_token):
     await handshake_with_token_key(tmp_path, pki, swtpm_token)
+
+
+async def trigger_sign(csms: Csms, protocol: str) -> dict:
+    """2.0.1 TriggerMessage SignChargingStationCertificate (A02), 1.6 ExtendedTriggerMessage
+    SignChargePointCertificate (whitepaper A02)."""
+    if protocol == "ocpp1.6":
+        return await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"})
+    return await csms.call(ID, "TriggerMessage", {"requestedMessage": "SignChargingStationCertificate"})
+
+
+def station_labels(token: Token) -> set[str]:
+    """The key labels on the token (seen from this process, through its own session)."""
+    return {k.label for k in token.backend.list_keys()}
+
+
+async def renew_on_token(csms: Csms, station: StationProcess, token: Token, protocol: str) -> tuple[str, bytes]:
+    """One A02 round: trigger, SignCertificate with a CSR made on the token, CertificateSigned Accepted, the station
+    reconnects over mutual TLS with the new certificate. Returns the new key's label and the new certificate (DER)."""
+    before = csms.client_certificates[ID]
+    labels = station_labels(token)
+    n_received, n_responses = len(csms.received), len(csms.responses)
+    assert await trigger_sign(csms, protocol) == {"status": "Accepted"}
+    req = await csms.wait_for("SignCertificate", identity=ID, after=n_received, timeout=30)
+    csr = load_pem_x509_csr(req.payload["csr"].encode())
+    assert csr.is_signature_valid
+    await eventually(lambda: any(r.action == "CertificateSigned" for r in csms.responses[n_responses:]),
+                     timeout=30, what="CertificateSigned answered")
+    answer = next(r.payload for r in csms.responses[n_responses:] if r.action == "CertificateSigned")
+    assert answer == {"status": "Accepted"}, station.text()
+    await eventually(lambda: csms.client_certificates.get(ID) not in (None, before), timeout=30,
+                     what="reconnected with the new certificate")
+    new_cert = csms.client_certificates[ID]
+    assert new_cert is not None
+    spki = load_der_x509_certificate(new_cert).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki == csr.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    (label,) = station_labels(token) - labels                   # A02.FR.02: one new key pair, on the token
+    assert token.backend.public_key_der(label) == spki          # ... and the CSMS saw its public key
+    assert token.backend.private_attributes(label, [Attribute.SENSITIVE, Attribute.EXTRACTABLE]) == \
+        {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}   # A02.FR.05: it never leaves the token
+    assert load_der_x509_certificate(new_cert).issuer == load_der_x509_certificate(before).issuer
+    return label, new_cert
+
+
+async def a02_with_token_key(tmp_path: Path, pki: devpki.DevPki, token: Token, protocol: str) -> None:
+    """A02 (TC_A_11_CS; 1.6 whitepaper A02) in the real station process, its TLS key in the token through
+    pkcs11-provider while python-pkcs11 makes the new keys in the same token, same process (one PKCS#11 module
+    loaded by both). Two renewals: the second one's previous certificate is a signed one, whose key is deleted from
+    the token once the new certificate has connected (A02.FR.10); the configured key ([security] key_label) stays."""
+    conf = token_station_files(tmp_path, pki, token, protocol=protocol)
+    async with mutual_csms(pki) as csms:
+        csms.certificate_signer = lambda csr, _type: devpki.sign_csr(pki.cpo_ca, csr)
+        station = StationProcess(conf, token.env, csms.url)
+        try:
+            await csms.wait_for("BootNotification", identity=ID, timeout=30)
+            configured = csms.client_certificates[ID]
+            first, _ = await renew_on_token(csms, station, token, protocol)
+            assert station_labels(token) == {KEY, first}
+            second, cert = await renew_on_token(csms, station, token, protocol)
+            await eventually(lambda: first not in station_labels(token), timeout=30,
+                             what="A02.FR.10: the previous key deleted")
+            assert station_labels(token) == {KEY, second}
+            assert cert != configured and csms.client_certificates[ID] == cert
+            assert csms.violations == []
+        finally:
+            rc = station.stop()
+        assert rc == 0, station.text()
+    assert "already initialized" not in station.text().lower()
+    assert (tmp_path / "data" / "station-certs" / f"{second}.uri.pem").read_bytes().startswith(
+        b"-----BEGIN PKCS#11 PROVIDER URI-----")
+
+
+@pytest.mark.parametrize("protocol", ["ocpp2.0.1", "ocpp1.6"])
+async def test_tc_a_11_a02_fr_02_05_08_10_new_key_on_softhsm_used_for_profile_3(tmp_path, pki, softhsm_token,
+                                                                                 protocol):
+    await a02_with_token_key(tmp_path, pki, softhsm_token, protocol)
 
 
 def test_swtpm_key_backend_generates_signs_and_key_ref(swtpm_token):

@@ -22,10 +22,12 @@ HEX_TAG = "A1B2C3D4"          # an RFID card UID: IdTokenType ISO14443
 # ---- helpers ------------------------------------------------------------------------------------------------
 async def booted(csms: Csms, make_station, *, connectors: int = 1, **kw):
     """A 2.0.1 station that has booted and reported the status of each connector."""
+    n = len(csms.received)           # a restarted station: only what this start sends counts
     st = await make_station(csms, protocols=["ocpp2.0.1"], connectors=connectors, **kw)
-    await csms.wait_for("BootNotification", identity=st.cfg.identity)
+    await csms.wait_for("BootNotification", identity=st.cfg.identity, after=n)
     for cid in range(1, connectors + 1):
-        await csms.wait_for("StatusNotification", lambda p, c=cid: p["evseId"] == c, identity=st.cfg.identity)
+        await csms.wait_for("StatusNotification", lambda p, c=cid: p["evseId"] == c, identity=st.cfg.identity,
+                            after=n)
     return st
 
 

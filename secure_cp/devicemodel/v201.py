@@ -452,6 +452,9 @@ def v201_definitions(*, evses: Mapping[int, int], supported_measurands: set[str]
         # can validate it (C07.FR.06). Both false: without a CSMS nobody checks revocation.
         _d("ISO15118Ctrlr", "ContractValidationOffline", "boolean", _RW, "false"),
         _d("ISO15118Ctrlr", "CentralContractValidationAllowed", "boolean", _RW, "false"),
+        # SeccId (Appendix 3: optional string, "the ID of the SECC in string format as defined by ISO15118"): the CN of
+        # the V2G (SECC) certificate's CSR (A02/A03 certificateType V2GCertificate); unset: SignV2GCertificate Rejected
+        _d("ISO15118Ctrlr", "SeccId", "string", _RW, max_length=64),
     ]
     if info.get("identity") is not None:
         # P2 §2.2.2 Identity: "ReadOnly or ReadWrite" string, maxLimit 48. RO: the identity is part of the connection

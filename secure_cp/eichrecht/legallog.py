@@ -146,5 +146,11 @@ class LegalLog:
                               "ORDER BY l.id", (start, end))
         return [LegalRecord(*r) for r in rows]
 
+    def last_of_connector(self, connector_id: int) -> str | None:
+        """The text of the newest record of a connector's meter (None: none yet)."""
+        rows = self._db.query("SELECT raw FROM legal_log WHERE connector_id = ? ORDER BY id DESC LIMIT 1",
+                              (connector_id,))
+        return rows[0][0] if rows else None
+
     def count(self) -> int:
         return int(self._db.query("SELECT count(*) FROM legal_log")[0][0])

@@ -21,11 +21,12 @@ from typing import Any
 from ..hal.api import signed_meter_of
 from .legallog import LegalLog, LegalRecord
 from .meterkeys import MeterKeys, oca_public_key
-from .ocmf import BackendSigner, MeterIdentity, ReadingValue, identification_for_token
+from .ocmf import BackendSigner, MeterIdentity, OcmfRecord, ReadingValue, identification_for_token
 
 log = logging.getLogger("secure_cp.eichrecht")
 
 MODES = ("auto", "meter", "gateway", "off")
+BEGIN, END = "Transaction.Begin", "Transaction.End"     # the OCPP ReadingContexts of the signed begin / end
 
 
 def resolve_mode(configured: str, hal: object) -> str:
@@ -99,7 +100,7 @@ class SignedReadings:
     def recover(self, engine, transactions) -> int:
         """Before the engine boots: records that reached the legal log but not the transaction (a power cut
         between the two commits) are put on it, so the end message carries them. Returns how many."""
-        found = 0
+        found = self._recover_from_meters(transactions)
         for tx in transactions.recent(200):
             waiting = list(tx.extra.get("sig_wait", ()))
             if not waiting:
@@ -112,6 +113,41 @@ class SignedReadings:
                                           key_hex=record.public_key)
                     found += 1
         return found
+
+    def _recover_from_meters(self, transactions) -> int:
+        """Meter mode: a record the meter signed (its PG is used for good) but the power cut kept from the legal log
+        is fetched again from the meter (``last_signed_reading``, an optional adapter method: real meters keep their
+        last signed dataset for readout) and appended, on the transaction that still waits for its context (TX B:
+        begin, E: end); without one (an intermediate record, TX C) on the connector's latest transaction, context
+        unknown. So the legal log holds every record the meter numbered: no lost record, no PG gap. Returns how many
+        records came back. Runs once per boot before the engine boots: the adapter must answer from memory."""
+        last = getattr(self.meter, "last_signed_reading", None) if self.mode == "meter" else None
+        if last is None:
+            return 0
+        recent = transactions.recent(200)
+        back = 0
+        for cid in self.hal.connector_ids():
+            try:
+                raw = last(cid)
+                if not raw or self.legal_log.last_of_connector(cid) == raw:
+                    continue
+                marker = next((r.tx for r in OcmfRecord.parse(raw).readings if r.tx), None)
+            except Exception as exc:  # noqa: BLE001 - a meter that cannot say keeps the station from nothing
+                log.error("meter of connector %d: last signed record not readable (%s)", cid, exc)
+                continue
+            context = {"B": BEGIN, "E": END}.get(marker or "")
+            tx = next((t for t in recent if t.connector_id == cid and context in t.extra.get("sig_wait", ())), None)
+            if tx is None:
+                context = None
+                tx = next((t for t in recent if t.connector_id == cid), None)
+            key = self.meter_keys.current(self.meter_name(cid))
+            self.legal_log.append(raw, tx_key=tx and tx.tx_key, transaction_id=tx and tx.transaction_id,
+                                  evse_id=tx and tx.evse_id, connector_id=cid, context=context,
+                                  meter_key_id=key.id if key else None, now=self.clock())
+            log.warning("meter of connector %d: signed record %s lost by a power cut, recovered from the meter",
+                        cid, context or marker)
+            back += 1
+        return back
 
     async def fetch(self, req, tx, online: bool) -> LegalRecord:
         """The signed record of ``req`` (engine.SignedReadingWanted) for transaction record ``tx``, appended to the

@@ -251,7 +251,17 @@ class Engine:
         return None
 
     # ---- hardware inputs ------------------------------------------------------------------------------------
+    @property
+    def booted(self) -> bool:
+        """boot() ran: before it the engine refuses inputs (the runtime holds them back until then)."""
+        return self._booted
+
     def on_hal(self, ev: HalEvent, now: float) -> None:
+        if not self._booted:
+            # an un-booted engine has not ended the transactions a power cut interrupted: a transaction started now
+            # would be taken for one of them. boot() reads the input state itself (current_inputs)
+            log.warning("hardware input %s before boot: refused", type(ev).__name__)
+            return
         if isinstance(ev, IdTagPresented):
             self.present_tag(ev.id_tag, ev.connector_id, now)
             return
@@ -624,6 +634,8 @@ class Engine:
     def trigger_meter(self, connector_id: int, now: float, measurands: list[str] | None = None) -> None:
         """TriggerMessage MeterValues: one sample per connector (0 = all) with context Trigger, of ``measurands``
         (default: the sampled measurands)."""
+        if not self._booted:
+            return
         wanted = list(measurands) if measurands is not None else self.settings.sampled_measurands
         for c in self.connectors.values():
             if connector_id in (0, c.id):

@@ -72,6 +72,7 @@ class SimulatedHardware:
         self.lock_fails = False
         self._pagination: dict[int, dict[str, int]] = {i: {"T": 1, "F": 1} for i in self.connectors}
         self._meter_keys: dict[int, object] = {}
+        self._last_signed: dict[int, str] = {}     # connector -> the last signed record handed out
         self._load_state()
 
     # --- persistence of the meter registers ------------------------------------------------------------------
@@ -86,6 +87,9 @@ class SimulatedHardware:
             for cid, pages in data.get("pagination", {}).items():
                 if int(cid) in self.connectors:
                     self._pagination[int(cid)] = {"T": int(pages["T"]), "F": int(pages["F"])}
+            for cid, raw in data.get("last_signed", {}).items():
+                if int(cid) in self.connectors and isinstance(raw, str):
+                    self._last_signed[int(cid)] = raw
         except (ValueError, OSError) as exc:  # a corrupt state file only loses the simulated register
             log.warning("simulated meter state %s unreadable (%s); registers start at 0", self._state_file, exc)
 
@@ -94,7 +98,8 @@ class SimulatedHardware:
             return
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh for c in self.connectors.values()},
-                                   "pagination": {str(k): v for k, v in self._pagination.items()}}))
+                                   "pagination": {str(k): v for k, v in self._pagination.items()},
+                                   "last_signed": {str(k): v for k, v in self._last_signed.items()}}))
         os.replace(tmp, self._state_file)
 
     # --- HardwareAdapter ------------------------------------------------------------------------------------
@@ -293,10 +298,7 @@ class SimulatedHardware:
             raise MeterFault(f"meter of connector {connector_id} does not answer")
         self._integrate(c)
         context = "F" if tx_marker is None else "T"
-        pages = self._pagination[connector_id]
-        number = pages[context]
-        pages[context] = number + 1
-        self._save_state()
+        number = self._pagination[connector_id][context]
         value = None if c.meter_st in "NTDRF" else Decimal(int(c.energy_wh)) / 1000
         reading = ReadingValue(_dt.datetime.now(_dt.timezone.utc), value, tx=tx_marker, decimals=3, st=c.meter_st,
                                ef=c.meter_ef)
@@ -306,4 +308,16 @@ class SimulatedHardware:
         payload = build_payload(pagination=f"{context}{number}", identity=identity, readings=[reading],
                                 identification=ident, ct="CBIDC" if transaction_ref else None,
                                 ci=transaction_ref)
-        return sign_payload(payload, KeySigner(self._meter_key(connector_id))).raw
+        raw = sign_payload(payload, KeySigner(self._meter_key(connector_id))).raw
+        # the counter and the record it numbered are saved together, before the record is handed out: a station
+        # that loses the answer (power cut) fetches it again with last_signed_reading, so the PG has no gap
+        self._pagination[connector_id][context] = number + 1
+        self._last_signed[connector_id] = raw
+        self._save_state()
+        return raw
+
+    def last_signed_reading(self, connector_id: int) -> str | None:
+        """The last record :meth:`signed_reading` handed out (as real meters keep their last signed dataset for
+        readout), None when it never signed. Survives restarts with the state file."""
+        self._get(connector_id)
+        return self._last_signed.get(connector_id)

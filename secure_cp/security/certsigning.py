@@ -202,6 +202,17 @@ class CertSigning:
         """The installed certificate of ``cert_type`` ({file, label, not_before, not_after, serial}) or None."""
         return self._get("active").get(cert_type)
 
+    def installed_chains(self, cert_type: str) -> list[list]:
+        """Every installed chain of ``cert_type`` (leaf first): the active one, then the previous one kept as the
+        fallback or until the active one's notBefore (2.0.1 M03.FR.05 reports them, M04.FR.06 protects them)."""
+        chains = []
+        for key in ("active", "previous"):
+            entry = self._get(key).get(cert_type)
+            chain = self._chain_of(self.directory / entry["file"]) if entry is not None else []
+            if chain:
+                chains.append(chain)
+        return chains
+
     # ---- A02.FR.02/03: a new key pair and its CSR ----------------------------------------------------------
     # Three steps so that the slow one runs off the event loop (DESIGN.md rule 7): ``prepare`` (checks, in the
     # caller's thread), ``generate`` (key pair + CSR signature in the backend: blocking, any thread; a TPM takes
@@ -333,14 +344,14 @@ class CertSigning:
                 self._update_pending(cert_type, entry)
             return SignResult("Rejected", detail)
         leaf, certs = detail
-        from .certstore import _write_atomically   # the store's temp file + fsync + rename + directory fsync
+        from ..fsutil import write_atomically   # the store's temp file + fsync + rename + directory fsync
         entry = self.pending(cert_type)
         assert entry is not None
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{cert_type}-{leaf.serial_number:x}.pem"
         data = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
         try:
-            _write_atomically(self.directory / name, data)
+            write_atomically(self.directory / name, data)
         except OSError as exc:
             log.error("cannot store the new %s: %s", cert_type, exc)
             return SignResult("Rejected", f"cannot store the certificate: {exc.strerror}")

@@ -15,13 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import lazy
+from ..fsutil import fsync_dir, write_atomically
 
 asn1_keys = lazy.module("asn1crypto.keys")
 x509 = lazy.module("cryptography.x509")
@@ -35,8 +34,8 @@ log = logging.getLogger("secure_cp.security.certstore")
 
 #: CA certificate types InstallCertificate may carry (2.0.1 InstallCertificateUseEnumType).
 INSTALL_TYPES = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate")
-#: Types GetInstalledCertificateIds reports (2.0.1 GetCertificateIdUseEnumType). V2GCertificateChain comes from
-#: A02/A03 (SignCertificate), not built yet: reported as none installed.
+#: Types GetInstalledCertificateIds reports (2.0.1 GetCertificateIdUseEnumType). V2GCertificateChain is not in the
+#: store: it is the station's V2G (SECC) certificate with its sub-CAs, installed by A02/A03 (``v2g_chains``).
 ID_TYPES = INSTALL_TYPES + ("V2GCertificateChain",)
 #: 1.6 whitepaper names -> the 2.0.1 names they are stored under.
 _ALIASES = {"CentralSystemRootCertificate": "CSMSRootCertificate"}
@@ -117,7 +116,9 @@ class CertificateStore:
 
     ``max_entries``: the capacity (2.0.1 SecurityCtrlr.CertificateEntries maxLimit, 1.6 CertificateStoreMaxLength).
     ``station_chain``: the station's own certificate chain (leaf first): the leaf is never deletable (2.0.1
-    M04.FR.06, 1.6 M04.FR.05), the chain resolves issuers for hash data. ``on_change(cert_type, count)``: called after a change, e.g. to drop cached TLS contexts.
+    M04.FR.06, 1.6 M04.FR.05), the chain resolves issuers for hash data. ``v2g_chains()``: the station's installed
+    V2G certificate chains (leaf first, A02/A03 V2GCertificate): reported as V2GCertificateChain (M03.FR.05), never
+    deletable (M04.FR.06). ``on_change(cert_type, count)``: called after a change, e.g. to drop cached TLS contexts.
 
     ``root_check()``: AdditionalRootCertificateCheck (2.0.1 M05.FR.09-16, 1.6 whitepaper M05.FR.08-13): one CSMS
     root plus a temporary fallback; a new root must be signed by the current one (:meth:`install`).
@@ -126,6 +127,7 @@ class CertificateStore:
 
     def __init__(self, db, directory: Path, *, max_entries: Callable[[], int] = lambda: 20,
                  station_chain: Callable[[], list[x509.Certificate]] = list,
+                 v2g_chains: Callable[[], list[list[x509.Certificate]]] = list,
                  now: Callable[[], float] | None = None,
                  on_change: Callable[[str, int], None] | None = None,
                  root_check: Callable[[], bool] = lambda: False,
@@ -135,6 +137,7 @@ class CertificateStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._max_entries = max_entries
         self._station_chain = station_chain
+        self._v2g_chains = v2g_chains
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).timestamp())
         self.on_change = on_change
         self._root_check = root_check
@@ -192,7 +195,7 @@ class CertificateStore:
             conn.execute("DELETE FROM certificates WHERE fallback = 1")
         for row in rows:
             (self.directory / row[1]).unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         log.info("the fallback CSMS root certificate was removed: the connection with the new root succeeded")
         self._changed("CSMSRootCertificate")
         return True
@@ -205,7 +208,29 @@ class CertificateStore:
         return cert
 
     def _pool(self) -> list[x509.Certificate]:
-        return [e.cert for e in self._entries()] + list(self._station_chain())
+        return ([e.cert for e in self._entries()] + list(self._station_chain())
+                + [c for chain in self._v2g_chains() for c in chain])
+
+    def _own_certificates(self) -> list[x509.Certificate]:
+        """What DeleteCertificate refuses as the station's own: the station certificate (its sub-CAs are CAs of the
+        CPO hierarchy) and every certificate of an installed V2G chain (the SECC leaf and the sub-CAs it presents
+        to the EV: without them the chain breaks; M04.FR.03 allows the refusal)."""
+        return list(self._station_chain())[:1] + [c for chain in self._v2g_chains() for c in chain]
+
+    def _v2g_ids(self, pool: list[x509.Certificate], algorithm: str) -> list[dict]:
+        """M03.FR.05: one CertificateHashDataChainType per installed V2G chain: the V2G Charging Station (SECC)
+        certificate, its sub-CAs as childCertificateHashData (a root in the chain is left out: it is installed
+        with M05, M03 remark)."""
+        out = []
+        for chain in self._v2g_chains():
+            leaf, subs = chain[0], [c for c in chain[1:] if c.issuer != c.subject]
+            entry = {"certificateType": "V2GCertificateChain",
+                     "certificateHashData": hash_data(leaf, self._issuer_of(leaf, pool), algorithm)}
+            if subs:
+                entry["childCertificateHashData"] = [hash_data(c, self._issuer_of(c, pool), algorithm)
+                                                     for c in subs[:4]]   # schema: 1..4 children
+            out.append(entry)
+        return out
 
     @property
     def capacity(self) -> int:
@@ -221,12 +246,15 @@ class CertificateStore:
 
     def ids(self, types: Iterable[str] | None = None, algorithm: str = "SHA256") -> list[dict]:
         """CertificateHashDataChainType entries (2.0.1 M03.FR.04) of the installed certificates of ``types`` (all
-        when None). Root types have no children; V2GCertificateChain (M03.FR.05) has none until A02/A03 exist."""
+        when None). Root types have no children; each V2GCertificateChain has its sub-CAs as children (M03.FR.05)."""
         wanted = {canonical_type(t) for t in types} if types else set(ID_TYPES)
         pool = self._pool()
-        return [{"certificateType": e.cert_type,
-                 "certificateHashData": hash_data(e.cert, self._issuer_of(e.cert, pool), algorithm)}
-                for e in self._entries() if e.cert_type in wanted]
+        out = [{"certificateType": e.cert_type,
+                "certificateHashData": hash_data(e.cert, self._issuer_of(e.cert, pool), algorithm)}
+               for e in self._entries() if e.cert_type in wanted]
+        if "V2GCertificateChain" in wanted:
+            out += self._v2g_ids(pool, algorithm)
+        return out
 
     # ---- install ----------------------------------------------------------------------------------------------
     def install(self, cert_type: str, pem: str) -> InstallResult:
@@ -278,7 +306,7 @@ class CertificateStore:
             if plan.configured is not None:
                 new_files[_file_name(cert_type, plan.configured)] = plan.configured
             for file, c in new_files.items():
-                _write_atomically(self.directory / file, c.public_bytes(serialization.Encoding.PEM))
+                write_atomically(self.directory / file, c.public_bytes(serialization.Encoding.PEM))
             with self._db.tx() as conn:
                 for entry_id in plan.delete:
                     conn.execute("DELETE FROM certificates WHERE id = ?", (entry_id,))
@@ -322,12 +350,14 @@ class CertificateStore:
 
     def delete(self, hash_data_: dict) -> str:
         """M04: Accepted after deleting the matching certificate (M04.FR.02), NotFound (M04.FR.04), Failed for the
-        station's own certificate chain (2.0.1 M04.FR.06, 1.6 M04.FR.05), for the CSMS root that validated the
-        current connection (1.6 M04.FR.06; 2.0.1 M04.FR.03 allows the refusal) and when deleting fails."""
+        station's own certificate (2.0.1 M04.FR.06, 1.6 M04.FR.05) and its V2G chain (:meth:`_own_certificates`), for
+        the CSMS root that validated the current connection (1.6 M04.FR.06; 2.0.1 M04.FR.03 allows the refusal) and
+        when deleting fails."""
         algorithm = hash_data_["hashAlgorithm"]
         pool = self._pool()
-        for cert in list(self._station_chain())[:1]:   # the station certificate (leaf); its sub-CAs are CAs
+        for cert in self._own_certificates():
             if _same_hash(hash_data(cert, self._issuer_of(cert, pool), algorithm), hash_data_):
+                log.warning("refused to delete the station's own certificate %s", cert.subject.rfc4514_string())
                 return "Failed"
         for entry in self._entries():
             if not _same_hash(hash_data(entry.cert, self._issuer_of(entry.cert, pool), algorithm), hash_data_):
@@ -341,7 +371,7 @@ class CertificateStore:
                 with self._db.tx() as conn:
                     conn.execute("DELETE FROM certificates WHERE id = ?", (entry.id,))
                 (self.directory / name).unlink(missing_ok=True)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except Exception as exc:
                 log.error("deleting a %s failed: %s", entry.cert_type, exc)
                 return "Failed"
@@ -371,26 +401,3 @@ class CertificateStore:
                 path.unlink(missing_ok=True)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over ``path``, fsync the directory: after a power cut the
-    file is either absent or complete."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)

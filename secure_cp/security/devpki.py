@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["DevPki", "Issuer", "Iso15118Chain", "generate", "server_certificate", "station_certificate",
            "unknown_ca", "cross_signed_root", "manufacturer_root", "firmware_signing_certificate", "iso15118_chain",
+           "ocsp_responder_certificate", "ocsp_response", "crl",
            "write_key", "main"]
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
@@ -97,9 +98,11 @@ def _name(cn: str, org: str) -> x509.Name:
 
 def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: Issuer | None, *, ca: bool,
            not_before: dt.datetime, not_after: dt.datetime, hosts: tuple[str, ...] = (),
-           usage: ExtendedKeyUsageOID | None = None, path_length: int | None = None) -> x509.Certificate:
+           usage: ExtendedKeyUsageOID | None = None, path_length: int | None = None,
+           ocsp_url: str | None = None, crl_url: str | None = None) -> x509.Certificate:
     """One certificate with the extensions strict (RFC 5280) path validation expects: basicConstraints, keyUsage,
-    subject and authority key identifiers; a leaf gets its extended key usage and its hosts as subjectAltName."""
+    subject and authority key identifiers; a leaf gets its extended key usage and its hosts as subjectAltName;
+    ``ocsp_url`` becomes the OCSP responder of its authorityInfoAccess, ``crl_url`` its CRL distribution point."""
     public = key.public_key()
     signer_cert, signer_key = (issuer.cert, issuer.key) if issuer else (None, key)
     builder = (x509.CertificateBuilder()
@@ -119,6 +122,12 @@ def _issue(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: Issuer |
                                     critical=False)
     if usage is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if ocsp_url is not None:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
+    if crl_url is not None:
+        builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
     if hosts:
         names: list[x509.GeneralName] = []
         for h in hosts:
@@ -316,18 +325,32 @@ def manufacturer_root(out: Path, stem: str = "manufacturer-root") -> Issuer:
 
 
 def firmware_signing_certificate(out: Path, issuer: Issuer, stem: str = "firmware-signing", *,
-                                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None
-                                 ) -> FirmwareSigner:
+                                 not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
+                                 ocsp_url: str | None = None, crl_url: str | None = None) -> FirmwareSigner:
     """A firmware signing certificate (extended key usage codeSigning) issued by ``issuer``; expired or
-    not-yet-valid ones for tests come from the keyword arguments."""
+    not-yet-valid ones for tests come from the keyword arguments; ``ocsp_url`` names the OCSP responder the station
+    asks about its revocation (authorityInfoAccess), ``crl_url`` the CRL it reads otherwise."""
     out.mkdir(parents=True, exist_ok=True)
     now = _now()
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _issue(_name("secure-cp development firmware signing", MANUFACTURER_NAME), key, issuer, ca=False,
                   not_before=not_before or now - _DAY, not_after=not_after or now + 365 * _DAY,
-                  usage=ExtendedKeyUsageOID.CODE_SIGNING)
+                  usage=ExtendedKeyUsageOID.CODE_SIGNING, ocsp_url=ocsp_url, crl_url=crl_url)
     write_key(key, out / f"{stem}.key")
     return FirmwareSigner(cert, key, _write_certs(out / f"{stem}.pem", cert))
+
+
+def ocsp_responder_certificate(out: Path, issuer: Issuer, stem: str = "ocsp-responder") -> Issuer:
+    """A delegated OCSP responder of ``issuer`` (extended key usage OCSPSigning, RFC 6960 §4.2.2.2): pass it as
+    ``ocsp_response(..., responder=)`` to sign responses in the issuer's name."""
+    out.mkdir(parents=True, exist_ok=True)
+    now = _now()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(_name(f"{issuer.cert.subject.rfc4514_string()} OCSP responder"[:64], MANUFACTURER_NAME), key,
+                  issuer, ca=False, not_before=now - _DAY, not_after=now + 30 * _DAY,
+                  usage=ExtendedKeyUsageOID.OCSP_SIGNING)
+    write_key(key, out / f"{stem}.key")
+    return Issuer(cert, key, _write_certs(out / f"{stem}.pem", cert))
 
 
 def sign_file(data: bytes | Path, key: ec.EllipticCurvePrivateKey) -> str:
@@ -369,11 +392,27 @@ def iso15118_chain(out: Path, prefix: str, org: str, leaf_cn: str) -> Iso15118Ch
                          _write_certs(out / f"{prefix}-leaf-chain.pem", cert, sub2.cert, sub1.cert))
 
 
+def crl(issuer: Issuer, revoked: tuple[int, ...] = (), *, this_update: dt.datetime | None = None,
+        next_update: dt.datetime | None = None) -> bytes:
+    """A DER CRL signed by ``issuer`` listing the serial numbers ``revoked`` (revoked a day ago); valid from
+    ``this_update`` (default: an hour ago) to ``next_update`` (default: in a week)."""
+    now = _now()
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
+               .last_update(this_update or now - dt.timedelta(hours=1)).next_update(next_update or now + 7 * _DAY))
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                                  .revocation_date(now - _DAY).build())
+    return builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
 def ocsp_response(cert: x509.Certificate, issuer: Issuer, *, revoked: bool = False,
-                  this_update: dt.datetime | None = None, next_update: dt.datetime | None = None) -> str:
-    """A signed RFC 6960 OCSPResponse about ``cert``, the issuer itself responding, DER then base64: what a CSMS
-    returns as GetCertificateStatusResponse.ocspResult (2.0.1 M06.FR.03/08/09). Good unless ``revoked``; valid
-    from ``this_update`` (default: an hour ago) to ``next_update`` (default: in a week)."""
+                  this_update: dt.datetime | None = None, next_update: dt.datetime | None = None,
+                  responder: Issuer | None = None) -> str:
+    """A signed RFC 6960 OCSPResponse about ``cert``, the issuer itself responding (or the delegated ``responder``,
+    see ocsp_responder_certificate, whose certificate the response then carries), DER then base64: what a CSMS
+    returns as GetCertificateStatusResponse.ocspResult (2.0.1 M06.FR.03/08/09) and what a responder answers to a
+    station asking about a firmware signer. Good unless ``revoked``; valid from ``this_update`` (default: an hour
+    ago) to ``next_update`` (default: in a week)."""
     import base64
 
     from cryptography.x509 import ocsp
@@ -383,8 +422,10 @@ def ocsp_response(cert: x509.Certificate, issuer: Issuer, *, revoked: bool = Fal
         cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
         this_update=this_update or now - dt.timedelta(hours=1), next_update=next_update or now + 7 * _DAY,
         revocation_time=now - _DAY if revoked else None, revocation_reason=None,
-    ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
-    response = builder.sign(issuer.key, hashes.SHA256())
+    ).responder_id(ocsp.OCSPResponderEncoding.HASH, (responder or issuer).cert)
+    if responder is not None:
+        builder = builder.certificates([responder.cert])
+    response = builder.sign((responder or issuer).key, hashes.SHA256())
     return base64.b64encode(response.public_bytes(serialization.Encoding.DER)).decode()
 
 

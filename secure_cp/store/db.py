@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import jsontext
+from ..fsutil import fsync_dir
 from . import migrations
 
 __all__ = [
@@ -132,7 +133,7 @@ class Database:
             self._conn = self._connect()
             self._check_integrity()
             self._migrate()
-            _fsync_directory(self.path.parent)
+            fsync_dir(self.path.parent, quiet=True)   # the new files' entries too
         except BaseException:
             self.close()
             raise
@@ -460,17 +461,3 @@ def _read_pid(fd: int) -> str:
         return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return ""
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the directory entries of a newly created database/WAL file durable too (POSIX needs this)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -105,6 +105,7 @@ class Ocpp16Adapter(AdapterBase):
                                  supported_actions=lambda a: a in actions)
         self.registration = "none"      # none | pending | accepted | rejected
         self.next_boot_at = 0.0
+        self._boot_triggered = False    # ExtendedTriggerMessage BootNotification while Accepted: send one again
         self.online = False
         self.last_sent_at = 0.0
         self.heartbeat_interval = settings.heartbeat_interval
@@ -459,9 +460,13 @@ class Ocpp16Adapter(AdapterBase):
         Idle after Installed or before any update, else the last status: L01.FR.28/29), Heartbeat,
         SignChargePointCertificate (A02.FR.02: a new key pair and SignCertificate.req; Rejected without CpoName),
         StatusNotification (the connector given, else every connector and 0) and MeterValues (a reading now, context
-        Trigger), sent after the response; an unknown connectorId is Rejected; BootNotification NotImplemented."""
+        Trigger), BootNotification (:meth:`_trigger_boot`), sent after the response; an unknown connectorId is
+        Rejected."""
         what = p["requestedMessage"]
         cid = p.get("connectorId")
+        if what == "BootNotification":
+            self._after_reply.append(lambda: self._trigger_boot(now))
+            return {"status": "Accepted"}
         if what == "SignChargePointCertificate" and self.signing is not None:
             ok = self._start_signing("ChargingStationCertificate", now, after_reply=True)
             return {"status": "Accepted" if ok else "Rejected"}
@@ -487,6 +492,17 @@ class Ocpp16Adapter(AdapterBase):
                 "Heartbeat", {}, lambda res: res and self._sync_clock(res.get("currentTime"))))
             return {"status": "Accepted"}
         return {"status": "NotImplemented"}
+
+    def _trigger_boot(self, now: float) -> None:
+        """Whitepaper MessageTriggerEnumType BootNotification ("to trigger BootNotification.req"), after the response
+        (1.6 §5.17). While Pending (or before the first answer) the BootNotification goes out now instead of after
+        the interval (1.6 §4.2: not earlier "unless requested to do so with a TriggerMessage"); while Accepted one
+        more BootNotification is sent, and its answer is handled like any: Accepted sets HeartbeatInterval to its
+        interval and the clock to currentTime, Pending / Rejected put the station in that state (:meth:`_on_boot`)."""
+        if self.registration == "accepted":
+            self._boot_triggered = True
+        else:
+            self.next_boot_at = now
 
     def _trigger(self, what: str, cids: list[int], now: float) -> None:
         """ExtendedTriggerMessage StatusNotification (sent even when unchanged) / MeterValues for ``cids``."""
@@ -625,12 +641,14 @@ class Ocpp16Adapter(AdapterBase):
         self._sync_clock(payload.get("currentTime"))
         log.info("BootNotification: %s (interval %s s)", status, interval)
         if status == "Accepted":
+            registered = self.registration == "accepted"   # a triggered BootNotification: no new boot
             self.registration = "accepted"
             if interval > 0:
                 self.heartbeat_interval = interval
                 self.config.set_internal("HeartbeatInterval", str(interval))
-            self._sent_status.clear()          # after a boot every connector's status is reported (incl. 0)
-            self.engine.resend_statuses(now)
+            if not registered:
+                self._sent_status.clear()      # after a boot every connector's status is reported (incl. 0)
+                self.engine.resend_statuses(now)
         else:
             self.registration = status.lower()
             self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
@@ -657,6 +675,9 @@ class Ocpp16Adapter(AdapterBase):
                 return None
             if now < self.next_boot_at:
                 return None
+            return self._send("boot", "BootNotification", self._boot_payload(), None, now)
+        if self._boot_triggered:
+            self._boot_triggered = False
             return self._send("boot", "BootNotification", self._boot_payload(), None, now)
         while self._volatile:
             action, payload, cb = self._volatile.popleft()
@@ -756,7 +777,7 @@ class Ocpp16Adapter(AdapterBase):
                 item = self.queue.head()
                 if item is not None and item.action in TX_ACTIONS:   # a 2.0.1 item waits: no busy loop
                     times.append(item.next_attempt_at or 0.0)
-                if self._volatile or self._statuses:
+                if self._volatile or self._statuses or self._boot_triggered:
                     times.append(0.0)
                 times.append(self._security_deadline())     # A04: a queued event, or its retry after a failure
                 times.append(self._signing_deadline())      # A02/A03: a certificate switch, a renewal

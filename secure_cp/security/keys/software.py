@@ -16,23 +16,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from ...fsutil import fsync_dir
 from .base import (KeyAlgorithm, KeyBackend, KeyBackendError, KeyBackendUnavailable, KeyExistsError, KeyInfo,
                    KeyNotFoundError, KeyRef, algorithm_of_public_key, check_digest, check_label)
 
-__all__ = ["SoftwareBackend", "create_key_file", "sync_dir"]
+__all__ = ["SoftwareBackend", "create_key_file"]
 
 log = logging.getLogger("secure_cp.security.keys.software")
 
 _SUFFIX = ".key.pem"
-
-
-def sync_dir(directory: Path) -> None:
-    """fsync a directory (a rename or unlink in it survives a power cut)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def create_key_file(path: Path, data: bytes, what: str) -> None:
@@ -54,7 +46,7 @@ def create_key_file(path: Path, data: bytes, what: str) -> None:
             raise KeyExistsError(f"{what} already exists ({path})") from None
         finally:
             tmp.unlink(missing_ok=True)
-        sync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise KeyBackendError(f"{what}: cannot write {path}: {exc.strerror}") from None
 
@@ -145,4 +137,4 @@ class SoftwareBackend(KeyBackend):
         return KeyRef(self.kind, str(path))
 
     def _sync_dir(self) -> None:
-        sync_dir(self.directory)
+        fsync_dir(self.directory)

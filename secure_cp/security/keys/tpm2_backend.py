@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .base import (KeyAlgorithm, KeyBackend, KeyBackendError, KeyBackendUnavailable, KeyExistsError, KeyInfo,
                    KeyNotFoundError, KeyRef, algorithm_of_public_key, check_digest, check_label)
-from .software import create_key_file, sync_dir
+from ...fsutil import fsync_dir
+from .software import create_key_file
 
 try:    # the optional extra: secure-cp[tpm2]
     from tpm2_pytss import (ESAPI, ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2B_PRIVATE, TPM2B_PUBLIC, TPMA_OBJECT,
@@ -222,7 +223,7 @@ class Tpm2Backend(KeyBackend):
             raise KeyNotFoundError(f"{self._where}: no key {label!r} ({path})") from None
         except OSError as exc:
             raise KeyBackendError(f"{self._where}: key {label!r}: cannot delete {path}: {exc.strerror}") from None
-        sync_dir(self.directory)
+        fsync_dir(self.directory)
         log.info("%s: key %r deleted", self._where, label)
 
     def list_keys(self) -> list[KeyInfo]:
