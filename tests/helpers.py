@@ -2,12 +2,32 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from secure_cp.sim.csms import Csms
+
+
+class LocalHttpServer:
+    """A real HTTP server on 127.0.0.1 in a thread of the test process, for one request-handler class: ``base`` is
+    its URL; started and stopped as a context manager. Subclasses add what they serve and record."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 async def eventually(pred, timeout: float = 10.0, what: str = "condition") -> None:

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ftp_fixture import FtpServer
-from helpers import booted as booted16
+from helpers import LocalHttpServer, booted as booted16
 from test_v201_core import barrier
 from secure_cp.sim.csms import Csms
 
@@ -44,7 +44,7 @@ class Upload:
             return z.read(name).decode()
 
 
-class LogServer:
+class LogServer(LocalHttpServer):
     """Receives uploads; answers ``status`` (200 unless set); ``hold`` makes every request wait until released."""
 
     def __init__(self) -> None:
@@ -68,18 +68,12 @@ class LogServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/logs"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "LogServer":
-        self.thread.start()
-        return self
+        super().__init__(Handler)
+        self.url = self.base + "/logs"
 
     def __exit__(self, *exc) -> None:
         self.hold.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().__exit__(*exc)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import contextlib
 import http.server
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ftp_fixture import FtpServer
-from helpers import barrier as barrier16, booted as booted16
+from helpers import LocalHttpServer, barrier as barrier16, booted as booted16
 from test_v201_core import barrier, ended, get_var, set_var, started
 from secure_cp.security import devpki
 from secure_cp.sim.csms import CallErrorReceived, Csms
@@ -28,7 +27,7 @@ ID = "CP1"
 IMAGE = b"secure-cp firmware image v2\n" + bytes(range(256)) * 64
 
 
-class FirmwareServer:
+class FirmwareServer(LocalHttpServer):
     """Serves ``files`` (path -> bytes) by GET; 404 for anything else. ``gets`` lists the requested paths."""
 
     def __init__(self) -> None:
@@ -48,21 +47,11 @@ class FirmwareServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def serve(self, path: str, data: bytes) -> str:
         self.files[path] = data
         return self.base + path
-
-    def __enter__(self) -> "FirmwareServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

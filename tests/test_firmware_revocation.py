@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import http.server
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cryptography.x509 import ocsp
 from test_firmware import (ID, IMAGE, INSTALLED_FLOW, FirmwareServer, booted, closed_port_url, firmware,
                            security_events, status_reached, statuses)
 from test_v201_core import barrier
-from helpers import booted as booted16
+from helpers import LocalHttpServer, booted as booted16
 from secure_cp import firmware as fwmod
 from secure_cp.config import ConfigError, parse
 from secure_cp.security import devpki
@@ -31,7 +30,7 @@ from secure_cp.security import devpki
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
-class OcspResponder:
+class OcspResponder(LocalHttpServer):
     """An OCSP responder over HTTP: POST application/ocsp-request -> a response signed by the manufacturer root
     (``devpki.ocsp_response``): revoked for the serial numbers in ``revoked``, good for the others it ``knows``;
     ``forger`` (another CA) signs instead when set. ``requests`` lists (Content-Type, serial number) received."""
@@ -61,9 +60,8 @@ class OcspResponder:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ocsp"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.url = self.base + "/ocsp"
 
     def signer(self, out: Path, stem: str, *, revoked: bool = False) -> devpki.FirmwareSigner:
         """A firmware signing certificate whose authorityInfoAccess names this responder."""
@@ -72,14 +70,6 @@ class OcspResponder:
         if revoked:
             self.revoked.add(signer.cert.serial_number)
         return signer
-
-    def __enter__(self) -> "OcspResponder":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
