@@ -178,11 +178,14 @@ class Driver:
 
 
 def read_store(db_path: Path) -> tuple[int, int]:
-    """(pending outbox items, open transactions), read-only beside the running station (WAL allows it)."""
+    """(pending outbox items, open transactions), read-only beside the running station (WAL allows it). A
+    transaction that still waits for a signed reading (its end message is held until the record arrives: issue #5)
+    counts as open: its message is not in the outbox yet."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
     try:
         pending = conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
-        open_tx = conn.execute("SELECT COUNT(*) FROM transactions WHERE stopped_at IS NULL").fetchone()[0]
+        open_tx = conn.execute("SELECT COUNT(*) FROM transactions WHERE stopped_at IS NULL "
+                               "OR COALESCE(json_array_length(extra, '$.sig_wait'), 0) > 0").fetchone()[0]
         return pending, open_tx
     finally:
         conn.close()

@@ -12,7 +12,7 @@ member list is accepted by SetVariables (the device model checks the members).
 
 Not implemented here (answered honestly rather than faked): per-connector EVSE availability on EVSEs with several
 connectors (an EVSE command applies to each of its connectors), signed meter values, reservations, smart charging,
-GetReport (B08), certificates, firmware and monitoring (log retrieval, N01, is diagnostics.LogUploads). The Local
+certificates, firmware and monitoring (log retrieval, N01, is diagnostics.LogUploads). The Local
 Authorization List (D01/D02) is the one the 1.6 adapter manages too (engine.locallist); of the 2.0.1-only
 idTokenInfo fields only evseId (C01.FR.21) is kept on it and in the cache (language, personal message,
 chargingPriority and the idToken type are not: no display).
@@ -43,7 +43,7 @@ from ..firmware import FirmwareUpdates
 from ..securityevents import SecurityEvents
 from ..store import StoreError
 from . import messages as m
-from .devmodel import REPORT_BASES, base_report, get_variables, set_variables
+from .devmodel import COMPONENT_CRITERIA, REPORT_BASES, base_report, custom_report, get_variables, set_variables
 from .settings import Settings201
 
 log = logging.getLogger("secure_cp.v201")
@@ -51,7 +51,7 @@ log = logging.getLogger("secure_cp.v201")
 #: CSMS->station actions this adapter answers; every other action with a 2.0.1 schema gets NotSupported, an action
 #: without one NotImplemented (the Endpoint's supported_actions).
 CS_ACTIONS = frozenset({
-    "ChangeAvailability", "ClearCache", "CustomerInformation", "DataTransfer", "GetBaseReport",
+    "ChangeAvailability", "ClearCache", "CustomerInformation", "DataTransfer", "GetBaseReport", "GetReport",
     "GetTransactionStatus", "GetVariables",
     "RequestStartTransaction", "RequestStopTransaction", "Reset", "SetVariables", "TriggerMessage",
     "UnlockConnector",
@@ -731,6 +731,12 @@ class Ocpp201Adapter(AdapterBase):
         except ValueError as exc:
             log.error("GetBaseReport %s cannot be built: %s", p["reportBase"], exc)
             return {"status": "Rejected"}
+        return self._send_report(parts)
+
+    def _send_report(self, parts: list[dict]) -> dict:
+        """The answer to GetBaseReport / GetReport whose NotifyReport payloads are ``parts``: EmptyResultSet and
+        nothing sent when no part has reportData (B08.FR.15), else Accepted and the parts queued after the
+        response (B07.FR.03, B08.FR.03)."""
         if not any(part.get("reportData") for part in parts):
             return {"status": "EmptyResultSet"}
 
@@ -739,6 +745,23 @@ class Ocpp201Adapter(AdapterBase):
                 self._queue_call(self._priority, _Call("NotifyReport", part))
         self._after_reply.append(queue)
         return {"status": "Accepted"}
+
+    def _cs_GetReport(self, p: dict, now: float) -> dict:
+        """B08: NotSupported for a criterion this station does not evaluate (B08.FR.02; the schema's enum holds only
+        supported ones), CALLERROR above ItemsPerMessage / BytesPerMessage [GetReport] (B08.FR.17/18), Rejected
+        when the report cannot be built (B08.FR.16), EmptyResultSet when nothing matches (B08.FR.15), else
+        Accepted and the NotifyReport parts (B08.FR.01/03-05/07-14/20-25)."""
+        if any(c not in COMPONENT_CRITERIA for c in p.get("componentCriteria", [])):
+            return {"status": "NotSupported"}
+        self._refresh_date_time(now)
+        try:
+            parts = custom_report(self.model, p, generated_at=rfc3339(now), message_size=self._msg_size,
+                                  items_per_message=self.s201.report_items_per_message,
+                                  bytes_per_message=self.s201.report_bytes_per_message)
+        except ValueError as exc:
+            log.error("GetReport %s cannot be built: %s", p["requestId"], exc)
+            return {"status": "Rejected"}
+        return self._send_report(parts)
 
     def _cs_RequestStartTransaction(self, p: dict, now: float) -> dict:
         if self.registration != "accepted":   # B02.FR.05

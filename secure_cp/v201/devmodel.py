@@ -1,4 +1,5 @@
-"""OCPP 2.0.1 device-model messages: GetVariables (B06), SetVariables (B05), GetBaseReport / NotifyReport (B07).
+"""OCPP 2.0.1 device-model messages: GetVariables (B06), SetVariables (B05), GetBaseReport / GetReport / NotifyReport
+(B07, B08).
 
 Pure functions from payload dicts to payload dicts, camelCase as on the wire. Requests are assumed to be valid
 against the official schema (the RPC endpoint validates before a handler runs); every payload produced here is
@@ -23,12 +24,17 @@ from ..devicemodel.v201 import REPORTING_VALUE_SIZE, VALUE_SIZE, is_constant
 from ..rpc.errors import ErrorKind, OcppError
 from ..rpc.frames import Call, encode
 
-__all__ = ["get_variables", "set_variables", "base_report", "REPORT_BASES"]
+__all__ = ["get_variables", "set_variables", "base_report", "custom_report", "REPORT_BASES", "COMPONENT_CRITERIA"]
 
 log = logging.getLogger(__name__)
 
 #: ReportBaseEnumType (Part 2 §3.70).
 REPORT_BASES = ("ConfigurationInventory", "FullInventory", "SummaryInventory")
+#: ComponentCriterionEnumType (Part 2 §3.17): every value is supported (B08.FR.07-10). Criterion -> the component
+#: variable it reads, and whether a component without that variable matches (Active / Available / Enabled: yes;
+#: Problem: no).
+COMPONENT_CRITERIA = {"Active": ("active", True), "Available": ("available", True), "Enabled": ("enabled", True),
+                      "Problem": ("problem", False)}
 
 #: Part 2 §2.1.4: integer "No leading 0's, No plus sign"; boolean "Only allowed values: false and true"; decimal sent
 #: to the Charging Station "SHALL NOT have more than six decimal places"; dateTime fractional seconds at most 3.
@@ -335,10 +341,15 @@ def _summary(model: DeviceModel, defs: list[VariableDef]) -> list[VariableDef]:
     return out
 
 
+def _sorted_definitions(model: DeviceModel) -> list[VariableDef]:
+    """Every definition in report order: by EVSE, connector, component, instance, variable, instance."""
+    return sorted(model.definitions(), key=lambda d: (d.evse_id, d.connector_id, d.component.casefold(),
+                                                      d.component_instance.casefold(), d.variable.casefold(),
+                                                      d.variable_instance.casefold()))
+
+
 def _select(model: DeviceModel, report_base: str) -> list[VariableDef]:
-    defs = sorted(model.definitions(), key=lambda d: (d.evse_id, d.connector_id, d.component.casefold(),
-                                                        d.component_instance.casefold(), d.variable.casefold(),
-                                                        d.variable_instance.casefold()))
+    defs = _sorted_definitions(model)
     if report_base == "FullInventory":  # B07.FR.08
         return defs
     if report_base == "ConfigurationInventory":  # B07.FR.07: what the operator can set
@@ -366,10 +377,17 @@ def base_report(model: DeviceModel, request_id: int, report_base: str, *, genera
     Raises ValueError for an unknown report_base, limits below 1, or an entry that cannot fit in
     ``bytes_per_message`` on its own.
     """
+    return _notify_report(model, request_id, _select(model, report_base), generated_at=generated_at,
+                          items_per_message=items_per_message, bytes_per_message=bytes_per_message)
+
+
+def _notify_report(model: DeviceModel, request_id: int, defs: list[VariableDef], *, generated_at: str,
+                   items_per_message: int, bytes_per_message: int) -> list[dict]:
+    """The NotifyReportRequest payloads reporting ``defs`` (B07 and B08 alike): see ``base_report``."""
     if items_per_message < 1 or bytes_per_message < 1:
         raise ValueError("items_per_message and bytes_per_message must be positive")
     value_size, values_size = _reporting_size(model), _configuration_size(model)
-    items = [_report_data(model, d, value_size, values_size) for d in _select(model, report_base)]
+    items = [_report_data(model, d, value_size, values_size) for d in defs]
     sizes = [_json_size(item) for item in items]
 
     def payload(seq_no: int, chunk: list[dict], tbc: bool) -> dict:
@@ -405,3 +423,84 @@ def base_report(model: DeviceModel, request_id: int, report_base: str, *, genera
                              f"({items[start]['component']['name']}.{items[start]['variable']['name']})")
         messages.append(message)
     return messages
+
+
+# -- B08 GetReport / NotifyReport ----------------------------------------------------------------------------------
+
+_ComponentKey = tuple[str, str, int, int]
+_CRITERION_VARIABLES = frozenset(variable for variable, _ in COMPONENT_CRITERIA.values())
+
+
+def _component_key(d: VariableDef) -> _ComponentKey:
+    return d.component.casefold(), d.component_instance.casefold(), d.evse_id, d.connector_id
+
+
+def _meets_criteria(model: DeviceModel, defs: list[VariableDef], criteria: list[str]) -> set[_ComponentKey]:
+    """The components that meet at least one of ``criteria`` (B08.FR.13, logical OR): the criterion's variable
+    (without instance) is "true", or, for Active / Available / Enabled, the component has no such variable
+    (B08.FR.07-10)."""
+    flags: dict[_ComponentKey, dict[str, str | None]] = {}
+    for d in defs:
+        names = flags.setdefault(_component_key(d), {})
+        if d.variable_instance == "" and d.variable.casefold() in _CRITERION_VARIABLES:
+            names[d.variable.casefold()] = model.get(d.component, d.variable, component_instance=d.component_instance,
+                                                     evse_id=d.evse_id, connector_id=d.connector_id)
+    out = set()
+    for key, values in flags.items():
+        for criterion in criteria:
+            variable, when_absent = COMPONENT_CRITERIA[criterion]
+            if variable not in values:
+                met = when_absent
+            else:
+                met = (values[variable] or "").strip().casefold() == "true"
+            if met:
+                out.add(key)
+                break
+    return out
+
+
+def _matches(d: VariableDef, wanted: dict) -> bool:
+    """Whether ``d`` is named by one ComponentVariableType (B08.FR.20-25): a component name always; its instance,
+    evse.id and evse.connectorId only when given (absent: every instance, every EVSE including none, every
+    connector); the variable only when given, and its instance only when given."""
+    component, variable = wanted["component"], wanted.get("variable")
+    if d.component.casefold() != component["name"].casefold():
+        return False
+    if "instance" in component and d.component_instance.casefold() != component["instance"].casefold():
+        return False
+    evse = component.get("evse")
+    if evse is not None and (d.evse_id != evse["id"] or
+                             ("connectorId" in evse and d.connector_id != evse["connectorId"])):
+        return False
+    if variable is None:
+        return True
+    if d.variable.casefold() != variable["name"].casefold():
+        return False
+    return "instance" not in variable or d.variable_instance.casefold() == variable["instance"].casefold()
+
+
+def custom_report(model: DeviceModel, request: dict, *, generated_at: str, items_per_message: int,
+                  bytes_per_message: int, message_size: int | None = None) -> list[dict]:
+    """The NotifyReportRequest payloads answering a (schema-valid) GetReportRequest (Part 2 B08).
+
+    componentVariable selects variables (B08.FR.11, B08.FR.20-25), componentCriteria selects components
+    (B08.FR.07-10, OR between criteria: B08.FR.13); with both, a variable is reported when it is selected by
+    both (B08.FR.05); with neither, every variable. Entries, requestId, seqNo / tbc and message sizes as in
+    ``base_report`` (B08.FR.04/12/14). An empty selection is one message without reportData: the caller answers
+    EmptyResultSet (B08.FR.15) and sends nothing.
+
+    Raises OcppError OCCURRENCE_CONSTRAINT_VIOLATION above ItemsPerMessage[GetReport] componentVariable entries
+    (B08.FR.17) and FORMATION_VIOLATION above BytesPerMessage[GetReport] (B08.FR.18); ValueError like
+    ``base_report``. Criteria outside COMPONENT_CRITERIA are the caller's NotSupported (B08.FR.02).
+    """
+    wanted = request.get("componentVariable") or []
+    _check_message(model, "GetReport", wanted, message_size, request)
+    defs = _sorted_definitions(model)
+    if wanted:
+        defs = [d for d in defs if any(_matches(d, w) for w in wanted)]
+    criteria = request.get("componentCriteria") or []
+    if criteria:
+        meeting = _meets_criteria(model, _sorted_definitions(model), criteria)
+        defs = [d for d in defs if _component_key(d) in meeting]
+    return _notify_report(model, request["requestId"], defs, generated_at=generated_at,
+                          items_per_message=items_per_message, bytes_per_message=bytes_per_message)
