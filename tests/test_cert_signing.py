@@ -265,6 +265,8 @@ async def test_16_extended_trigger_status_and_meter_values(make_station, csms, t
     test_security_leftovers.py::test_16_extended_trigger_*)."""
     st = await make_station(csms, protocols=["ocpp1.6"], ocpp={"MeterValuesSampledData": "Energy.Active.Import.Register"})
     await eventually(lambda: st.station.adapter.registration == "accepted", what="Accepted")
+    for cid in (0, 1):      # the boot's own StatusNotifications first: the next one must be the triggered one
+        await csms.wait_for("StatusNotification", lambda p, c=cid: p["connectorId"] == c, identity=ID)
     await barrier(csms)
     n = len(csms.received)
     assert await csms.call(ID, "ExtendedTriggerMessage",
