@@ -301,29 +301,28 @@ def _parse_firmware(fw: dict, sec: dict, cfg: StationConfig, base_dir: Path | No
         if not 1 <= cfg.renew_days <= 365:
             raise ConfigError("security.renew_days: 1 to 365 (days before expiry the certificate is renewed)")
     if "manufacturer_root_file" in sec:
-        p = Path(_expect(sec["manufacturer_root_file"], str, "security.manufacturer_root_file"))
-        cfg.manufacturer_root_file = p if p.is_absolute() or base_dir is None else base_dir / p
-        try:
-            from .firmware import load_roots
-            if not load_roots(cfg.manufacturer_root_file):
-                raise ValueError("no certificate in it")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"security.manufacturer_root_file: {exc}") from None
+        cfg.manufacturer_root_file = _ca_file(sec["manufacturer_root_file"], "security.manufacturer_root_file",
+                                              base_dir)
+
+
+def _ca_file(value, setting: str, base_dir: Path | None) -> Path:
+    """A PEM file of CA certificates (relative to the configuration file), checked to hold at least one."""
+    p = Path(_expect(value, str, setting))
+    path = p if p.is_absolute() or base_dir is None else base_dir / p
+    try:
+        from .firmware import load_roots
+        if not load_roots(path):
+            raise ValueError("no certificate in it")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
+    return path
 
 
 def _parse_files(files: dict, cfg: StationConfig, base_dir: Path | None) -> None:
     """[files] ca_file: CA certificate(s), PEM, that HTTPS / FTPS firmware and log servers may chain to, on top of
     the operating system's CAs and the CSMS roots (2.0.1 N01.FR.15/16; runtime ``_transfer_context``)."""
-    if "ca_file" not in files:
-        return
-    p = Path(_expect(files["ca_file"], str, "files.ca_file"))
-    cfg.files_ca_file = p if p.is_absolute() or base_dir is None else base_dir / p
-    try:
-        from .firmware import load_roots
-        if not load_roots(cfg.files_ca_file):
-            raise ValueError("no certificate in it")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"files.ca_file: {exc}") from None
+    if "ca_file" in files:
+        cfg.files_ca_file = _ca_file(files["ca_file"], "files.ca_file", base_dir)
 
 
 def _parse_security(sec: dict, cfg: StationConfig, base_dir: Path | None) -> None:
