@@ -145,6 +145,27 @@ def test_pkcs11_keys_persist_on_token_and_delete(hsm, token):
         assert again.public_key_der("station") != before
 
 
+def test_pkcs11_list_keys_while_another_session_destroys_one(hsm, token, monkeypatch):
+    """A key destroyed by another session (the station deleting its previous key, A02.FR.10) between the object
+    search and the attribute reads is left out of the list, not an error (it was CKR_OBJECT_HANDLE_INVALID)."""
+    for label in ("a", "b", "c"):
+        hsm.generate(label, KeyAlgorithm.EC_P256)
+    read = hsm._spki
+    destroyed: list[str] = []
+    # A second session of this process (logged in already: PKCS#11 login is per application).
+    with hsm._lib.get_token(token_label=token.label).open(rw=True) as other:
+        def spki_then_destroy(obj):
+            if not destroyed:                 # after the first object's read, the others' handles are known
+                destroyed.extend(label for label in ("a", "b", "c") if label != obj.label)
+                for found in other.get_objects({Attribute.LABEL: destroyed[0]}):
+                    found.destroy()
+            return read(obj)
+        monkeypatch.setattr(hsm, "_spki", spki_then_destroy)
+        listed = [k.label for k in hsm.list_keys()]
+    assert destroyed and destroyed[0] not in listed
+    assert listed == sorted({"a", "b", "c"} - {destroyed[0]})
+
+
 # python-pkcs11 finalises the failed object search on the dead session in __del__ and reports that as unraisable.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_pkcs11_session_lost_is_reopened(hsm):

@@ -57,6 +57,7 @@ _TOKEN_DEFINED = {Attribute.ENCRYPT: DEFAULT, Attribute.WRAP: DEFAULT, Attribute
                   Attribute.UNWRAP: DEFAULT, Attribute.DERIVE: DEFAULT}
 
 # Errors after which the session is gone and reopening it may help.
+_LIST_ATTEMPTS = 3      # searches in list_keys when objects vanish under it
 _SESSION_LOST = (p11e.SessionHandleInvalid, p11e.SessionClosed, p11e.DeviceRemoved, p11e.TokenNotPresent,
                  p11e.UserNotLoggedIn)
 
@@ -269,7 +270,7 @@ class Pkcs11Backend(KeyBackend):
         log.info("PKCS#11 token %r: key %r destroyed", self.token_label, label)
 
     def list_keys(self) -> list[KeyInfo]:
-        def collect(session):
+        def search(session):
             out = []
             for obj in session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY}):
                 label = obj.label
@@ -280,6 +281,16 @@ class Pkcs11Backend(KeyBackend):
                     continue
                 out.append(KeyInfo(label, alg, self.kind))
             return sorted(out, key=lambda k: k.label)
+
+        def collect(session):
+            # An object destroyed by another session (the station deleting its previous key, A02.FR.10) after the
+            # search found it: python-pkcs11's search stops on CKR_OBJECT_HANDLE_INVALID; search again.
+            for _ in range(_LIST_ATTEMPTS - 1):
+                try:
+                    return search(session)
+                except p11e.ObjectHandleInvalid:
+                    continue
+            return search(session)
         return self._with_session("listing keys", collect)
 
     def key_ref(self, label: str) -> KeyRef:
