@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pkcs11 import Attribute
 
 from helpers import eventually
 from secure_cp.security import devpki, p11provider, tls
+from secure_cp.security.keys.base import KeyBackendUnavailable
 from secure_cp.security.keys.pkcs11_backend import Pkcs11Backend
 from secure_cp.sim.csms import Csms
 from softhsm import init_token
@@ -34,6 +36,7 @@ from softhsm import init_token
 ID = "CP1"
 KEY = "station-tls"
 ROOT = Path(__file__).resolve().parent.parent
+STORE_LOCK_ATTEMPTS = 40     # tpm2-pkcs11 opening its store while the station process writes it
 TPM2_MODULES = ("/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so",
                 "/usr/lib/aarch64-linux-gnu/pkcs11/libtpm2_pkcs11.so")
 
@@ -46,14 +49,32 @@ class Token:
     pin: str
     env: dict[str, str]
     backend: Pkcs11Backend
+    #: the module shows objects that another process made or destroyed only after C_Initialize (tpm2-pkcs11 reads
+    #: its store then; SoftHSM2 reads its files at each search - and its C_Finalize would unload the OpenSSL
+    #: providers of this process, where the CSMS runs)
+    reads_store_at_init: bool = False
+
+    def current(self) -> Pkcs11Backend:
+        """The backend, seeing what the station process did to the token (reopened when the module needs it)."""
+        if self.reads_store_at_init:
+            self.backend.close()        # the last user in this process: C_Finalize (no pkcs11-provider here)
+            for attempt in range(STORE_LOCK_ATTEMPTS):
+                try:
+                    self.backend = Pkcs11Backend(self.module, self.label, self.pin)
+                    break
+                except KeyBackendUnavailable:   # "database is locked": the station is writing the SQLite store
+                    if attempt == STORE_LOCK_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05)
+        return self.backend
 
 
 @pytest.fixture
 def softhsm_token(tmp_path, monkeypatch):
     t = init_token(tmp_path / "hsm", monkeypatch)
-    backend = Pkcs11Backend(t.module, t.label, t.pin)
-    yield Token(t.module, t.label, t.pin, {"SOFTHSM2_CONF": str(t.conf)}, backend)
-    backend.close()
+    token = Token(t.module, t.label, t.pin, {"SOFTHSM2_CONF": str(t.conf)}, Pkcs11Backend(t.module, t.label, t.pin))
+    yield token
+    token.backend.close()
 
 
 @pytest.fixture
@@ -71,9 +92,10 @@ def swtpm_token(tmp_path, monkeypatch):
             monkeypatch.setenv(k, v)
         module = next(m for m in TPM2_MODULES if os.path.exists(m))
         pin = (directory / "token.pin").read_text().strip()
-        backend = Pkcs11Backend(module, "secure-cp-tpm", pin)
-        yield Token(module, "secure-cp-tpm", pin, env, backend)
-        backend.close()
+        token = Token(module, "secure-cp-tpm", pin, env, Pkcs11Backend(module, "secure-cp-tpm", pin),
+                      reads_store_at_init=True)
+        yield token
+        token.backend.close()
     finally:
         subprocess.run(["bash", str(ROOT / "hsm" / "swtpm-setup.sh"), str(directory), "--stop"], timeout=30)
 
@@ -179,6 +201,35 @@ async def test_a00_fr_401_402_profile_3_station_key_in_swtpm_via_tpm2_pkcs11(tmp
     await handshake_with_token_key(tmp_path, pki, swtpm_token)
 
 
+@pytest.mark.parametrize("token_fixture", ["softhsm_token", "swtpm_token"])
+async def test_a00_fr_307_401_402_reconnects_sign_in_token_verify_csms_chain_in_software(tmp_path, pki, request,
+                                                                                        token_fixture):
+    """Three handshakes of one station process (boot, two reconnects after the CSMS closed the connection): each
+    is signed by the token, and the CSMS chain (A00.FR.307/411) is verified by OpenSSL's default provider, never
+    in the token. Before, OpenSSL's method cache handed certificate verification to pkcs11-provider from the
+    second handshake on: SoftHSM2 verified in the token (a session object per CSMS key), tpm2-pkcs11 refused the
+    session object and every reconnect failed with "certificate signature failure". The PKCS#11 calls are read
+    from pkcs11-provider's debug log (PKCS11_PROVIDER_DEBUG: "Calling C_...")."""
+    token = request.getfixturevalue(token_fixture)
+    conf = token_station_files(tmp_path, pki, token)
+    debug_log = tmp_path / "pkcs11-provider.log"
+    async with mutual_csms(pki) as csms:
+        station = StationProcess(conf, {**token.env, "PKCS11_PROVIDER_DEBUG": f"file:{debug_log}"}, csms.url)
+        try:
+            await csms.wait_for("BootNotification", identity=ID, timeout=30)
+            for _ in range(2):
+                await csms.disconnect(ID)
+                assert await csms.wait_connected(ID, timeout=30) == "ocpp2.0.1", station.text()
+            assert csms.client_certificates[ID] is not None and csms.violations == []
+        finally:
+            rc = station.stop()
+        assert rc == 0, station.text()
+    assert "certificate signature failure" not in station.text()
+    calls = debug_log.read_text(errors="replace")
+    assert calls.count("Calling C_SignInit") >= 3                # every handshake signed with the token key
+    assert "Calling C_VerifyInit" not in calls and "Calling C_CreateObject" not in calls
+
+
 async def trigger_sign(csms: Csms, protocol: str) -> dict:
     """2.0.1 TriggerMessage SignChargingStationCertificate (A02), 1.6 ExtendedTriggerMessage
     SignChargePointCertificate (whitepaper A02)."""
@@ -188,8 +239,8 @@ async def trigger_sign(csms: Csms, protocol: str) -> dict:
 
 
 def station_labels(token: Token) -> set[str]:
-    """The key labels on the token (seen from this process, through its own session)."""
-    return {k.label for k in token.backend.list_keys()}
+    """The key labels on the token (seen from this process, through a new session of its own)."""
+    return {k.label for k in token.current().list_keys()}
 
 
 async def renew_on_token(csms: Csms, station: StationProcess, token: Token, protocol: str) -> tuple[str, bytes]:
@@ -254,6 +305,12 @@ async def a02_with_token_key(tmp_path: Path, pki: devpki.DevPki, token: Token, p
 async def test_tc_a_11_a02_fr_02_05_08_10_new_key_on_softhsm_used_for_profile_3(tmp_path, pki, softhsm_token,
                                                                                  protocol):
     await a02_with_token_key(tmp_path, pki, softhsm_token, protocol)
+
+
+@pytest.mark.parametrize("protocol", ["ocpp2.0.1", "ocpp1.6"])
+async def test_tc_a_11_a02_fr_02_05_08_10_new_key_in_swtpm_via_tpm2_pkcs11_used_for_profile_3(tmp_path, pki,
+                                                                                              swtpm_token, protocol):
+    await a02_with_token_key(tmp_path, pki, swtpm_token, protocol)
 
 
 def test_swtpm_key_backend_generates_signs_and_key_ref(swtpm_token):

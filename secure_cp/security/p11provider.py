@@ -18,24 +18,44 @@ Notes (measured with pkcs11-provider 1.0 on OpenSSL 3.0):
   installs one that refuses at once (a station has nobody to type a PIN);
 * the python-pkcs11 backend and the provider share the module in one process: the backend must load it first (the
   provider loads it at first use and tolerates that), and must not finalize it while the provider uses it
-  (:func:`active_module` tells the backend so).
+  (:func:`active_module` tells the backend so);
+* public-key operations on certificates (verifying the CSMS chain) must stay in OpenSSL's default provider. The
+  provider would do them in the token: import the CSMS public key as a session object (C_CreateObject) and
+  C_Verify there. SoftHSM2 does that silently; tpm2-pkcs11 creates objects only in read/write sessions and refuses
+  (CKR_SESSION_READ_ONLY in the provider's read-only session), so the handshake fails with "certificate signature
+  failure". They got there although ``default = ...`` comes first because of OpenSSL 3.0's method cache: signing
+  with a token key fetches the provider's ECDSA for that provider alone, OpenSSL caches it under the same (empty)
+  property query as an unrestricted fetch, and its cache matches an unrestricted look-up with an entry of any
+  provider - so, depending on the order of earlier fetches, every later certificate verification of the process got
+  the provider's ECDSA (from the second handshake on: a reconnect, or A02 with the new certificate). Property
+  preferences are not consulted on a cache hit, so the configuration's ``default_properties =
+  ?provider=default`` (:data:`DEFAULT_PROPERTIES`) alone does not help; :func:`reset_method_cache` empties the cache
+  around each handshake with a token key (:class:`~.tls.Pkcs11Credential`), after which the preference decides.
 """
 from __future__ import annotations
 
 import base64
+import ctypes
 import glob
+import logging
 import os
 import stat
 import sys
 import tomllib
 from pathlib import Path
 
-__all__ = ["PROVIDER_GLOBS", "ProviderError", "provider_module", "uri_pem", "write_uri_pem", "write_openssl_conf",
-           "activate", "active_module", "prepare_for_config"]
+__all__ = ["PROVIDER_GLOBS", "DEFAULT_PROPERTIES", "ProviderError", "provider_module", "uri_pem", "write_uri_pem",
+           "write_openssl_conf", "activate", "active_module", "prepare_for_config", "reset_method_cache"]
+
+log = logging.getLogger("secure_cp.security.p11provider")
 
 #: Where Debian installs the provider (first match is used).
 PROVIDER_GLOBS = ("/usr/lib/*-linux-gnu/ossl-modules/pkcs11.so", "/usr/lib64/ossl-modules/pkcs11.so",
                   "/usr/lib/ossl-modules/pkcs11.so")
+
+#: OpenSSL's default property query in the configuration: prefer the default provider; the pkcs11 provider serves
+#: only what the default one cannot (keys in the token: their store, decoder, key management and signatures).
+DEFAULT_PROPERTIES = "?provider=default"
 
 _URI_PEM_LABEL = "PKCS#11 PROVIDER URI"
 _URI_PEM_DESC = b"PKCS#11 Provider URI v1.0"
@@ -98,7 +118,8 @@ def write_uri_pem(path: Path, uri: str) -> Path:
 
 def write_openssl_conf(directory: Path, module: str | Path, pin_file: Path) -> Path:
     """``<directory>/openssl.cnf``: the default provider and the pkcs11 provider for ``module``, the user PIN read
-    from ``pin_file`` (which must be mode 0600). Returns its path."""
+    from ``pin_file`` (which must be mode 0600), the default provider preferred (:data:`DEFAULT_PROPERTIES`).
+    Returns its path."""
     st = pin_file.stat()
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ProviderError(f"PIN file {pin_file} is accessible by group/others (mode "
@@ -108,6 +129,9 @@ def write_openssl_conf(directory: Path, module: str | Path, pin_file: Path) -> P
         "openssl_conf = secure_cp_init",
         "[secure_cp_init]",
         "providers = secure_cp_providers",
+        "alg_section = secure_cp_algorithms",
+        "[secure_cp_algorithms]",
+        f"default_properties = {DEFAULT_PROPERTIES}",
         "[secure_cp_providers]",
         "default = secure_cp_default",
         "pkcs11 = secure_cp_pkcs11",
@@ -180,3 +204,42 @@ def prepare_for_config(config_path: str | Path) -> tuple[Path, str] | None:
     if pin_file is None:
         pin_file = _write_private(directory / "token.pin", (cfg.pin or "").encode() + b"\n")
     return write_openssl_conf(directory, cfg.module, pin_file), str(cfg.module)  # type: ignore[arg-type]
+
+
+_libcrypto: ctypes.CDLL | None = None
+_libcrypto_failed = False
+
+
+def _ssl_libcrypto() -> ctypes.CDLL | None:
+    """The libcrypto that ``ssl`` uses (loaded by ``_ssl``; the dynamic loader hands out the loaded copy for its
+    soname), or None - logged once - when it cannot be reached or is another version."""
+    global _libcrypto, _libcrypto_failed
+    if _libcrypto is not None or _libcrypto_failed:
+        return _libcrypto
+    ssl_module = sys.modules.get("ssl")
+    try:
+        lib = ctypes.CDLL("libcrypto.so.3")
+        lib.OpenSSL_version_num.restype = ctypes.c_ulong
+        lib.EVP_set_default_properties.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.EVP_set_default_properties.restype = ctypes.c_int
+        if ssl_module is None or lib.OpenSSL_version_num() != ssl_module.OPENSSL_VERSION_NUMBER:
+            raise OSError("libcrypto.so.3 is not the library of the ssl module")
+    except (OSError, AttributeError) as exc:
+        _libcrypto_failed = True
+        log.warning("OpenSSL's method cache cannot be reset (%s): certificate checks may be sent to the PKCS#11 "
+                    "token", exc)
+        return None
+    _libcrypto = lib
+    return lib
+
+
+def reset_method_cache() -> None:
+    """Empty OpenSSL's algorithm cache of this process (libctx of ``ssl``) by setting :data:`DEFAULT_PROPERTIES`
+    again, so that the next fetches choose by property - the default provider - instead of finding the pkcs11
+    provider's implementation cached for a token key (see the module notes). Cheap: a few algorithms are fetched
+    again. Does nothing before ``ssl`` is imported or when :func:`activate` did not run."""
+    if active_module() is None or "ssl" not in sys.modules:
+        return
+    lib = _ssl_libcrypto()
+    if lib is not None and lib.EVP_set_default_properties(None, DEFAULT_PROPERTIES.encode()) != 1:
+        log.warning("OpenSSL refused the default properties %r", DEFAULT_PROPERTIES)

@@ -161,7 +161,30 @@ class Pkcs11Credential:
                                      f"{self.cert_file}", "key_label") from None
             raise TlsConfigError(f"{where}: key {self.key_label!r} cannot be used ({exc.reason or exc}): is there "
                                  f"a private key with this label on the token?", "key_label") from None
+        ctx.sslobject_class = _TokenSSLObject
+        ctx.sslsocket_class = _TokenSSLSocket
         log.info("security profile 3: station key %r stays in %s", self.key_label, where)
+
+
+class _KeepVerificationInSoftware:
+    """Handshakes with a token key: OpenSSL's algorithm cache is reset before and after each handshake step, so that
+    the CSMS certificate chain is verified by the default provider, not in the token (where tpm2-pkcs11 cannot do
+    it; see :mod:`.p11provider`). The token signs the handshake all the same: its key is the provider's."""
+
+    def do_handshake(self, *args: bool) -> None:     # SSLSocket: block; SSLObject: none
+        p11provider.reset_method_cache()
+        try:
+            super().do_handshake(*args)     # type: ignore[misc]
+        finally:
+            p11provider.reset_method_cache()
+
+
+class _TokenSSLObject(_KeepVerificationInSoftware, ssl.SSLObject):
+    """asyncio's TLS (the OCPP WebSocket)."""
+
+
+class _TokenSSLSocket(_KeepVerificationInSoftware, ssl.SSLSocket):
+    """Blocking sockets."""
 
 
 def _check_cert_file(cert_file: Path) -> None:
@@ -240,9 +263,11 @@ def refuse_wildcards(ctx: ssl.SSLContext, allowed: Callable[[], bool]) -> None:
     a CSMS that presents a wildcard server certificate is refused. OpenSSL's host name check accepts wildcards and
     cannot be told otherwise, so the check runs right after the handshake, before a byte of HTTP is sent: it fails
     the handshake like any invalid certificate (SSLCertVerificationError, the InvalidCsmsCertificate event, the
-    connection terminated). ``allowed()`` is asked at each handshake (the variable is ReadWrite)."""
+    connection terminated). ``allowed()`` is asked at each handshake (the variable is ReadWrite). Extends the
+    context's SSLObject class (a token credential has its own, see :class:`Pkcs11Credential`)."""
+    base: type[ssl.SSLObject] = ctx.sslobject_class
 
-    class _NoWildcards(ssl.SSLObject):
+    class _NoWildcards(base):  # type: ignore[valid-type,misc]
         def do_handshake(self) -> None:
             super().do_handshake()
             wildcards = [] if allowed() else wildcard_names(self.getpeercert() or {})
