@@ -37,6 +37,34 @@ PHASES = ("boot", "plug", "tag", "charging", "stop_tag", "unplug", "random")
 HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
+def write_station_config(path: Path, data_dir: Path, csms_url: str, api_port: int, *, serial: str,
+                         protocol: str) -> None:
+    """The station.toml of a power-cut run: IDENTITY speaking ``protocol`` to the CSMS, a MeterValues sample every
+    second, the energy register in the stop data, the simulator REST API on ``api_port``."""
+    path.write_text(f"""
+[station]
+identity = "{IDENTITY}"
+serial = "{serial}"
+firmware_version = "0.1"
+data_dir = "{data_dir}"
+
+[csms]
+url = "{csms_url}"
+protocols = ["{protocol}"]
+reconnect_min = 0.05
+reconnect_max = 0.5
+call_timeout = 2
+
+[simulator]
+api = "127.0.0.1:{api_port}"
+
+[ocpp]
+MeterValueSampleInterval = "1"
+StopTxnSampledData = "Energy.Active.Import.Register"
+HeartbeatInterval = "300"
+""")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -323,6 +351,15 @@ async def power_cut_run(tmp_path: Path, capsys, *, label: str, default_kills: in
                        (json.loads(meter_state.read_text()).get("pagination", {}) if meter_state.exists() else {}).items()}
         yield PowerCutRun(csms, station, records, given_up, pending, where, kills, legal=legal,
                           meter_pages=meter_pages, gateway_next=gateway_next)
+
+
+def check_station_record(run: PowerCutRun) -> None:
+    """The station's own record after the final clean stop: a transaction was started at all, nothing was given up
+    and nothing is left undelivered in the outbox."""
+    where = run.where
+    assert run.records, f"{where}: no transaction was ever started:\n{run.station.tail()}"
+    assert run.given_up == [], f"{where}: outbox items given up: {run.given_up}"
+    assert run.pending == 0, f"{where}: {run.pending} outbox items never delivered"
 
 
 # the signed-reading errors a power cut explains (engine.station.Engine.boot): the begin record was asked for but had

@@ -233,12 +233,16 @@ async def test_notification_handlers(csms: Csms, action: str, payload: dict, exp
 # ---- CSMS -> station calls -------------------------------------------------------------------------------------
 
 
+async def call_received(csms: Csms, ws, action: str, payload: dict) -> tuple[asyncio.Task, list]:
+    """Once CP1 is connected, the CSMS calls ``action``: the pending call (a task) and the frame the station got."""
+    await csms.wait_connected("CP1")
+    task = asyncio.create_task(csms.call("CP1", action, payload))
+    return task, await RawStation(ws).recv()
+
+
 async def test_call_round_trip_reset(csms: Csms) -> None:
     async with station(csms) as ws:
-        raw = RawStation(ws)
-        await csms.wait_connected("CP1")
-        task = asyncio.create_task(csms.call("CP1", "Reset", {"type": "Soft"}))
-        frame = await raw.recv()
+        task, frame = await call_received(csms, ws, "Reset", {"type": "Soft"})
         assert frame[0] == 2 and frame[2:] == ["Reset", {"type": "Soft"}]
         assert len(frame[1]) <= 36
         await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
@@ -249,10 +253,7 @@ async def test_call_round_trip_reset(csms: Csms) -> None:
 
 async def test_call_error_from_station_raises(csms: Csms) -> None:
     async with station(csms) as ws:
-        raw = RawStation(ws)
-        await csms.wait_connected("CP1")
-        task = asyncio.create_task(csms.call("CP1", "ClearCache", {}))
-        frame = await raw.recv()
+        task, frame = await call_received(csms, ws, "ClearCache", {})
         await ws.send(json.dumps([4, frame[1], "NotSupported", "no cache", {"why": "none"}]))
         with pytest.raises(CallErrorReceived) as info:
             await task
@@ -261,10 +262,7 @@ async def test_call_error_from_station_raises(csms: Csms) -> None:
 
 async def test_invalid_call_result_from_station_is_a_violation(csms: Csms) -> None:
     async with station(csms) as ws:
-        raw = RawStation(ws)
-        await csms.wait_connected("CP1")
-        task = asyncio.create_task(csms.call("CP1", "Reset", {"type": "Hard"}))
-        frame = await raw.recv()
+        task, frame = await call_received(csms, ws, "Reset", {"type": "Hard"})
         await ws.send(json.dumps([3, frame[1], {"status": "Maybe"}]))
         assert await task == {"status": "Maybe"}
     assert len(csms.violations) == 1 and "Reset response" in csms.violations[0]

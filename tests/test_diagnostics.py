@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ftp_fixture import FtpServer
-from helpers import LocalHttpServer, booted as booted16
+from helpers import LocalHttpServer, booted as booted16, triggered_idle
 from test_v201_core import barrier
 from secure_cp.sim.csms import Csms
 
@@ -107,6 +107,18 @@ async def final_status(csms: Csms, request_id: int, after: int = 0) -> str:
     return rec.payload["status"]
 
 
+async def log_uploaded(csms: Csms, server, log_type: str, request_id: int) -> dict:
+    """GetLog ``log_type`` to the server: Accepted, then LogStatusNotification Uploading and Uploaded with the
+    requestId and nothing else (N01.FR.07/08/09); the response."""
+    n = len(csms.received)
+    res = await csms.call(ID, "GetLog", {"logType": log_type, "requestId": request_id,
+                                         "log": {"remoteLocation": server.url}})
+    assert res["status"] == "Accepted", res
+    assert await final_status(csms, request_id, n) == "Uploaded"
+    assert log_statuses(csms, n) == [("Uploading", request_id), ("Uploaded", request_id)]
+    return res
+
+
 def rfc(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -122,12 +134,8 @@ async def test_tc_n_25_cs_diagnostics_log_uploaded_with_the_window(csms, make_st
     between = datetime.now(timezone.utc)
     await asyncio.sleep(0.05)
     logging.getLogger("secure_cp.test").warning("MARKER-TWO inside the window")
-    n = len(csms.received)
-    res = await csms.call(ID, "GetLog", {"logType": "DiagnosticsLog", "requestId": 7,
-                                         "log": {"remoteLocation": server.url}})
-    assert res["status"] == "Accepted" and res["filename"].endswith(".zip")
-    assert await final_status(csms, 7, n) == "Uploaded"
-    assert log_statuses(csms, n) == [("Uploading", 7), ("Uploaded", 7)]
+    res = await log_uploaded(csms, server, "DiagnosticsLog", 7)
+    assert res["filename"].endswith(".zip")
     (up,) = server.uploads
     assert up.method == "POST" and up.path == "/logs"
     assert up.headers["Content-Type"].startswith("multipart/form-data")
@@ -150,12 +158,8 @@ async def test_tc_n_35_cs_security_log_and_tc_n_34_cs_rejected(csms, make_statio
     Uploading / Uploaded for its requestId. TC_N_34_CS (N01.FR.05): a window without events -> Rejected, with
     statusInfo, and no notification."""
     await booted(csms, make_station)
-    n = len(csms.received)
-    res = await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 3,
-                                         "log": {"remoteLocation": server.url}})
-    assert res["status"] == "Accepted" and res["filename"].startswith("securitylog-")
-    assert await final_status(csms, 3, n) == "Uploaded"
-    assert log_statuses(csms, n) == [("Uploading", 3), ("Uploaded", 3)]
+    res = await log_uploaded(csms, server, "SecurityLog", 3)
+    assert res["filename"].startswith("securitylog-")
     assert "StartupOfTheDevice critical" in server.uploads[0].text()
 
     future = rfc(datetime.now(timezone.utc) + timedelta(days=1))
@@ -223,11 +227,7 @@ async def test_tc_n_36_cs_tc_f_16_cs_second_getlog_cancels_the_first_and_trigger
     assert await final_status(csms, 22, n) == "Uploaded"
     assert log_statuses(csms, n) == [("Uploading", 21), ("Uploading", 21), ("AcceptedCanceled", 21),
                                      ("Uploading", 22), ("Uploaded", 22)]
-    m = len(csms.received)
-    assert await csms.call(ID, "TriggerMessage", {"requestedMessage": "LogStatusNotification"}) == \
-        {"status": "Accepted"}
-    idle = await csms.wait_for("LogStatusNotification", after=m)
-    assert idle.payload == {"status": "Idle"}
+    await triggered_idle(csms, "LogStatusNotification")
     assert csms.violations == []
 
 
@@ -289,18 +289,10 @@ async def test_16_whitepaper_n01_get_log_and_extended_trigger(csms, make_station
     ExtendedTriggerMessage LogStatusNotification -> Idle without requestId (N01.FR.12); a message this station does
     not trigger -> NotImplemented."""
     await booted16(csms, make_station)
-    n = len(csms.received)
-    res = await csms.call(ID, "GetLog", {"logType": "SecurityLog", "requestId": 5,
-                                         "log": {"remoteLocation": server.url}})
-    assert res["status"] == "Accepted" and res["filename"].endswith(".zip")
-    assert await final_status(csms, 5, n) == "Uploaded"
-    assert log_statuses(csms, n) == [("Uploading", 5), ("Uploaded", 5)]
+    res = await log_uploaded(csms, server, "SecurityLog", 5)
+    assert res["filename"].endswith(".zip")
     assert "StartupOfTheDevice" in server.uploads[0].text()
-    m = len(csms.received)
-    assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "LogStatusNotification"}) == \
-        {"status": "Accepted"}
-    idle = await csms.wait_for("LogStatusNotification", after=m)
-    assert idle.payload == {"status": "Idle"}
+    await triggered_idle(csms, "LogStatusNotification", "ExtendedTriggerMessage")
     # A02 (test_cert_signing.py): without CpoName no CSR can be made
     assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "SignChargePointCertificate"}) == \
         {"status": "Rejected"}

@@ -4,11 +4,9 @@ the strict CSMS with the simulated signing meter: signed intermediate readings (
 TC_E_11_CS) and the time-range export (`secure-cp export --from/--to`) read back by `secure-cp audit`."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -18,24 +16,10 @@ from secure_cp.eichrecht.ocmf import OcmfRecord
 from secure_cp.eichrecht.ocpp import EVENT_MISSING
 
 from helpers import booted, eventually
-from test_eichrecht_ocpp import booted201, security_types, session, signed_of
+from test_eichrecht_ocpp import booted201, meter_fails_at, meter_slow_at, security_types, session, signed_of
+from test_v201_core import set_var
 
 pyocmf = pytest.importorskip("pyocmf")
-
-
-async def set_var(csms, component: str, variable: str, value: str) -> str:
-    res = await csms.call("CP1", "SetVariables", {"setVariableData": [
-        {"component": {"name": component}, "variable": {"name": variable}, "attributeValue": value}]})
-    return res["setVariableResult"][0]["attributeStatus"]
-
-
-async def charge_for(st, seconds: float, tag: str = "TAG1") -> None:
-    """Plug, tag, charge ``seconds``, tag again (stop)."""
-    st.hw.ev_plug(1)
-    st.hw.present_tag(tag)
-    await eventually(lambda: st.station.engine.connectors[1].tx_key is not None, what="transaction start")
-    await asyncio.sleep(seconds)
-    st.hw.present_tag(tag)
 
 
 def meter_values(csms, context: str) -> list[dict]:
@@ -63,7 +47,7 @@ async def test_16_signed_periodic_readings_sampled_data_sign_updated_readings(cs
     res = await csms.call("CP1", "ChangeConfiguration", {"key": "SampledDataSignUpdatedReadings", "value": "true"})
     assert res["status"] == "Accepted"
     know_key(csms, st)
-    await charge_for(st, 2.5)
+    await session(csms, st, seconds=2.5)
     stop = await csms.wait_for("StopTransaction")
     periodic = meter_values(csms, "Sample.Periodic")
     signed = [sv for sv in periodic if sv.get("format") == "SignedData"]
@@ -83,7 +67,7 @@ async def test_16_aligned_data_sign_updated_readings_false_keeps_clock_values_un
     begin and end records reaches the legal log."""
     st = await booted(csms, make_station, eichrecht_mode="meter",
                       ocpp={"MeterValueSampleInterval": "1", "MeterValuesSampledData": "Energy.Active.Import.Register"})
-    await charge_for(st, 1.5)
+    await session(csms, st, seconds=1.5)
     stop = await csms.wait_for("StopTransaction")
     periodic = meter_values(csms, "Sample.Periodic")
     assert periodic and not [sv for sv in periodic if sv.get("format") == "SignedData"]
@@ -97,19 +81,9 @@ async def test_16_signed_periodic_meter_too_slow_sends_unsigned_values(csms, mak
     st = await booted(csms, make_station, eichrecht_mode="meter", eichrecht_end_timeout=0.3,
                       ocpp={"MeterValueSampleInterval": "1", "MeterValuesSampledData": "Energy.Active.Import.Register",
                             "SampledDataSignUpdatedReadings": "true"})
-    release = threading.Event()
-    real = st.hw.signed_reading
-
-    def slow(cid, marker, **kw):
-        if marker == "C":
-            release.wait(3)
-        return real(cid, marker, **kw)
-    st.hw.signed_reading = slow
-    try:
-        await charge_for(st, 1.6)
+    with meter_slow_at(st, "C", 3):
+        await session(csms, st, seconds=1.6)
         await csms.wait_for("StopTransaction")
-    finally:
-        release.set()
     periodic = meter_values(csms, "Sample.Periodic")
     assert periodic and not [sv for sv in periodic if sv.get("format") == "SignedData"]
     assert EVENT_MISSING in security_types(st)
@@ -141,13 +115,7 @@ async def test_16_start_txn_sampled_data_unsigned_when_the_meter_fails(csms, mak
     """§3.3.4 with a meter that fails the begin reading: the Transaction.Begin MeterValues.req still goes out, with
     the unsigned energy register only (no signed value made up)."""
     st = await booted(csms, make_station, eichrecht_mode="meter")
-    real = st.hw.signed_reading
-
-    def broken(cid, marker, **kw):
-        if marker == "B":
-            raise OSError("meter bus timeout")
-        return real(cid, marker, **kw)
-    st.hw.signed_reading = broken
+    meter_fails_at(st, "B")
     await session(csms, st)
     await csms.wait_for("StopTransaction")
     svs = meter_values(csms, "Transaction.Begin")
@@ -164,7 +132,7 @@ async def test_tc_j_201_signed_periodic_updated_sign_updated_readings(csms, make
     assert await set_var(csms, "SampledDataCtrlr", "SignUpdatedReadings", "true") == "Accepted"
     assert await set_var(csms, "SampledDataCtrlr", "TxUpdatedInterval", "1") == "Accepted"
     know_key(csms, st)
-    await charge_for(st, 2.5)
+    await session(csms, st, seconds=2.5)
     ended = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
     periodic = [r.payload for r in csms.received if r.action == "TransactionEvent"
                 and r.payload["triggerReason"] == "MeterValuePeriodic"]
@@ -211,13 +179,7 @@ async def test_tc_e_11_cs_data_signed_meter_fails_still_starts(csms, make_statio
     value (triggerReason of the start the engine saw, nothing made up) and the security log says why."""
     st = await booted201(csms, make_station)
     assert await set_var(csms, "TxCtrlr", "TxStartPoint", "DataSigned") == "Accepted"
-    real = st.hw.signed_reading
-
-    def broken(cid, marker, **kw):
-        if marker == "B":
-            raise OSError("meter bus timeout")
-        return real(cid, marker, **kw)
-    st.hw.signed_reading = broken
+    meter_fails_at(st, "B")
     await session(csms, st)
     await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Ended")
     started = [r.payload for r in csms.received if r.action == "TransactionEvent"

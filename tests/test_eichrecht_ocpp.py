@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -40,13 +43,42 @@ def security_types(st) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def session(csms, st, *, tag: str = "TAG1") -> None:
-    """Plug, tag, charge a little, tag again (stop), unplug."""
+async def session(csms, st, *, tag: str = "TAG1", seconds: float = 0.2) -> None:
+    """Plug, tag, charge ``seconds``, tag again (stop)."""
     st.hw.ev_plug(1)
     st.hw.present_tag(tag)
     await eventually(lambda: st.station.engine.connectors[1].tx_key is not None, what="transaction start")
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(seconds)
     st.hw.present_tag(tag)
+
+
+def meter_fails_at(st, marker: str) -> None:
+    """The simulated meter cannot sign the readings of ``marker`` (B begin, C intermediate, E end): a bus timeout."""
+    real = st.hw.signed_reading
+
+    def broken(cid, asked, **kw):
+        if asked == marker:
+            raise OSError("meter bus timeout")
+        return real(cid, asked, **kw)
+    st.hw.signed_reading = broken
+
+
+@contextlib.contextmanager
+def meter_slow_at(st, marker: str, wait: float) -> Iterator[None]:
+    """Inside the block the simulated meter takes up to ``wait`` seconds (until the block is left) to sign a reading
+    of ``marker``."""
+    release = threading.Event()
+    real = st.hw.signed_reading
+
+    def slow(cid, asked, **kw):
+        if asked == marker:
+            release.wait(wait)
+        return real(cid, asked, **kw)
+    st.hw.signed_reading = slow
+    try:
+        yield
+    finally:
+        release.set()
 
 
 async def meter_key_16(csms, ident: str = "CP1") -> str:
@@ -199,21 +231,10 @@ async def test_16_end_timeout_ends_without_a_made_up_value(csms, make_station):
     """OCA note §2.3.1 NOTE: StopTransaction waits for the final signed reading, at most [eichrecht] end_timeout;
     a meter that does not answer: the transaction still ends, without a signed end value, and the security log
     says why."""
-    import threading
     st = await booted(csms, make_station, eichrecht_mode="meter", eichrecht_end_timeout=0.5)
-    release = threading.Event()
-    real = st.hw.signed_reading
-
-    def slow(cid, marker, **kw):
-        if marker == "E":
-            release.wait(5)
-        return real(cid, marker, **kw)
-    st.hw.signed_reading = slow
-    try:
+    with meter_slow_at(st, "E", 5):
         await session(csms, st)
         stop = await csms.wait_for("StopTransaction")
-    finally:
-        release.set()
     contexts = [sv["context"] for mv in stop.payload.get("transactionData", []) for sv in mv["sampledValue"]]
     assert contexts == ["Transaction.Begin"]
     assert EVENT_MISSING in security_types(st)
@@ -254,7 +275,6 @@ async def test_pagination_gapless_over_sessions(csms, make_station):
 async def test_power_cut_between_legal_log_and_stop_loses_nothing(csms, make_station, tmp_path):
     """Never lost: the end record reached the legal log (its own durable commit), then the power went before the
     StopTransaction was queued. The restart finds the record in the log and the StopTransaction carries it."""
-    import threading
     data_dir = tmp_path / "cut"
     st = await booted(csms, make_station, eichrecht_mode="meter", eichrecht_end_timeout=30, data_dir=data_dir)
     gate = threading.Event()
@@ -316,7 +336,6 @@ async def test_power_cut_before_the_end_record_arrived_asks_the_meter_again(csms
     """The power went while the meter was still signing the end (nothing in the legal log): the restart asks the
     meter again (the power path is open, its register holds the end) and the StopTransaction carries that record;
     the begin and end records verify and the meter's pagination has no repeat."""
-    import threading
     data_dir = tmp_path / "cut2"
     st = await booted(csms, make_station, eichrecht_mode="meter", eichrecht_end_timeout=30, data_dir=data_dir)
     gate = threading.Event()
@@ -351,7 +370,6 @@ async def test_session_begun_while_the_meter_keys_register_ends_once_with_its_ow
     interrupted (boot() would end it PowerLoss while its connector still runs it). One StopTransaction, with the
     reason and time the station recorded (1.6 §4.10), and the signed readings asked for meanwhile name the
     registered meter key (OCA note §3.3.1)."""
-    import threading
     st = await make_station(csms, eichrecht_mode="meter", eichrecht_end_timeout=10, start=False,
                             ocpp={"AllowOfflineTxForUnknownId": "true"})
     asked, release = threading.Event(), threading.Event()

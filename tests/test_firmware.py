@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from ftp_fixture import FtpServer
-from helpers import LocalHttpServer, barrier as barrier16, booted as booted16
+from helpers import LocalHttpServer, barrier as barrier16, booted as booted16, triggered_idle
 from test_v201_core import barrier, ended, get_var, set_var, started
 from secure_cp.security import devpki
 from secure_cp.sim.csms import CallErrorReceived, Csms
@@ -113,6 +113,17 @@ async def status_reached(csms: Csms, status: str, request_id: int, after: int, t
 INSTALLED_FLOW = ["Downloading", "Downloaded", "SignatureVerified", "Installing", "InstallRebooting", "Installed"]
 
 
+async def refused_signer(csms: Csms, request_id: int, fw: dict, status: str, after: int,
+                         action: str = "UpdateFirmware") -> dict:
+    """``action`` (UpdateFirmware; 1.6 SignedUpdateFirmware) with ``fw`` is answered ``status`` and the security event
+    InvalidFirmwareSigningCertificate is sent (L01.FR.02; whitepaper L01.FR.25); the response."""
+    res = await csms.call(ID, action, {"requestId": request_id, "firmware": fw})
+    assert res["status"] == status, res
+    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
+                        after=after)
+    return res
+
+
 # ---- 2.0.1 ---------------------------------------------------------------------------------------------------------
 async def test_tc_l_01_cs_installed_after_a_firmware_update_reboot(csms, make_station, server, pki):
     """TC_L_01_CS (L01.FR.01/04/05/10/12/15/20/21/28/31/32): Accepted; Downloading, Downloaded, SignatureVerified,
@@ -133,11 +144,7 @@ async def test_tc_l_01_cs_installed_after_a_firmware_update_reboot(csms, make_st
     installed = st.cfg.data_dir / "firmware" / "installed.bin"
     assert installed.read_bytes() == IMAGE
     assert st.station.boots == 1 and server.gets == ["/fw.bin"]
-    m = len(csms.received)
-    assert await csms.call(ID, "TriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}) == \
-        {"status": "Accepted"}
-    idle = await csms.wait_for("FirmwareStatusNotification", after=m)
-    assert idle.payload == {"status": "Idle"}
+    await triggered_idle(csms, "FirmwareStatusNotification")
     assert csms.violations == []
 
 
@@ -179,11 +186,8 @@ async def test_tc_l_05_cs_invalid_certificate_from_an_unknown_root(csms, make_st
     await booted(csms, make_station, root)
     stranger = devpki.firmware_signing_certificate(tmp_path / "other", devpki.unknown_ca(tmp_path / "other"))
     n = len(csms.received)
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 44, "firmware": firmware(
-        server.serve("/fw.bin", IMAGE), stranger)})
-    assert res["status"] == "InvalidCertificate" and res["statusInfo"]["reasonCode"] == "InvalidCertificate"
-    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
-                        after=n)
+    res = await refused_signer(csms, 44, firmware(server.serve("/fw.bin", IMAGE), stranger), "InvalidCertificate", n)
+    assert res["statusInfo"]["reasonCode"] == "InvalidCertificate"
     now = datetime.now(timezone.utc)
     expired = devpki.firmware_signing_certificate(tmp_path / "pki", root, "expired", not_before=now - timedelta(2),
                                                   not_after=now - timedelta(1))
@@ -524,11 +528,7 @@ async def test_16_whitepaper_l01_signed_update_firmware_and_plain_update_firmwar
     await status_reached(csms, "Installed", 61, n, action=action)
     assert statuses(csms, n, action) == [(s, 61) for s in INSTALLED_FLOW]
     assert server.gets == ["/fw.bin"]
-    m = len(csms.received)
-    assert await csms.call(ID, "ExtendedTriggerMessage", {"requestedMessage": "FirmwareStatusNotification"}) == \
-        {"status": "Accepted"}
-    idle = await csms.wait_for(action, after=m)
-    assert idle.payload == {"status": "Idle"}
+    await triggered_idle(csms, "FirmwareStatusNotification", "ExtendedTriggerMessage", answer=action)
     other = devpki.firmware_signing_certificate(server_dir := Path(root.cert_file).parent / "x",
                                                 devpki.unknown_ca(server_dir))
     res = await csms.call(ID, "SignedUpdateFirmware", {"requestId": 62, "firmware": firmware(url, other,

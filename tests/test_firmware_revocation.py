@@ -20,7 +20,7 @@ import pytest
 from cryptography.x509 import ocsp
 
 from test_firmware import (ID, IMAGE, INSTALLED_FLOW, FirmwareServer, booted, closed_port_url, firmware,
-                           security_events, status_reached, statuses)
+                           refused_signer, security_events, status_reached, statuses)
 from test_v201_core import barrier
 from helpers import LocalHttpServer, booted as booted16
 from secure_cp import firmware as fwmod
@@ -88,6 +88,13 @@ def installed(st) -> Path:
     return st.cfg.data_dir / "firmware" / "installed.bin"
 
 
+async def update_installed(csms, st, request_id: int, fw: dict, after: int) -> None:
+    """UpdateFirmware with ``fw`` -> Accepted, the status Installed reported, the image installed byte for byte."""
+    assert await csms.call(ID, "UpdateFirmware", {"requestId": request_id, "firmware": fw}) == {"status": "Accepted"}
+    await status_reached(csms, "Installed", request_id, after)
+    assert installed(st).read_bytes() == IMAGE
+
+
 def unreachable_signer(responder: OcspResponder, out: Path, stem: str) -> devpki.FirmwareSigner:
     """A signer whose responder URL is a port nobody listens on."""
     return devpki.firmware_signing_certificate(out, responder.issuer, stem,
@@ -103,11 +110,8 @@ async def test_l01_fr_21_revoked_signer_refused_with_revoked_certificate(csms, m
     signer = responder.signer(tmp_path / "pki", "revoked", revoked=True)
     st = await booted(csms, make_station, responder.issuer)
     n = len(csms.received)
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 81, "firmware": firmware(
-        server.serve("/fw.bin", IMAGE), signer)})
-    assert res["status"] == "RevokedCertificate" and res["statusInfo"]["reasonCode"] == "RevokedCertificate"
-    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
-                        after=n)
+    res = await refused_signer(csms, 81, firmware(server.serve("/fw.bin", IMAGE), signer), "RevokedCertificate", n)
+    assert res["statusInfo"]["reasonCode"] == "RevokedCertificate"
     await barrier(csms)
     assert statuses(csms, n) == [] and server.gets == []
     assert responder.requests == [("application/ocsp-request", signer.cert.serial_number)]
@@ -121,12 +125,8 @@ async def test_l01_good_signer_installed_after_the_ocsp_check(csms, make_station
     signer = responder.signer(tmp_path / "pki", "good")
     st = await booted(csms, make_station, responder.issuer)
     n = len(csms.received)
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 82, "firmware": firmware(
-        server.serve("/fw.bin", IMAGE), signer)})
-    assert res == {"status": "Accepted"}
-    await status_reached(csms, "Installed", 82, n)
+    await update_installed(csms, st, 82, firmware(server.serve("/fw.bin", IMAGE), signer), n)
     assert statuses(csms, n) == [(s, 82) for s in INSTALLED_FLOW]
-    assert installed(st).read_bytes() == IMAGE
     assert responder.requests == [("application/ocsp-request", signer.cert.serial_number)]
     assert "FirmwareUpdated" in security_events(csms, n)
     assert "InvalidFirmwareSigningCertificate" not in security_events(csms, n)
@@ -142,11 +142,7 @@ async def test_l01_unreachable_responder_soft_policy_installs_with_a_warning(csm
     signer = unreachable_signer(responder, tmp_path / "pki", "offline")
     st = await booted(csms, make_station, responder.issuer)
     n = len(csms.received)
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 83, "firmware": firmware(
-        server.serve("/fw.bin", IMAGE), signer)})
-    assert res == {"status": "Accepted"}
-    await status_reached(csms, "Installed", 83, n)
-    assert installed(st).read_bytes() == IMAGE
+    await update_installed(csms, st, 83, firmware(server.serve("/fw.bin", IMAGE), signer), n)
     assert any("revocation status of the signing certificate unknown" in r.getMessage() and "ocsp-soft" in
                r.getMessage() for r in caplog.records)
     entries = [e for e in st.station.security_events.log() if e.type == fwmod.REVOCATION_UNKNOWN_EVENT]
@@ -175,10 +171,7 @@ async def test_l01_hard_policy_refuses_unknown_status_and_forged_answers(csms, m
     assert statuses(csms, n) == [] and server.gets == []
     responder.forger = None
     good = responder.signer(tmp_path / "pki", "good")
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 86, "firmware": firmware(url, good)})
-    assert res == {"status": "Accepted"}
-    await status_reached(csms, "Installed", 86, n)
-    assert installed(st).read_bytes() == IMAGE
+    await update_installed(csms, st, 86, firmware(url, good), n)
     assert csms.violations == []
 
 
@@ -194,15 +187,10 @@ async def test_l01_crl_distribution_point_when_ocsp_gives_no_status(csms, make_s
                                                    ocsp_url=closed_port_url(), crl_url=server.base + "/root.crl")
     server.serve("/root.crl", devpki.crl(responder.issuer, (listed.cert.serial_number,)))
     n = len(csms.received)
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 87, "firmware": firmware(url, listed)})
-    assert res["status"] == "RevokedCertificate" and "(CRL)" in res["statusInfo"]["additionalInfo"]
-    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
-                        after=n)
+    res = await refused_signer(csms, 87, firmware(url, listed), "RevokedCertificate", n)
+    assert "(CRL)" in res["statusInfo"]["additionalInfo"]
     assert server.gets == ["/root.crl"]
-    res = await csms.call(ID, "UpdateFirmware", {"requestId": 88, "firmware": firmware(url, unlisted)})
-    assert res == {"status": "Accepted"}
-    await status_reached(csms, "Installed", 88, n)
-    assert installed(st).read_bytes() == IMAGE
+    await update_installed(csms, st, 88, firmware(url, unlisted), n)
     assert server.gets == ["/root.crl", "/root.crl", "/fw.bin"]
     assert csms.violations == []
 
@@ -218,11 +206,9 @@ async def test_16_whitepaper_l01_fr_25_revoked_signer_then_good_signer(csms, mak
     st = await booted16(csms, make_station, manufacturer_root_file=responder.issuer.cert_file)
     url = server.serve("/fw.bin", IMAGE)
     n = len(csms.received)
-    res = await csms.call(ID, "SignedUpdateFirmware", {"requestId": 91, "firmware": firmware(url, revoked,
-                                                                                             install=None)})
+    res = await refused_signer(csms, 91, firmware(url, revoked, install=None), "RevokedCertificate", n,
+                               action="SignedUpdateFirmware")
     assert res == {"status": "RevokedCertificate"}
-    await csms.wait_for("SecurityEventNotification", lambda p: p["type"] == "InvalidFirmwareSigningCertificate",
-                        after=n)
     assert server.gets == []
     action = "SignedFirmwareStatusNotification"
     res = await csms.call(ID, "SignedUpdateFirmware", {"requestId": 92, "firmware": firmware(url, good,

@@ -16,6 +16,7 @@ import threading
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
@@ -57,31 +58,53 @@ def csr_for(key) -> x509.CertificateSigningRequest:
     return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
 
 
+def check_generate_sign_verify(backend, algorithm: KeyAlgorithm, hash_alg: hashes.HashAlgorithm, name: str) -> None:
+    """Shared by the token backends (PKCS#11 here, TPM 2.0 in test_keys_tpm2.py): a generated key has the asked
+    algorithm and size, signs a digest that ``cryptography`` verifies (and only over that data), and is listed."""
+    info = backend.generate("station", algorithm)
+    assert (info.label, info.algorithm, info.backend) == ("station", algorithm, name)
+    public = backend.public_key("station")
+    assert isinstance(public, ec.EllipticCurvePublicKey if algorithm.is_ec else rsa.RSAPublicKey)
+    assert public.key_size == algorithm.key_size
+    data = b"OCPP security event log line"
+    digest, _ = digest_of(data, hash_alg)
+    signature = backend.sign_digest("station", digest, hash_alg)
+    verify(public, signature, data, hash_alg)      # DER ECDSA / PKCS#1 v1.5 that cryptography accepts
+    with pytest.raises(InvalidSignature):           # and not over other data
+        verify(public, signature, data + b"!", hash_alg)
+    assert backend.list_keys() == [info]
+    assert backend.info("station") == info
+
+
+def check_digest_is_checked(backend) -> None:
+    """A message instead of its digest, and a hash other than SHA-2, are refused with a clear error."""
+    backend.generate("station", KeyAlgorithm.EC_P256)
+    with pytest.raises(KeyBackendError, match="pass the hash, not the message"):
+        backend.sign_digest("station", b"a message, not a digest", hashes.SHA256())
+    with pytest.raises(KeyBackendError, match="only SHA-256, SHA-384 and SHA-512"):
+        backend.sign_digest("station", bytes(20), hashes.SHA1())
+
+
+def run_threads(worker, count: int) -> None:
+    """``worker(n)`` for n in 0..count-1, each in its own thread, all started before any is joined."""
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 # PKCS#11 (SoftHSM2)
 
 @pytest.mark.parametrize("algorithm, hash_alg", [(KeyAlgorithm.EC_P256, hashes.SHA256()),
                                                  (KeyAlgorithm.EC_P384, hashes.SHA384()),
                                                  (KeyAlgorithm.RSA_2048, hashes.SHA256())])
 def test_pkcs11_generate_sign_verify(hsm, algorithm, hash_alg):
-    info = hsm.generate("station", algorithm)
-    assert (info.label, info.algorithm, info.backend) == ("station", algorithm, "pkcs11")
-    public = hsm.public_key("station")
-    assert isinstance(public, ec.EllipticCurvePublicKey if algorithm.is_ec else rsa.RSAPublicKey)
-    assert public.key_size == algorithm.key_size
-    data = b"OCPP security event log line"
-    digest, _ = digest_of(data, hash_alg)
-    signature = hsm.sign_digest("station", digest, hash_alg)
-    verify(public, signature, data, hash_alg)      # DER ECDSA / PKCS#1 v1.5 that cryptography accepts
-    assert hsm.list_keys() == [info]
-    assert hsm.info("station") == info
+    check_generate_sign_verify(hsm, algorithm, hash_alg, "pkcs11")
 
 
 def test_pkcs11_digest_length_checked(hsm):
-    hsm.generate("station", KeyAlgorithm.EC_P256)
-    with pytest.raises(KeyBackendError, match="pass the hash, not the message"):
-        hsm.sign_digest("station", b"a message, not a digest", hashes.SHA256())
-    with pytest.raises(KeyBackendError, match="only SHA-256, SHA-384 and SHA-512"):
-        hsm.sign_digest("station", bytes(20), hashes.SHA1())
+    check_digest_is_checked(hsm)
 
 
 def test_pkcs11_key_is_sensitive_and_not_extractable(hsm):
@@ -211,11 +234,7 @@ def test_pkcs11_concurrent_signing_is_serialized(hsm):
         except BaseException as exc:     # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 8)
     assert errors == []
     assert len(results) == 8 * 15
     for data, signature in results:

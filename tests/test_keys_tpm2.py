@@ -11,11 +11,10 @@ tpm2-pytss and swtpm are installed by ``bash .ci/bootstrap test``: a missing par
 from __future__ import annotations
 
 import stat
-import threading
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from secure_cp.config import ConfigError, parse
 from secure_cp.eichrecht.legallog import LegalLog
@@ -27,7 +26,7 @@ from secure_cp.security.keys.tpm2_backend import DEFAULT_PARENT, Tpm2Backend
 from secure_cp.security.keys.wrapper import digest_of
 from secure_cp.store import Database
 from swtpm import start_swtpm
-from test_keys import csr_for, verify
+from test_keys import check_digest_is_checked, check_generate_sign_verify, csr_for, run_threads, verify
 from test_ocmf import gateway_transaction, pyocmf_ok
 
 
@@ -50,27 +49,11 @@ def tpm(swtpm, tmp_path):
                                                  (KeyAlgorithm.EC_P384, hashes.SHA384()),
                                                  (KeyAlgorithm.RSA_2048, hashes.SHA256())])
 def test_tpm2_generate_sign_verify(tpm, algorithm, hash_alg):
-    info = tpm.generate("station", algorithm)
-    assert (info.label, info.algorithm, info.backend) == ("station", algorithm, "tpm2")
-    public = tpm.public_key("station")
-    assert isinstance(public, ec.EllipticCurvePublicKey if algorithm.is_ec else rsa.RSAPublicKey)
-    assert public.key_size == algorithm.key_size
-    data = b"OCPP security event log line"
-    digest, _ = digest_of(data, hash_alg)
-    signature = tpm.sign_digest("station", digest, hash_alg)
-    verify(public, signature, data, hash_alg)        # DER ECDSA / PKCS#1 v1.5 that cryptography accepts
-    with pytest.raises(Exception):                   # and not over other data
-        verify(public, signature, data + b"!", hash_alg)
-    assert tpm.list_keys() == [info]
-    assert tpm.info("station") == info
+    check_generate_sign_verify(tpm, algorithm, hash_alg, "tpm2")
 
 
 def test_tpm2_digest_length_and_hash_checked(tpm):
-    tpm.generate("station", KeyAlgorithm.EC_P256)
-    with pytest.raises(KeyBackendError, match="pass the hash, not the message"):
-        tpm.sign_digest("station", b"a message, not a digest", hashes.SHA256())
-    with pytest.raises(KeyBackendError, match="only SHA-256, SHA-384 and SHA-512"):
-        tpm.sign_digest("station", b"\0" * 20, hashes.SHA1())
+    check_digest_is_checked(tpm)
 
 
 def test_tpm2_blob_is_private_and_holds_no_plain_key(tpm, tmp_path):
@@ -166,11 +149,7 @@ def test_tpm2_concurrent_signing_is_serialized(tpm):
                               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         except BaseException as exc:        # collected: asserted below
             errors.append(exc)
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, 4)
     assert errors == []
 
 

@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import barrier, booted, eventually
+from helpers import barrier, booted, eventually, go_offline
 from secure_cp.sim.csms import Csms
 from secure_cp.store import Database, LocalList, LocalListFull
+from test_v201_core import booted as booted201
 
 ID = "CP1"
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-async def go_offline(csms: Csms, st) -> None:
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "the station to notice it is offline")
-
-
-async def booted201(csms: Csms, make_station, **kw):
-    st = await make_station(csms, protocols=["ocpp2.0.1"], **kw)
-    await csms.wait_for("BootNotification", identity=st.cfg.identity)
-    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1, identity=st.cfg.identity)
-    return st
-
-
 def entry16(tag: str, status: str | None = "Accepted", **info) -> dict:
     return {"idTag": tag, **({"idTagInfo": {"status": status, **info}} if status else {})}
 
@@ -58,6 +47,27 @@ async def version16(csms: Csms) -> int:
 
 async def version201(csms: Csms) -> int:
     return (await csms.call(ID, "GetLocalListVersion", {}))["versionNumber"]
+
+
+async def refused(st, tag: str) -> None:
+    """``tag`` presented (cable plugged in): its authorization is refused, no transaction starts."""
+    st.hw.present_tag(tag)
+    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
+    assert st.station.engine.connectors[1].tx_key is None
+
+
+async def list_decides_offline(csms: Csms, st) -> None:
+    """Offline with LocalAuthorizeOffline, the list holding LIST1 (Accepted) and BLK1 (Blocked): BLK1 is refused even
+    with AllowOfflineTxForUnknownId (2.0.1 AuthCtrlr.OfflineTxForUnknownIdEnabled); without it an unknown tag is
+    refused as well, and LIST1 starts a transaction."""
+    await go_offline(csms, st)
+    st.hw.ev_plug(1)
+    await refused(st, "BLK1")
+    st.station.config.set_internal("AllowOfflineTxForUnknownId", "false")
+    await refused(st, "NOBODY")
+    st.hw.present_tag("LIST1")
+    await eventually(lambda: st.station.engine.connectors[1].tx_key is not None, 5, "the offline transaction")
+    assert st.station.transactions.get(st.station.engine.connectors[1].tx_key).id_tag == "LIST1"
 
 
 # ---- OCPP 1.6 -------------------------------------------------------------------------------------------------
@@ -109,20 +119,8 @@ async def test_16_3_5_2_list_tag_starts_offline_and_blocked_tag_is_refused(csms,
     list tags are not cached."""
     st = await booted(csms, make_station, ocpp={"AllowOfflineTxForUnknownId": "true"})
     assert await send16(csms, 1, "Full", [entry16("LIST1"), entry16("BLK1", "Blocked")]) == "Accepted"
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("BLK1")
-    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
-    assert st.station.engine.connectors[1].tx_key is None
     # without unknown-id authorization only the list can let a tag in: an unknown tag is refused, LIST1 starts
-    st.station.config.set_internal("AllowOfflineTxForUnknownId", "false")
-    st.hw.present_tag("NOBODY")
-    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
-    assert st.station.engine.connectors[1].tx_key is None
-    st.hw.present_tag("LIST1")
-    await eventually(lambda: st.station.engine.connectors[1].tx_key is not None, 5, "the offline transaction")
-    tx = st.station.transactions.get(st.station.engine.connectors[1].tx_key)
-    assert tx.id_tag == "LIST1"
+    await list_decides_offline(csms, st)
     assert st.station.cache.get("LIST1") is None and st.station.cache.get("BLK1") is None
 
 
@@ -138,9 +136,7 @@ async def test_16_9_2_1_disabled_list_not_supported_and_not_used(csms, make_stat
     assert st.station.local_list.store.items() == {"LIST1": {"status": "Accepted"}}
     await go_offline(csms, st)
     st.hw.ev_plug(1)
-    st.hw.present_tag("LIST1")
-    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
-    assert st.station.engine.connectors[1].tx_key is None
+    await refused(st, "LIST1")
 
 
 async def test_16_3_5_2_list_persists_across_restart(csms, make_station):
@@ -272,18 +268,7 @@ async def test_local_list_offline_authorization_and_blocked_refused_201(csms, ma
     transaction while an unknown one is refused; a Blocked one is refused even with OfflineTxForUnknownIdEnabled."""
     st = await booted201(csms, make_station, ocpp={"AllowOfflineTxForUnknownId": "true"})
     assert await send201(csms, 1, "Full", [entry201("LIST1"), entry201("BLK1", "Blocked")]) == "Accepted"
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("BLK1")
-    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
-    assert st.station.engine.connectors[1].tx_key is None
-    st.station.config.set_internal("AllowOfflineTxForUnknownId", "false")   # AuthCtrlr.OfflineTxForUnknownIdEnabled
-    st.hw.present_tag("NOBODY")
-    await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the refusal")
-    assert st.station.engine.connectors[1].tx_key is None
-    st.hw.present_tag("LIST1")
-    await eventually(lambda: st.station.engine.connectors[1].tx_key is not None, 5, "the offline transaction")
-    assert st.station.transactions.get(st.station.engine.connectors[1].tx_key).id_tag == "LIST1"
+    await list_decides_offline(csms, st)
 
 
 async def test_d02_fr_03_disabled_list_reports_0_and_refuses_updates(csms, make_station):

@@ -10,22 +10,25 @@ import subprocess
 import sys
 
 
+def python_output(code: str, *args: str, timeout: float = 60) -> str:
+    """What ``python -c code args...`` prints in a fresh interpreter of this venv (it must exit 0)."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_runtime_import_does_not_load_cryptography():
     code = ("import json, sys, secure_cp.cli, secure_cp.runtime; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('cryptography', 'asn1crypto', 'pkcs11'))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == []
+    assert json.loads(python_output(code)) == []
 
 
 def test_lazy_module_imports_at_first_use():
     code = ("import sys; from secure_cp import lazy; x = lazy.module('cryptography.x509'); "
             "before = 'cryptography.x509' in sys.modules; x.load_pem_x509_certificates; "
             "print(before, 'cryptography.x509' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert python_output(code).split() == ["False", "True"]
 
 
 _IDLE_STATION = """
@@ -59,10 +62,8 @@ def test_idle_station_with_signing_meter_restarts_without_crypto_or_ftp(tmp_path
     station stays within the RSS target."""
     runs = []
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", _IDLE_STATION, str(tmp_path / "data")], capture_output=True,
-                              text=True, timeout=90)
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        out = python_output(_IDLE_STATION, str(tmp_path / "data"), timeout=90)
+        runs.append(json.loads(out.strip().splitlines()[-1]))
     assert runs[0]["keys"] == runs[1]["keys"] == 1          # the meter key is registered, once
     assert "cryptography" in runs[0]["heavy"]              # the first start made the meter's key
     assert runs[1]["heavy"] == []

@@ -203,6 +203,31 @@ async def test_a00_fr_309_v16_names_the_event_invalid_central_system_certificate
 
 
 # ---- TC_A_06: TLS version too low / weak cipher suites ------------------------------------------------------------
+# suites outside A00.FR.318 (AES-GCM only): CBC with SHA-1 MACs, and CBC with SHA-2 MACs
+WEAK_CIPHERS = {"cbc-sha1": "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0",
+                "cbc-sha2": "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384"}
+
+
+async def refused_in_handshake(make_station, pki: devpki.DevPki, caplog, protocol: str, weakness: str,
+                               event: str) -> None:
+    """A CSMS that offers only TLS 1.1 (``weakness`` "tls1.1") or only the WEAK_CIPHERS suites never completes a
+    handshake with a profile-2 station speaking ``protocol``: the station refuses every attempt, keeps retrying, stays
+    disconnected, and records the security ``event`` once (A00.FR.315/322, whitepaper names for 1.6)."""
+    caplog.set_level(logging.INFO, logger="secure_cp")
+    if weakness == "tls1.1":
+        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_1,
+                                 ciphers="DEFAULT:@SECLEVEL=0")
+    else:
+        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_2,
+                                 ciphers=WEAK_CIPHERS[weakness])
+    with HandshakeOnlyServer(ctx) as server:
+        st = await make_station(SimpleNamespace(url=server.url), protocols=[protocol], **profile2(pki))
+        await eventually(lambda: tls_failures(caplog) >= 3 and len(server.errors) >= 3, what="refused handshakes")
+        assert server.completed == 0
+        assert [e.type for e in st.station.security_events.log() if e.type.startswith("InvalidTLS")] == [event]
+        assert not st.station.transport.connected
+
+
 @pytest.mark.parametrize("weakness, event", [
     ("tls1.1", "InvalidTLSVersion"),           # A00.FR.315 / 419, TC_A_06_CS
     ("cbc-sha1", "InvalidTLSCipherSuite"),     # A00.FR.322 / 426
@@ -210,19 +235,7 @@ async def test_a00_fr_309_v16_names_the_event_invalid_central_system_certificate
 async def test_tc_a_06_csms_with_old_tls_or_weak_ciphers_refused(pki, make_station, caplog, weakness, event):
     """TC_A_06_CS: a CSMS that offers only TLS 1.1 or lower (or only CBC/SHA-1 suites) is refused by the station
     in the handshake (the CSMS never completes one), with the security event, and the station keeps retrying."""
-    caplog.set_level(logging.INFO, logger="secure_cp")
-    if weakness == "tls1.1":
-        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_1,
-                                 ciphers="DEFAULT:@SECLEVEL=0")
-    else:
-        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_2,
-                                 ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0")
-    with HandshakeOnlyServer(ctx) as server:
-        st = await make_station(SimpleNamespace(url=server.url), protocols=["ocpp2.0.1"], **profile2(pki))
-        await eventually(lambda: tls_failures(caplog) >= 3 and len(server.errors) >= 3, what="refused handshakes")
-        assert server.completed == 0
-        assert [e.type for e in st.station.security_events.log() if e.type.startswith("InvalidTLS")] == [event]
-        assert not st.station.transport.connected
+    await refused_in_handshake(make_station, pki, caplog, "ocpp2.0.1", weakness, event)
 
 
 # ---- security profile 3: mutual TLS -------------------------------------------------------------------------------

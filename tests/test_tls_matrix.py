@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import ssl
 import threading
-from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -23,7 +22,7 @@ from helpers import eventually
 from secure_cp.security import devpki, tls
 from secure_cp.security.keys import KeysConfig
 from secure_cp.sim.csms import Csms
-from test_tls import ID, HandshakeOnlyServer, logged_events, profile2, profile3, tls_csms, tls_failures
+from test_tls import ID, logged_events, profile2, profile3, refused_in_handshake, tls_csms, tls_failures
 
 
 @pytest.fixture
@@ -64,18 +63,7 @@ async def test_a00_fr_315_322_no_permitted_version_or_suite_refused_with_event(p
     """A CSMS offering only suites outside A00.FR.318 (ECDHE-ECDSA with AES-CBC and SHA-256/384 MACs) or only TLS
     1.1 never completes a handshake with the station; the event is recorded once under the version's name and the
     station keeps retrying."""
-    caplog.set_level(logging.INFO, logger="secure_cp")
-    if weakness == "tls1.1":
-        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_1,
-                                 ciphers="DEFAULT:@SECLEVEL=0")
-    else:
-        ctx = tls.server_context(pki.server_cert, pki.server_key, maximum_version=ssl.TLSVersion.TLSv1_2,
-                                 ciphers="ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384")
-    with HandshakeOnlyServer(ctx) as server:
-        st = await make_station(SimpleNamespace(url=server.url), protocols=[protocol], **profile2(pki))
-        await eventually(lambda: tls_failures(caplog) >= 3 and len(server.errors) >= 3, what="refused handshakes")
-        assert server.completed == 0
-        assert [e.type for e in st.station.security_events.log() if e.type.startswith("InvalidTLS")] == [event]
+    await refused_in_handshake(make_station, pki, caplog, protocol, weakness, event)
 
 
 # ---- profile 3: a CSMS that does not ask for the client certificate ------------------------------------------------

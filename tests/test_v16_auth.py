@@ -14,27 +14,11 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import barrier, booted, eventually
+from helpers import barrier, booted, eventually, go_offline, go_online
 from secure_cp.sim.csms import Csms, Record
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-async def go_offline(csms: Csms, st) -> None:
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "the station to notice it is offline")
-
-
-async def go_online(csms: Csms, st) -> None:
-    await csms.start()
-    await csms.wait_connected(st.cfg.identity)
-
-
 async def learn_tag(csms: Csms, st, tag: str) -> None:
     """Have the CSMS authorize ``tag`` once (no cable: the authorization is then cancelled by presenting the
     tag again, 1.6 §4.9 B1), so the station has seen its idTagInfo."""
@@ -52,6 +36,21 @@ def actions(csms: Csms, after: int) -> list[str]:
 
 def tx_on(st, cid: int = 1):
     return st.station.engine.connectors[cid].tx_key
+
+
+async def plug_in_offline(csms: Csms, st, tag: str) -> None:
+    """Take the station offline, plug in and present ``tag``: the offline authorization rules decide (§3.5)."""
+    await go_offline(csms, st)
+    st.hw.ev_plug(1)
+    st.hw.present_tag(tag)
+
+
+async def start_sent_after_reconnect(csms: Csms, st, tag: str):
+    """Reconnect; the StartTransaction of the offline transaction of ``tag`` is delivered (§3.7)."""
+    n = await go_online(csms, st)
+    start = await csms.wait_for("StartTransaction", after=n)
+    assert start.payload["idTag"] == tag
+    return n
 
 
 # ---- Authorize ------------------------------------------------------------------------------------------------
@@ -103,14 +102,9 @@ async def test_cached_tag_starts_offline_with_local_authorize_offline_true(csms,
     starts a transaction while offline; the StartTransaction is delivered after the reconnect."""
     st = await booted(csms, make_station, ocpp={"LocalAuthorizeOffline": "true"})
     await learn_tag(csms, st, "TAG1")
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
+    await plug_in_offline(csms, st, "TAG1")
     assert tx_on(st) is not None
-    n = len(csms.received)
-    await go_online(csms, st)
-    start = await csms.wait_for("StartTransaction", after=n)
-    assert start.payload["idTag"] == "TAG1"
+    await start_sent_after_reconnect(csms, st, "TAG1")
     assert csms.violations == []
 
 
@@ -119,13 +113,10 @@ async def test_cached_tag_refused_offline_with_local_authorize_offline_false(csm
     st = await booted(csms, make_station, ocpp={"LocalAuthorizeOffline": "false"})
     await learn_tag(csms, st, "TAG1")
     assert st.station.cache.get("TAG1")["status"] == "Accepted"
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
+    await plug_in_offline(csms, st, "TAG1")
     assert tx_on(st) is None
     assert st.station.transactions.open() == []
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     await asyncio.sleep(0.3)
     await barrier(csms)
     assert "StartTransaction" not in actions(csms, n)
@@ -139,16 +130,11 @@ async def test_unknown_tag_offline_allowed_then_deauthorized_by_start_transactio
     st = await booted(csms, make_station, ocpp={"AllowOfflineTxForUnknownId": "true",
                                                "StopTransactionOnInvalidId": "true"})
     await learn_tag(csms, st, "BLK1")
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("BLK1")
+    await plug_in_offline(csms, st, "BLK1")
     assert tx_on(st) is None, "a tag known as Blocked MUST be rejected offline (§3.5.4)"
     st.hw.present_tag("OFFLINE1")
     assert tx_on(st) is not None
-    n = len(csms.received)
-    await go_online(csms, st)
-    start = await csms.wait_for("StartTransaction", after=n)
-    assert start.payload["idTag"] == "OFFLINE1"
+    n = await start_sent_after_reconnect(csms, st, "OFFLINE1")
     stop = await csms.wait_for("StopTransaction", after=n)
     assert stop.payload["reason"] == "DeAuthorized"
     tx_id = next(t.transaction_id for t in csms.transactions.values() if t.start["idTag"] == "OFFLINE1")
@@ -160,9 +146,7 @@ async def test_unknown_tag_offline_allowed_then_deauthorized_by_start_transactio
 async def test_unknown_tag_refused_offline_without_allow_offline_tx_for_unknown_id(csms, make_station):
     """1.6 §3.5.4/§9.1.1: AllowOfflineTxForUnknownId=false: an unknown tag does not start a transaction offline."""
     st = await booted(csms, make_station, ocpp={"AllowOfflineTxForUnknownId": "false"})
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("OFFLINE1")
+    await plug_in_offline(csms, st, "OFFLINE1")
     assert tx_on(st) is None
     assert st.station.transactions.open() == []
 
@@ -209,9 +193,7 @@ async def test_authorization_cache_disabled_is_neither_filled_nor_used(csms, mak
     await csms.wait_for("Authorize", lambda p: p["idTag"] == "TAG1", after=n)
     await barrier(csms)
     st.hw.present_tag("TAG1")          # cancel again
-    await go_offline(csms, st)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
+    await plug_in_offline(csms, st, "TAG1")
     assert tx_on(st) is None
 
 
@@ -224,14 +206,21 @@ def invalidate_after_authorize(csms: Csms, tag: str) -> None:
     csms.listeners.append(listener)
 
 
+async def invalid_in_start_conf(csms: Csms, make_station, stop_on_invalid: str):
+    """A booted station (StopTransactionOnInvalidId ``stop_on_invalid``), a cable plugged in and TAGD presented:
+    the CSMS answers its Authorize Accepted and the StartTransaction that follows Invalid."""
+    csms.authorize = {"TAGD": {"status": "Accepted"}}
+    invalidate_after_authorize(csms, "TAGD")
+    st = await booted(csms, make_station, ocpp={"StopTransactionOnInvalidId": stop_on_invalid})
+    st.hw.ev_plug(1)
+    st.hw.present_tag("TAGD")
+    return st
+
+
 async def test_start_transaction_conf_invalid_stops_with_reason_deauthorized(csms, make_station):
     """1.6 §4.8/§3.5.4/§9.1.24: Authorize said Accepted, the StartTransaction.conf says Invalid; with
     StopTransactionOnInvalidId=true the transaction is stopped with reason DeAuthorized."""
-    csms.authorize = {"TAGD": {"status": "Accepted"}}
-    invalidate_after_authorize(csms, "TAGD")
-    st = await booted(csms, make_station, ocpp={"StopTransactionOnInvalidId": "true"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAGD")
+    st = await invalid_in_start_conf(csms, make_station, "true")
     auth = await csms.wait_for("Authorize")
     assert auth.payload == {"idTag": "TAGD"}
     start = await csms.wait_for("StartTransaction")
@@ -247,11 +236,7 @@ async def test_start_transaction_conf_invalid_stops_with_reason_deauthorized(csm
 async def test_start_transaction_conf_invalid_without_stop_only_suspends_energy(csms, make_station):
     """1.6 §3.5.4 (StopTransactionOnInvalidId=false: only stop energy delivery) and §4.9 C5 (transaction
     invalidated by the StartTransaction.conf -> SuspendedEVSE): the transaction goes on, no energy flows."""
-    csms.authorize = {"TAGD": {"status": "Accepted"}}
-    invalidate_after_authorize(csms, "TAGD")
-    st = await booted(csms, make_station, ocpp={"StopTransactionOnInvalidId": "false"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAGD")
+    st = await invalid_in_start_conf(csms, make_station, "false")
     await csms.wait_for("StartTransaction")
     await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "SuspendedEVSE")
     await barrier(csms)
@@ -268,11 +253,7 @@ async def test_start_transaction_conf_invalid_without_stop_only_suspends_energy(
 async def test_deauthorized_stop_keeps_the_cable_locked_until_the_owner_returns(csms, make_station):
     """1.6 §3.5.4: after stopping with DeAuthorized, a station that can lock the cable SHOULD keep it locked
     until the owner presents his identifier."""
-    csms.authorize = {"TAGD": {"status": "Accepted"}}
-    invalidate_after_authorize(csms, "TAGD")
-    st = await booted(csms, make_station, ocpp={"StopTransactionOnInvalidId": "true"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAGD")
+    st = await invalid_in_start_conf(csms, make_station, "true")
     stop = await csms.wait_for("StopTransaction")
     assert stop.payload["reason"] == "DeAuthorized"
     assert st.hw.connectors[1].locked is True, "cable unlocked by the DeAuthorized stop"

@@ -12,27 +12,21 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from helpers import barrier, booted, eventually, run_outbox_cli
+from helpers import barrier, booted, eventually, go_offline, go_online, outbox_drained, retries, run_outbox_cli
 from secure_cp.sim.csms import Csms
 
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-
-
-
-
-async def go_offline(csms: Csms, st) -> None:
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "the station to notice it is offline")
-
-
-async def go_online(csms: Csms, st) -> None:
-    await csms.start()
-    await csms.wait_connected(st.cfg.identity)
-
-
+async def charging(csms: Csms, make_station, attempts: int):
+    """A booted station (``retries(attempts)``) whose transaction for TAG1 the CSMS has started:
+    (station, transactionId)."""
+    st = await booted(csms, make_station, ocpp=retries(attempts))
+    st.hw.ev_plug(1)
+    st.hw.present_tag("TAG1")
+    await csms.wait_for("StartTransaction")
+    return st, tx_id_for(csms, "TAG1")
 
 
 def tx_records(csms: Csms, after: int = 0):
@@ -86,24 +80,19 @@ async def test_offline_session_is_queued_and_delivered_in_order_with_transaction
     assert start_ts <= stamps[0] and stamps[-1] <= stop_ts
     assert csms.transactions[tx_id].stop is not None
     assert len(csms.transactions[tx_id].meter_values) == len(msgs) - 2
-    await eventually(lambda: station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 async def test_offline_time_does_not_burn_transaction_message_attempts(csms, make_station):
     """1.6 §3.7.1: only a 'failure to process the message' by a reachable CSMS counts as a failed attempt. Being
     offline longer than TransactionMessageAttempts x TransactionMessageRetryInterval must not discard anything."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "1",
-                                               "TransactionMessageRetryInterval": "1",
-                                               "AllowOfflineTxForUnknownId": "true"})
+    st = await booted(csms, make_station, ocpp=retries(1, AllowOfflineTxForUnknownId="true"))
     await go_offline(csms, st)
     st.hw.ev_plug(1)
     st.hw.present_tag("TAG1")
     st.hw.present_tag("TAG1")
     await asyncio.sleep(1.5)          # longer than attempts (1) x retry interval (1 s)
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     await csms.wait_for("StopTransaction", after=n)
     assert [r.action for r in tx_records(csms, n)] == ["StartTransaction", "StopTransaction"]
     assert csms.transactions[tx_id_for(csms, "TAG1")].stop is not None
@@ -115,12 +104,7 @@ async def test_connection_lost_while_awaiting_the_answer_is_not_a_failed_attempt
     """1.6 §3.7.1 + OCPP-J §4.1.1: a transaction message whose answer never came because the connection dropped
     is resent after the reconnect even with TransactionMessageAttempts=1 (the drop is not a CSMS failure); the
     CSMS, which had processed it, recognises the resend as a duplicate (at-least-once delivery)."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "1",
-                                               "TransactionMessageRetryInterval": "1"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    await csms.wait_for("StartTransaction")
-    tx_id = tx_id_for(csms, "TAG1")
+    st, tx_id = await charging(csms, make_station, 1)
     csms.drop_next("StopTransaction")
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -128,8 +112,7 @@ async def test_connection_lost_while_awaiting_the_answer_is_not_a_failed_attempt
     await go_offline(csms, st)                             # well before the station's 2 s call timeout
     assert st.station.outbox.failed() == []
     await asyncio.sleep(1.2)
-    m = len(csms.received)
-    await go_online(csms, st)
+    m = await go_online(csms, st)
     await csms.wait_for("StopTransaction", after=m)
     await eventually(lambda: st.station.outbox.pending_count() == 0, 5, "empty outbox")
     assert st.station.outbox.failed() == []
@@ -143,12 +126,7 @@ async def test_callerror_is_retried_after_retry_interval_times_attempts_then_del
     """1.6 §3.7.1: after a CALLERROR the message is sent again, waiting TransactionMessageRetryInterval x the
     number of preceding transmissions (1 s, then 2 s), until it succeeds within TransactionMessageAttempts.
     OCPP-J §4.1.4: every transmission is a new CALL with a new message id."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "3",
-                                               "TransactionMessageRetryInterval": "1"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    await csms.wait_for("StartTransaction")
-    tx_id = tx_id_for(csms, "TAG1")
+    st, tx_id = await charging(csms, make_station, 3)
     csms.fail_next("StopTransaction", count=2)
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -160,21 +138,14 @@ async def test_callerror_is_retried_after_retry_interval_times_attempts_then_del
     # lower bounds only: a retry must not come before RetryInterval x preceding transmissions
     assert seconds(stops[0].at, stops[1].at) >= 0.9
     assert seconds(stops[1].at, stops[2].at) >= 1.9
-    await eventually(lambda: st.station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert st.station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 async def test_message_given_up_after_attempts_is_kept_and_listed_by_outbox_cli(csms, make_station, tmp_path):
     """1.6 §3.7.1: after TransactionMessageAttempts failures the message is skipped and the station continues
     with the next transaction-related message; it is kept (billing data) and shown by
     ``secure-cp outbox --data-dir DIR --failed`` as JSON lines."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "2",
-                                               "TransactionMessageRetryInterval": "1"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    await csms.wait_for("StartTransaction")
-    tx_id = tx_id_for(csms, "TAG1")
+    st, tx_id = await charging(csms, make_station, 2)
     csms.fail_next("StopTransaction", count=2)
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -209,8 +180,7 @@ async def test_response_timeout_is_a_failure_and_the_resend_is_deduplicated(csms
     """1.6 §3.7.1: no answer within the call timeout is a failure to process; the StartTransaction is resent
     after the retry interval, the CSMS (which had processed it) answers with the same transactionId, and the
     station uses that id for the rest of the transaction."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "3",
-                                               "TransactionMessageRetryInterval": "1"})
+    st = await booted(csms, make_station, ocpp=retries(3))
     csms.drop_next("StartTransaction")
     n = len(csms.received)
     st.hw.ev_plug(1)
@@ -234,11 +204,7 @@ async def test_response_timeout_is_a_failure_and_the_resend_is_deduplicated(csms
 
 async def test_response_timeout_counts_against_transaction_message_attempts(csms, make_station):
     """1.6 §3.7.1: with TransactionMessageAttempts=1 a single unanswered StopTransaction is given up (and kept)."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "1",
-                                               "TransactionMessageRetryInterval": "1"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    await csms.wait_for("StartTransaction")
+    st, _ = await charging(csms, make_station, 1)
     csms.drop_next("StopTransaction")
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -293,8 +259,7 @@ async def test_status_after_reconnect_reports_current_status_not_history(csms, m
     hw.ev_plug(1)                       # connector 1: Preparing -> Available -> Preparing (current: Preparing)
     hw.ev_plug(2)
     hw.ev_plug(2, False)                # connector 2: Preparing -> Available (back to what the CSMS knows)
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     await csms.wait_for("StatusNotification", lambda p: p["connectorId"] == 1, after=n)
     await asyncio.sleep(0.3)
     await barrier(csms)

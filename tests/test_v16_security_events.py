@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from helpers import barrier, booted, eventually
+from helpers import barrier, booted, eventually, startup_event_confirmed_once
 from secure_cp.engine import rfc3339
 from secure_cp.security import devpki
 from secure_cp.securityevents import event_type_for, is_critical
@@ -47,21 +47,7 @@ async def test_a04_fr_01_fr_03_v16_startup_of_the_device_after_boot_accepted(csm
     SecurityEventNotification.req StartupOfTheDevice; A04.FR.03: the .conf takes it off the queue, it stays in the
     log (A04.FR.04), and a reconnect within the same boot does not send it again."""
     st = await booted(csms, make_station, **V16)
-    ev = await csms.wait_for("SecurityEventNotification", identity=ID)
-    assert ev.payload["type"] == "StartupOfTheDevice" and ev.payload["timestamp"].endswith("Z")
-    boot = next(i for i, r in enumerate(csms.received) if r.action == "BootNotification")
-    status = next(i for i, r in enumerate(csms.received) if r.action == "StatusNotification")
-    assert boot < status < csms.received.index(ev)
-    await eventually(lambda: st.station.security_events.pending(1) == [], 5, "the event to be confirmed")
-    logged = st.station.security_events.log()
-    assert [e.type for e in logged] == ["StartupOfTheDevice"] and logged[0].delivered
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "offline")
-    n = len(csms.received)
-    await csms.start()
-    await csms.wait_connected(ID)
-    await barrier(csms)
-    assert security_events_sent(csms, n) == []
+    await startup_event_confirmed_once(csms, st, barrier)
     assert csms.violations == []
 
 

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from helpers import eventually
+from helpers import eventually, go_offline, go_online
 from secure_cp.engine import TxStarted, TxStopped
 from secure_cp.sim.csms import ECHO_VENDOR_ID, CallErrorReceived, Csms
 
@@ -64,11 +64,14 @@ async def started(csms: Csms, after: int = 0, **match) -> dict:
     return rec.payload
 
 
-async def updated(csms: Csms, tx_id: str, trigger: str, after: int = 0) -> dict:
-    """The Updated TransactionEvent of ``tx_id`` with ``trigger`` as triggerReason (after record ``after``)."""
+async def updated(csms: Csms, tx_id: str, trigger: str, after: int = 0, state: str | None = None) -> dict:
+    """The Updated TransactionEvent of ``tx_id`` with ``trigger`` as triggerReason (after record ``after``); with
+    ``state``, its chargingState must be that."""
     rec = await csms.wait_for("TransactionEvent", lambda p: p["eventType"] == "Updated"
                               and p["triggerReason"] == trigger
                               and p["transactionInfo"]["transactionId"] == tx_id, after=after)
+    if state is not None:
+        assert rec.payload["transactionInfo"].get("chargingState") == state, rec.payload
     return rec.payload
 
 
@@ -78,22 +81,27 @@ async def ended(csms: Csms, tx_id: str, after: int = 0) -> dict:
     return rec.payload
 
 
-async def go_offline(csms: Csms, st) -> None:
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "the station to notice it is offline")
-
-
-async def go_online(csms: Csms, st) -> None:
-    await csms.start()
-    await csms.wait_connected(st.cfg.identity)
-
-
 def assert_complete(csms: Csms, tx_id: str) -> list[int]:
     """Part 2 E §1.3.2: Started .. Ended with every seqNo in between, each once."""
     tx = csms.transactions201[tx_id]
     assert tx.started is not None and tx.ended, [e["eventType"] for e in tx.events]
     assert csms.seq_gaps(tx_id) == []
     return tx.seq_nos
+
+
+async def plug_and_start(csms: Csms, st, tag: str = "TAG1") -> str:
+    """Plug in on connector 1 and present ``tag``: the transactionId of the Started that follows."""
+    st.hw.ev_plug(1)
+    st.hw.present_tag(tag)
+    return (await started(csms))["transactionInfo"]["transactionId"]
+
+
+async def stop_with_tag(csms: Csms, st, tx_id: str, tag: str = HEX_TAG) -> dict:
+    """Present ``tag`` again: the transaction ends, its events complete (E §1.3.2); the Ended payload."""
+    st.hw.present_tag(tag)
+    end = await ended(csms, tx_id)
+    assert_complete(csms, tx_id)
+    return end
 
 
 # ---- B Provisioning -----------------------------------------------------------------------------------------
@@ -257,9 +265,7 @@ async def test_tc_e_14_ev_disconnect_ends_transaction(csms, make_station):
     """TC_E_14_CS (E06.FR.02, E09): unplugging ends the transaction: Ended with EVCommunicationLost /
     EVDisconnected and chargingState Idle."""
     st = await booted(csms, make_station)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     st.hw.ev_plug(1, False)
     end = await ended(csms, tx_id)
     assert end["triggerReason"] == "EVCommunicationLost"
@@ -274,9 +280,7 @@ async def test_e02_fr_13_charging_state_changes_are_transaction_events(csms, mak
     ChargingStateChanged and chargingState SuspendedEV, then Charging; the connector stays Occupied, so no
     StatusNotification in between (2.0.1 reports connector use, not charging detail)."""
     st = await booted(csms, make_station)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     await barrier(csms)
     n = len(csms.received)
     st.hw.ev_ready(1, False)
@@ -288,9 +292,7 @@ async def test_e02_fr_13_charging_state_changes_are_transaction_events(csms, mak
     assert upd.payload["triggerReason"] == "ChargingStateChanged"
     await barrier(csms)
     assert not any(r.action == "StatusNotification" for r in csms.received[n:])
-    st.hw.present_tag("TAG1")
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id, "TAG1")
     assert csms.violations == []
 
 
@@ -399,9 +401,7 @@ async def test_tc_e_28_to_e_34_get_transaction_status(csms, make_station):
     assert await csms.call(ID, "GetTransactionStatus", {"transactionId": "unknown"}) == \
         {"ongoingIndicator": False, "messagesInQueue": False}
     assert await csms.call(ID, "GetTransactionStatus", {}) == {"messagesInQueue": False}
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     await barrier(csms)
     assert await csms.call(ID, "GetTransactionStatus", {"transactionId": tx_id}) == \
         {"ongoingIndicator": True, "messagesInQueue": False}
@@ -419,9 +419,7 @@ async def test_boot_time_reemission_ends_interrupted_transaction_once(csms, make
     """Power cut / restart during a transaction (E §1.3, B01): the next boot ends it (Ended with stoppedReason
     Reboot, queued before the connection so offline true) and never repeats its Started: seqNos stay unique."""
     st = await booted(csms, make_station)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     await barrier(csms)
     await st.stop()
     n = len(csms.received)
@@ -552,9 +550,7 @@ async def test_tc_f_trigger_message(csms, make_station):
     # TransactionEvent: Rejected without a transaction, Accepted with one
     assert (await csms.call(ID, "TriggerMessage", {"requestedMessage": "TransactionEvent"}))["status"] == \
         "Rejected"
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     res = await csms.call(ID, "TriggerMessage", {"requestedMessage": "TransactionEvent", "evse": {"id": 1}})
     assert res["status"] == "Accepted"
     upd = await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "Trigger")
@@ -563,9 +559,7 @@ async def test_tc_f_trigger_message(csms, make_station):
     assert upd.payload["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
     assert (await csms.call(ID, "TriggerMessage", {"requestedMessage": "SignCombinedCertificate"}))["status"] == \
         "NotImplemented"
-    st.hw.present_tag("TAG1")
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id, "TAG1")
     assert csms.violations == []
 
 
@@ -591,9 +585,7 @@ async def test_tc_b_21_reset_on_idle_with_transaction_is_scheduled(csms, make_st
     """TC_B_21_CS (B12.FR.01/03): Scheduled; the transaction goes on until the driver ends it; then the station
     reboots (RemoteReset)."""
     st = await booted(csms, make_station)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     assert await csms.call(ID, "Reset", {"type": "OnIdle"}) == {"status": "Scheduled"}
     await barrier(csms)
     assert st.station.engine.connectors[1].tx_key is not None and st.hw.resets == []
@@ -611,9 +603,7 @@ async def test_tc_b_22_reset_immediate_with_transaction(csms, make_station):
     """TC_B_22_CS (B12.FR.02/04): Accepted; the transaction ends (ResetCommand / ImmediateReset) and its Ended is
     delivered before the reboot."""
     st = await booted(csms, make_station)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     n = len(csms.received)
     assert await csms.call(ID, "Reset", {"type": "Immediate"}) == {"status": "Accepted"}
     end = await ended(csms, tx_id, after=n)
@@ -662,9 +652,7 @@ async def test_tc_g_03_g_05_g_17_change_availability(csms, make_station):
                                                        "evse": {"id": 2}}))["status"] == "Accepted"
     assert (await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative",
                                                        "evse": {"id": 7}}))["status"] == "Rejected"
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st)
     res = await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative",
                                                      "evse": {"id": 1, "connectorId": 1}})
     assert res == {"status": "Scheduled"}

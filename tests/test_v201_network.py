@@ -166,20 +166,28 @@ async def test_tc_b_45_migrate_to_new_csms(csms, csms_b, make_station):
     assert csms.violations == [] and csms_b.violations == []
 
 
-async def test_tc_b_46_fallback_after_network_profile_connection_attempts(csms, make_station, caplog):
-    """B10.FR.03/04: the first entry cannot be reached; after NetworkProfileConnectionAttempts attempts the station
-    tries the next entry of NetworkConfigurationPriority (CSMS A) and boots there."""
+async def reset_with_dead_profile(csms, make_station, caplog, attempts: str, priority: str):
+    """A booted station gets a profile in slot 2 whose CSMS nobody answers, NetworkProfileConnectionAttempts
+    ``attempts`` (Accepted) and NetworkConfigurationPriority ``priority`` (RebootRequired), then an immediate Reset.
+    The station, the dead URL and the BootNotification after the reset."""
     caplog.set_level(logging.INFO, logger="secure_cp")
     st = await booted(csms, make_station)
     dead = f"ws://127.0.0.1:{closed_port()}/ocpp"
-    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "2"))["attributeStatus"] \
+    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkProfileConnectionAttempts", attempts))["attributeStatus"] \
         == "Accepted"
     assert (await set_profile(csms, 2, profile(dead)))["status"] == "Accepted"
-    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1"))["attributeStatus"] \
+    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkConfigurationPriority", priority))["attributeStatus"] \
         == "RebootRequired"
     mark = len(csms.received)
     assert (await csms.call(ID, "Reset", {"type": "Immediate"}))["status"] == "Accepted"
     boot = await csms.wait_for("BootNotification", identity=ID, after=mark, timeout=15)
+    return st, dead, boot
+
+
+async def test_tc_b_46_fallback_after_network_profile_connection_attempts(csms, make_station, caplog):
+    """B10.FR.03/04: the first entry cannot be reached; after NetworkProfileConnectionAttempts attempts the station
+    tries the next entry of NetworkConfigurationPriority (CSMS A) and boots there."""
+    st, dead, boot = await reset_with_dead_profile(csms, make_station, caplog, "2", "2,1")
     assert boot.payload["reason"] == "RemoteReset"
     tried = [r for r in caplog.records if r.name.startswith("secure_cp.transport") and dead in r.getMessage()
              and "cannot connect" in r.getMessage()]
@@ -191,17 +199,7 @@ async def test_tc_b_46_fallback_after_network_profile_connection_attempts(csms, 
 async def test_tc_b_49_b10_fr_07_fallback_to_the_last_connected_profile(csms, make_station, caplog):
     """B10.FR.07: every entry of NetworkConfigurationPriority failed -> back to the profile that connected last,
     even though the CSMS removed it from the priority list."""
-    caplog.set_level(logging.INFO, logger="secure_cp")
-    st = await booted(csms, make_station)
-    dead = f"ws://127.0.0.1:{closed_port()}/ocpp"
-    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "1"))["attributeStatus"] \
-        == "Accepted"
-    assert (await set_profile(csms, 2, profile(dead)))["status"] == "Accepted"
-    assert (await set_var(csms, "OCPPCommCtrlr", "NetworkConfigurationPriority", "2"))["attributeStatus"] \
-        == "RebootRequired"
-    mark = len(csms.received)
-    assert (await csms.call(ID, "Reset", {"type": "Immediate"}))["status"] == "Accepted"
-    await csms.wait_for("BootNotification", identity=ID, after=mark, timeout=15)
+    st, _, _ = await reset_with_dead_profile(csms, make_station, caplog, "1", "2")
     assert [p.slot for p in st.station.plan.order] == [2, 1]
     assert st.station.network.active_slot == 1
     assert csms.violations == []

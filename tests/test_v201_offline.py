@@ -22,35 +22,23 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import eventually, run_outbox_cli
+from helpers import eventually, go_offline, go_online, outbox_drained, retries, run_outbox_cli
 from secure_cp.sim.csms import Csms
+from test_v201_core import barrier, booted
 
 ID = "CP1"
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-async def booted(csms: Csms, make_station, **kw):
-    """A 2.0.1 station that has booted and reported its connector."""
-    st = await make_station(csms, protocols=["ocpp2.0.1"], **kw)
-    await csms.wait_for("BootNotification", identity=st.cfg.identity)
-    await csms.wait_for("StatusNotification", lambda p: p["evseId"] == 1, identity=st.cfg.identity)
-    return st
-
-
-async def barrier(csms: Csms, ident: str = ID) -> None:
-    """One CSMS->station round trip: every CALL the station made because of earlier input has been answered."""
-    await csms.call(ident, "GetVariables", {"getVariableData": [
-        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}, timeout=5)
-
-
-async def go_offline(csms: Csms, st) -> None:
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "the station to notice it is offline")
-
-
-async def go_online(csms: Csms, st) -> None:
-    await csms.start()
-    await csms.wait_connected(st.cfg.identity)
+async def charging(csms: Csms, make_station, attempts: int):
+    """A booted station (``retries(attempts)``) whose transaction for TAG1 has started, the Started answered:
+    (station, transactionId)."""
+    st = await booted(csms, make_station, ocpp=retries(attempts))
+    st.hw.ev_plug(1)
+    st.hw.present_tag("TAG1")
+    tx_id = await started_tx(csms)
+    await barrier(csms)                  # the Started is answered: nothing of this transaction is in flight
+    return st, tx_id
 
 
 def events(csms: Csms, after: int = 0):
@@ -102,8 +90,7 @@ async def test_e11_fr_01_02_07_connection_lost_during_transaction_events_queued_
                      "the Ended queued")
     queued = [i.payload for i in station.outbox.pending()]
     assert all(p["offline"] is True for p in queued), queued
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     await ended(csms, tx_id, after=n)
     await barrier(csms)
     after = [r.payload for r in events(csms, n)]
@@ -114,9 +101,7 @@ async def test_e11_fr_01_02_07_connection_lost_during_transaction_events_queued_
     assert all("offline" not in r.payload for r in events(csms)[:len(online_seqs)])
     seq = assert_complete(csms, tx_id)
     assert seq == list(range(seq[0], seq[0] + len(seq)))
-    await eventually(lambda: station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 async def test_e12_fr_01_02_transaction_entirely_offline_started_updated_ended_offline_true(csms, make_station):
@@ -152,18 +137,14 @@ async def test_e12_fr_01_02_transaction_entirely_offline_started_updated_ended_o
     assert stamps == sorted(stamps)
     rec = station.transactions.get(tx_id)
     assert rec.started_at == after[0]["timestamp"] and rec.stopped_at == end.payload["timestamp"]
-    await eventually(lambda: station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 async def test_e13_remark_offline_time_does_not_burn_message_attempts(csms, make_station):
     """E13 remark: a CSMS that does not accept or answer is a failure; being offline is not. With
     MessageAttempts[TransactionEvent]=1 and MessageAttemptInterval=1 s, an offline period longer than attempts x
     interval discards nothing: everything is delivered after the reconnect and nothing is given up."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "1",
-                                               "TransactionMessageRetryInterval": "1",
-                                               "AllowOfflineTxForUnknownId": "true"})
+    st = await booted(csms, make_station, ocpp=retries(1, AllowOfflineTxForUnknownId="true"))
     await go_offline(csms, st)
     st.hw.ev_plug(1)
     st.hw.present_tag("TAG1")
@@ -171,15 +152,12 @@ async def test_e13_remark_offline_time_does_not_burn_message_attempts(csms, make
     await asyncio.sleep(1.5)          # longer than attempts (1) x interval (1 s): would have used them all up
     assert st.station.outbox.failed() == []
     assert all(i.attempts == 0 for i in st.station.outbox.pending())
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     tx_id = await started_tx(csms, after=n)
     await ended(csms, tx_id, after=n)
     assert [r.payload["eventType"] for r in events(csms, n)] == ["Started", "Ended"]
     assert_complete(csms, tx_id)
-    await eventually(lambda: st.station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert st.station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 # ---- E13: not accepted by the CSMS ---------------------------------------------------------------------------
@@ -188,12 +166,7 @@ async def test_tc_e_51_e13_fr_02_03_callerror_retried_after_interval_times_trans
     MessageAttemptInterval x the number of preceding transmissions (1 s, then 2 s), until it is accepted within
     MessageAttempts; every transmission is the same event (same seqNo, same payload) in a new CALL (new message
     id). The CSMS ledger gets it once, and the seqNos stay continuous."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "3",
-                                               "TransactionMessageRetryInterval": "1"})
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = await started_tx(csms)
-    await barrier(csms)
+    st, tx_id = await charging(csms, make_station, 3)
     csms.fail_next("TransactionEvent", count=2)
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -207,9 +180,7 @@ async def test_tc_e_51_e13_fr_02_03_callerror_retried_after_interval_times_trans
     assert (sent[1].at - sent[0].at).total_seconds() >= 0.9
     assert (sent[2].at - sent[1].at).total_seconds() >= 1.9
     assert_complete(csms, tx_id)
-    await eventually(lambda: st.station.outbox.pending_count() == 0, 5, "empty outbox")
-    assert st.station.outbox.failed() == []
-    assert csms.duplicates == [] and csms.violations == []
+    await outbox_drained(csms, st)
 
 
 async def test_tc_e_50_e13_fr_04_given_up_kept_listed_by_outbox_cli_while_running_next_event_follows(
@@ -218,13 +189,8 @@ async def test_tc_e_50_e13_fr_04_given_up_kept_listed_by_outbox_cli_while_runnin
     from delivery (exactly MessageAttempts transmissions, no more) and the next transaction-related message is
     sent. Discarded means not deleted: it is kept in the store as failed (billing data) and ``secure-cp outbox
     --data-dir DIR [--failed]`` lists it as JSON lines, read-only, while the station keeps running."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "2",
-                                               "TransactionMessageRetryInterval": "1"})
+    st, tx_id = await charging(csms, make_station, 2)
     station = st.station
-    st.hw.ev_plug(1)
-    st.hw.present_tag("TAG1")
-    tx_id = await started_tx(csms)
-    await barrier(csms)
     csms.fail_next("TransactionEvent", count=2)
     n = len(csms.received)
     st.hw.present_tag("TAG1")
@@ -265,8 +231,7 @@ async def test_e13_response_timeout_is_a_failure_and_the_resend_is_an_exact_dupl
     event (same seqNo, same payload, new message id) after MessageAttemptInterval, and the CSMS's duplicate
     detection sees an exact resend, not a second Started. The rest of the transaction follows with the next
     seqNo."""
-    st = await booted(csms, make_station, ocpp={"TransactionMessageAttempts": "3",
-                                               "TransactionMessageRetryInterval": "1"})
+    st = await booted(csms, make_station, ocpp=retries(3))
     csms.drop_next("TransactionEvent")
     n = len(csms.received)
     st.hw.ev_plug(1)

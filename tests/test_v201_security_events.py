@@ -11,10 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import eventually
+from helpers import eventually, startup_event_confirmed_once
 from secure_cp.securityevents import EVENT_TYPES, SecurityEvents, is_critical
 from secure_cp.sim.csms import Csms
 from secure_cp.store import Database
+from test_v201_core import barrier
 
 ID = "CP1"
 BOOT_EVENTS = ("StartupOfTheDevice", "ResetOrReboot")
@@ -70,22 +71,7 @@ async def test_tc_g_18_a04_fr_01_startup_of_the_device_after_boot(csms, make_sta
     booted station sends StartupOfTheDevice (timestamp, type) once Accepted, after the connector statuses; the
     CSMS's confirmation takes it off the queue (A04.FR.03), so a reconnect does not send it again."""
     st = await booted(csms, make_station)
-    ev = await csms.wait_for("SecurityEventNotification")
-    assert ev.payload["type"] == "StartupOfTheDevice" and ev.payload["timestamp"].endswith("Z")
-    boot = next(i for i, r in enumerate(csms.received) if r.action == "BootNotification")
-    status = next(i for i, r in enumerate(csms.received) if r.action == "StatusNotification")
-    assert boot < status < csms.received.index(ev)
-    await eventually(lambda: st.station.security_events.pending(1) == [], 5, "the event to be confirmed")
-    logged = st.station.security_events.log()
-    assert [e.type for e in logged] == ["StartupOfTheDevice"] and logged[0].delivered
-    await csms.stop()
-    await eventually(lambda: not st.station.adapter.online, 5, "offline")
-    n = len(csms.received)
-    await csms.start()
-    await csms.wait_connected(ID)
-    await csms.call(ID, "GetVariables", {"getVariableData": [
-        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]})
-    assert security_types(csms, n) == []
+    await startup_event_confirmed_once(csms, st, barrier)
     assert csms.violations == []
 
 
@@ -176,8 +162,7 @@ async def test_a04_fr_04_invalid_messages_kept_in_the_security_log_not_pushed(cs
     await csms.send_raw(ID, '[2,"bad-1","Reset",{"type":"Sometime"}]')
     await csms.send_raw(ID, '[2,"bad-2","NoSuchAction",{}]')
     await csms.send_raw(ID, '[2,"bad-3"')
-    await csms.call(ID, "GetVariables", {"getVariableData": [
-        {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]})
+    await barrier(csms)
     invalid = [e for e in st.station.security_events.log() if e.type == "InvalidMessages"]
     assert len(invalid) == 3 and not any(e.critical for e in invalid)
     assert "type" in (invalid[0].tech_info or "") and "NoSuchAction" in (invalid[1].tech_info or "")

@@ -137,6 +137,44 @@ async def cache_tag(csms: Csms, st, tag: str, status: str = "Accepted", **info) 
         await eventually(lambda: st.station.engine.connectors[1].auth is None, 5, "the authorization withdrawn")
 
 
+def with_token(csms: Csms, tag: str, after: int = 0) -> list[dict]:
+    """The TransactionEvents since ``after`` that carry ``tag`` as idToken."""
+    return [e for e in tx_events(csms, after) if e.get("idToken", {}).get("idToken") == tag]
+
+
+async def starts_without_authorize(csms: Csms, st, tag: str) -> int:
+    """Plug in and present ``tag``: a TransactionEvent with it goes out and no AuthorizeRequest (a local
+    authorization, C10.FR.03 / C14.FR.02); the record count before the plug."""
+    n = len(csms.received)
+    st.hw.ev_plug(1)
+    st.hw.present_tag(tag, 1)
+    await eventually(lambda: with_token(csms, tag, n), 5, f"the TransactionEvent with {tag}")
+    assert authorizes(csms, n, tag) == []
+    return n
+
+
+async def invalid_member_does_not_stop(csms: Csms, st, tag: str) -> None:
+    """C09.FR.11: ``tag``, a member of the transaction's group that the CSMS answers Invalid, is sent in an
+    AuthorizeRequest and neither deauthorizes nor ends the transaction: the energy is still offered."""
+    n = len(csms.received)
+    st.hw.present_tag(tag, 1)
+    await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == tag, after=n)
+    await barrier(csms)
+    assert not [e for e in tx_events(csms, n) if e["triggerReason"] == "StopAuthorized" or e["eventType"] == "Ended"]
+    assert st.hw.connectors[1].permitted
+
+
+async def valid_member_stops(csms: Csms, st, tx_id: str, tag: str) -> int:
+    """C09.FR.03/05: ``tag``, a valid member of the transaction's group, ends it: StopAuthorized with that idToken.
+    The record count before the tag."""
+    n = len(csms.received)
+    st.hw.present_tag(tag, 1)
+    rec = await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "StopAuthorized", after=n)
+    assert rec.payload["transactionInfo"]["transactionId"] == tx_id
+    assert rec.payload["idToken"]["idToken"] == tag
+    return n
+
+
 async def test_tc_c_08_c_36_cached_token_used_only_with_local_pre_authorize(csms, make_station):
     """TC_C_36_CS (C10.FR.11 context, LocalPreAuthorize false): a cached Accepted idToken is still sent in an
     AuthorizeRequest. TC_C_08_CS (C12.FR.02/04, LocalPreAuthorize true): the cached Accepted idToken starts the
@@ -239,8 +277,7 @@ async def test_tc_c_27_to_c_31_online_local_list(csms, make_station):
     n = len(csms.received)
     st.hw.present_tag("LISTINV", 1)
     await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == "LISTINV", after=n)
-    await eventually(lambda: [e for e in tx_events(csms, n) if e.get("idToken", {}).get("idToken") == "LISTINV"],
-                     5, "the transaction for LISTINV")
+    await eventually(lambda: with_token(csms, "LISTINV", n), 5, "the transaction for LISTINV")
     assert csms.violations == []
 
 
@@ -257,18 +294,9 @@ async def test_tc_c_39_c_42_group_id_stops_only_with_a_valid_member(csms, make_s
     st.hw.present_tag("MEMBER1", 1)
     tx_id = (await started(csms))["transactionInfo"]["transactionId"]
     await eventually(lambda: st.hw.connectors[1].permitted, 5, "energy offered")
-    n = len(csms.received)
-    st.hw.present_tag("MEMBER3", 1)                                       # TC_C_42
-    await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == "MEMBER3", after=n)
-    await barrier(csms)
-    assert not [e for e in tx_events(csms, n) if e["triggerReason"] == "StopAuthorized" or e["eventType"] == "Ended"]
-    assert st.hw.connectors[1].permitted
-    n = len(csms.received)
-    st.hw.present_tag("MEMBER2", 1)                                       # TC_C_39
-    await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == "MEMBER2", after=n)
-    rec = await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "StopAuthorized", after=n)
-    assert rec.payload["transactionInfo"]["transactionId"] == tx_id
-    assert rec.payload["idToken"]["idToken"] == "MEMBER2"
+    await invalid_member_does_not_stop(csms, st, "MEMBER3")                # TC_C_42
+    n = await valid_member_stops(csms, st, tx_id, "MEMBER2")               # TC_C_39
+    assert authorizes(csms, n, "MEMBER2") != []
     assert csms.violations == []
 
 
@@ -280,12 +308,7 @@ async def test_tc_c_32_cache_persists_over_reboot(csms, make_station, tmp_path):
     await cache_tag(csms, st, "KEEP1")
     await st.stop()
     st = await booted(csms, make_station, data_dir=tmp_path / "c32")
-    n = len(csms.received)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("KEEP1", 1)
-    await eventually(lambda: [e for e in tx_events(csms, n) if e.get("idToken", {}).get("idToken") == "KEEP1"], 5,
-                     "the transaction for KEEP1")
-    assert authorizes(csms, n, "KEEP1") == []
+    await starts_without_authorize(csms, st, "KEEP1")
     assert csms.violations == []
 
 
@@ -297,12 +320,7 @@ async def test_tc_c_33_c_34_transaction_event_response_updates_the_cache(csms, m
     assert await set_var(csms, "AuthCtrlr", "LocalPreAuthorize", "true") == "Accepted"
     await cache_tag(csms, st, "FLIP1")
     csms.authorize["FLIP1"] = {"status": "Invalid"}      # the CSMS's answer in the TransactionEventResponse
-    n = len(csms.received)
-    st.hw.ev_plug(1)
-    st.hw.present_tag("FLIP1", 1)
-    await eventually(lambda: [e for e in tx_events(csms, n) if e.get("idToken", {}).get("idToken") == "FLIP1"], 5,
-                     "the TransactionEvent with FLIP1")
-    assert authorizes(csms, n, "FLIP1") == []
+    await starts_without_authorize(csms, st, "FLIP1")
     await barrier(csms)
     await eventually(lambda: (st.station.cache.get("FLIP1") or {}).get("status") == "Invalid", 5,
                      "the cache updated to Invalid")

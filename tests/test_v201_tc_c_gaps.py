@@ -14,14 +14,9 @@ from secure_cp.engine import Status
 from secure_cp.sim.csms import Csms
 from secure_cp.store import AuthCache, Database
 from test_v201_core import ID, barrier, booted, ended, go_offline, go_online, set_var, started, tx_events
-from test_v201_tc_a_d import authorizes, cache_tag
+from test_v201_tc_a_d import authorizes, cache_tag, invalid_member_does_not_stop, valid_member_stops, with_token
 
 GROUP = {"idToken": "FAMILY", "type": "Central"}
-
-
-def with_token(csms: Csms, tag: str, after: int = 0) -> list[dict]:
-    """The TransactionEvents since ``after`` that carry ``tag`` as idToken."""
-    return [e for e in tx_events(csms, after) if e.get("idToken", {}).get("idToken") == tag]
 
 
 async def send_list(csms: Csms, entries: list[tuple[str, dict]]) -> None:
@@ -160,17 +155,8 @@ async def test_tc_c_41_c_44_group_id_with_authorization_cache(csms, make_station
     tx_id = (await started(csms, after=n))["transactionInfo"]["transactionId"]
     await eventually(lambda: st.hw.connectors[1].permitted, 5, "energy offered")
     assert authorizes(csms, n, "CMEMBER1") == []
-    n = len(csms.received)
-    st.hw.present_tag("CMEMBER3", 1)                          # TC_C_44
-    await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == "CMEMBER3", after=n)
-    await barrier(csms)
-    assert not [e for e in tx_events(csms, n) if e["triggerReason"] == "StopAuthorized" or e["eventType"] == "Ended"]
-    assert st.hw.connectors[1].permitted
-    n = len(csms.received)
-    st.hw.present_tag("CMEMBER2", 1)                          # TC_C_41
-    rec = await csms.wait_for("TransactionEvent", lambda p: p["triggerReason"] == "StopAuthorized", after=n)
-    assert rec.payload["transactionInfo"]["transactionId"] == tx_id
-    assert rec.payload["idToken"]["idToken"] == "CMEMBER2"
+    await invalid_member_does_not_stop(csms, st, "CMEMBER3")           # TC_C_44
+    n = await valid_member_stops(csms, st, tx_id, "CMEMBER2")           # TC_C_41
     assert authorizes(csms, n, "CMEMBER2") == []
     assert csms.violations == []
 
@@ -191,12 +177,7 @@ async def test_tc_c_43_group_id_invalid_member_of_local_list(csms, make_station)
     await eventually(lambda: with_token(csms, "LMEMBER1", n), 5, "the Authorized event")
     assert with_token(csms, "LMEMBER1", n)[0]["triggerReason"] == "Authorized"
     assert authorizes(csms, n, "LMEMBER1") == []
-    n = len(csms.received)
-    st.hw.present_tag("LMEMBER2", 1)
-    await csms.wait_for("Authorize", lambda p: p["idToken"]["idToken"] == "LMEMBER2", after=n)
-    await barrier(csms)
-    assert not [e for e in tx_events(csms, n) if e["triggerReason"] == "StopAuthorized" or e["eventType"] == "Ended"]
-    assert st.hw.connectors[1].permitted
+    await invalid_member_does_not_stop(csms, st, "LMEMBER2")
     assert csms.violations == []
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import eventually
+from helpers import eventually, triggered_idle
 from test_v201_core import (HEX_TAG, ID, assert_complete, barrier, booted, ended, get_var, go_offline, go_online,
-                            set_var, started, tx_events, updated)
+                            set_var, started, stop_with_tag, tx_events, updated)
 
 TOKEN = {"idToken": HEX_TAG, "type": "ISO14443"}
 
@@ -33,6 +33,32 @@ async def charging(csms, st, connector: int = 1, tag: str = HEX_TAG) -> str:
     return tx_id
 
 
+async def authorized_until_connection_timeout(csms, make_station):
+    """TxStartPoint and TxStopPoint Authorized, EVConnectionTimeOut 1 s: the tag starts a transaction and, no cable
+    coming, it ends with EVConnectTimeout / Timeout (E03.FR.05, E06.FR.04). The station and the transactionId."""
+    st = await configured(csms, make_station, TxStartPoint="Authorized", TxStopPoint="Authorized",
+                          EVConnectionTimeOut="1")
+    st.hw.present_tag(HEX_TAG)
+    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    end = await ended(csms, tx_id)
+    assert end["triggerReason"] == "EVConnectTimeout" and end["transactionInfo"]["stoppedReason"] == "Timeout"
+    return st, tx_id
+
+
+async def ev_readiness(csms, st, tx_id: str, ready: bool, state: str) -> None:
+    """The EV on connector 1 becomes ready (or not) to take energy: Updated ChargingStateChanged with chargingState
+    ``state``."""
+    n = len(csms.received)
+    st.hw.ev_ready(1, ready)
+    await updated(csms, tx_id, "ChargingStateChanged", after=n, state=state)
+
+
+async def availability(csms, operational: str, evse: dict | None = None) -> dict:
+    """ChangeAvailability ``operational`` for the station, or for ``evse`` (an EVSE or a connector): the response."""
+    return await csms.call(ID, "ChangeAvailability",
+                           {"operationalStatus": operational, **({"evse": evse} if evse else {})})
+
+
 async def status_of(csms, evse_id: int, connector_id: int, status: str, after: int = 0) -> dict:
     rec = await csms.wait_for("StatusNotification", lambda p: p["evseId"] == evse_id
                               and p["connectorId"] == connector_id and p["connectorStatus"] == status, after=after)
@@ -55,9 +81,7 @@ async def test_tc_e_02_cs_start_point_energy_transfer(csms, make_station):
     assert start["idToken"] == TOKEN and start["evse"] == {"id": 1, "connectorId": 1}
     assert start["transactionInfo"]["chargingState"] == "Charging"
     tx_id = start["transactionInfo"]["transactionId"]
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -75,9 +99,7 @@ async def test_tc_e_04_cs_authorization_first(csms, make_station):
     tx_id = start["transactionInfo"]["transactionId"]
     await csms.wait_for("TransactionEvent", lambda p: p["transactionInfo"].get("chargingState") == "Charging",
                         after=n)
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -86,12 +108,10 @@ async def test_tc_e_08_cs_stop_point_energy_transfer_stop_authorized(csms, make_
     ends the transaction (StopAuthorized, stoppedReason Local)."""
     st = await configured(csms, make_station, TxStopPoint="EnergyTransfer")
     tx_id = await charging(csms, st)
-    st.hw.present_tag(HEX_TAG)
-    end = await ended(csms, tx_id)
+    end = await stop_with_tag(csms, st, tx_id)
     assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"].get("stoppedReason", "Local") == \
         "Local"
     assert not st.hw.connectors[1].permitted
-    assert_complete(csms, tx_id)
     assert csms.violations == []
 
 
@@ -105,8 +125,7 @@ async def test_tc_e_44_cs_transaction_stopped_while_offline(csms, make_station):
     await go_offline(csms, st)
     st.hw.present_tag(HEX_TAG)
     st.hw.ev_plug(1, False)
-    n = len(csms.received)
-    await go_online(csms, st)
+    n = await go_online(csms, st)
     end = await ended(csms, tx_id, after=n)
     assert end["triggerReason"] == "StopAuthorized"
     queued = [p for p in tx_events(csms, n) if p["transactionInfo"]["transactionId"] == tx_id]
@@ -127,9 +146,7 @@ async def test_tc_e_13_cs_start_point_authorized_remote(csms, make_station):
     tx_id = start["transactionInfo"]["transactionId"]
     st.hw.ev_plug(1)
     await updated(csms, tx_id, "CablePluggedIn")
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -137,36 +154,22 @@ async def test_tc_e_05_cs_authorization_first_cable_plugin_timeout(csms, make_st
     """TC_E_05_CS (E03.FR.05): TxStartPoint Authorized and the cable never comes: after EVConnectionTimeOut the
     transaction ends with EVConnectTimeout / Timeout (TxStopPoint contains Authorized); the EVSE is then ready for
     the next session (Authorized, plug, Charging)."""
-    st = await configured(csms, make_station, TxStartPoint="Authorized", TxStopPoint="Authorized",
-                          EVConnectionTimeOut="1")
-    st.hw.present_tag(HEX_TAG)
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
-    end = await ended(csms, tx_id)
-    assert end["triggerReason"] == "EVConnectTimeout" and end["transactionInfo"]["stoppedReason"] == "Timeout"
+    st, tx_id = await authorized_until_connection_timeout(csms, make_station)
     assert_complete(csms, tx_id)
     n = len(csms.received)
     st.hw.present_tag(HEX_TAG)
     tx2 = (await started(csms, after=n))["transactionInfo"]["transactionId"]
     st.hw.ev_plug(1)
-    upd = await updated(csms, tx2, "CablePluggedIn", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
-    upd = await updated(csms, tx2, "ChargingStateChanged", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "Charging"
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx2)
-    assert_complete(csms, tx2)
+    await updated(csms, tx2, "CablePluggedIn", after=n, state="EVConnected")
+    await updated(csms, tx2, "ChargingStateChanged", after=n, state="Charging")
+    await stop_with_tag(csms, st, tx2)
     assert csms.violations == []
 
 
 async def test_tc_e_39_cs_deauthorized_timeout_late_plug_does_not_charge(csms, make_station):
     """TC_E_39_CS (E06.FR.04/15): TxStopPoint Authorized, EVConnectionTimeOut expires: Ended EVConnectTimeout /
     Timeout; a cable plugged in afterwards neither starts charging nor reports chargingState Charging."""
-    st = await configured(csms, make_station, TxStartPoint="Authorized", TxStopPoint="Authorized",
-                          EVConnectionTimeOut="1")
-    st.hw.present_tag(HEX_TAG)
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
-    end = await ended(csms, tx_id)
-    assert end["triggerReason"] == "EVConnectTimeout" and end["transactionInfo"]["stoppedReason"] == "Timeout"
+    st, _ = await authorized_until_connection_timeout(csms, make_station)
     n = len(csms.received)
     st.hw.ev_plug(1)
     await status_of(csms, 1, 1, "Occupied", after=n)
@@ -190,9 +193,7 @@ async def test_tc_e_38_cs_ev_not_ready_reports_suspended_ev(csms, make_station):
     assert rec.payload["triggerReason"] in ("ChargingStateChanged", "Authorized")
     if rec.payload["eventType"] == "Updated":
         assert rec.payload["triggerReason"] == "ChargingStateChanged"
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -201,13 +202,8 @@ async def test_tc_e_22_cs_stop_point_energy_transfer_ev_suspends(csms, make_stat
     ChargingStateChanged with chargingState SuspendedEV (the Part 6 alternative to Ended / EVConnected)."""
     st = await configured(csms, make_station, TxStopPoint="EnergyTransfer")
     tx_id = await charging(csms, st)
-    n = len(csms.received)
-    st.hw.ev_ready(1, False)
-    upd = await updated(csms, tx_id, "ChargingStateChanged", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "SuspendedEV"
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await ev_readiness(csms, st, tx_id, False, "SuspendedEV")
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -216,10 +212,8 @@ async def test_tc_e_07_e_35_cs_stop_point_power_path_closed_local_and_remote(csm
     (StopAuthorized / Local); RequestStopTransaction is Accepted and ends it with RemoteStop / Remote."""
     st = await configured(csms, make_station, TxStopPoint="PowerPathClosed")
     tx_id = await charging(csms, st)
-    st.hw.present_tag(HEX_TAG)
-    end = await ended(csms, tx_id)
+    end = await stop_with_tag(csms, st, tx_id)
     assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
-    assert_complete(csms, tx_id)
     st.hw.ev_plug(1, False)
     await status_of(csms, 1, 1, "Available")
     tx2 = await charging(csms, st)
@@ -258,18 +252,27 @@ async def test_tc_e_37_cs_stop_point_power_path_closed_ev_side_disconnect(csms, 
     assert csms.violations == []
 
 
-async def test_tc_e_17_e_24_cs_ev_side_disconnect_deauthorizes_and_unlocks(csms, make_station):
-    """TC_E_17_CS / TC_E_24_CS (E06.FR.04, E09.FR.01/02/04): StopTxOnEVSideDisconnect and UnlockOnEVSideDisconnect
-    true, TxStopPoint Authorized: pulling the cable ends the transaction (EVCommunicationLost, Idle,
-    EVDisconnected), unlocks the connector, and the connector is reported Available."""
+async def ev_side_disconnect(csms, make_station, unlock: str):
+    """TxStopPoint Authorized, StopTxOnEVSideDisconnect true, OCPPCommCtrlr.UnlockOnEVSideDisconnect ``unlock``: a
+    charging transaction (the cable locked) ends when the cable is pulled at the EV (E09.FR.01/04: Ended
+    EVCommunicationLost, chargingState Idle). The station, the transactionId, the record count before the pull and
+    the Ended payload."""
     st = await configured(csms, make_station, TxStopPoint="Authorized", StopTxOnEVSideDisconnect="true")
-    assert await set_var(csms, "OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "true") == "Accepted"
+    assert await set_var(csms, "OCPPCommCtrlr", "UnlockOnEVSideDisconnect", unlock) == "Accepted"
     tx_id = await charging(csms, st)
     assert st.hw.connectors[1].locked
     n = len(csms.received)
     st.hw.ev_plug(1, False)
     end = await ended(csms, tx_id, after=n)
     assert end["triggerReason"] == "EVCommunicationLost" and end["transactionInfo"]["chargingState"] == "Idle"
+    return st, tx_id, n, end
+
+
+async def test_tc_e_17_e_24_cs_ev_side_disconnect_deauthorizes_and_unlocks(csms, make_station):
+    """TC_E_17_CS / TC_E_24_CS (E06.FR.04, E09.FR.01/02/04): StopTxOnEVSideDisconnect and UnlockOnEVSideDisconnect
+    true, TxStopPoint Authorized: pulling the cable ends the transaction (EVCommunicationLost, Idle,
+    EVDisconnected), unlocks the connector, and the connector is reported Available."""
+    st, tx_id, n, end = await ev_side_disconnect(csms, make_station, unlock="true")
     assert end["transactionInfo"]["stoppedReason"] == "EVDisconnected"
     await status_of(csms, 1, 1, "Available", after=n)
     assert not st.hw.connectors[1].locked
@@ -280,12 +283,7 @@ async def test_tc_e_17_e_24_cs_ev_side_disconnect_deauthorizes_and_unlocks(csms,
 async def test_tc_e_25_cs_ev_side_disconnect_keeps_cable_locked(csms, make_station):
     """TC_E_25_CS (E09.FR.01/03/04): UnlockOnEVSideDisconnect false: the transaction ends on the EV-side
     disconnect (EVCommunicationLost, Idle) but the connector stays locked."""
-    st = await configured(csms, make_station, TxStopPoint="Authorized", StopTxOnEVSideDisconnect="true")
-    assert await set_var(csms, "OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "false") == "Accepted"
-    tx_id = await charging(csms, st)
-    st.hw.ev_plug(1, False)
-    end = await ended(csms, tx_id)
-    assert end["triggerReason"] == "EVCommunicationLost" and end["transactionInfo"]["chargingState"] == "Idle"
+    st, tx_id, _, _ = await ev_side_disconnect(csms, make_station, unlock="false")
     await barrier(csms)
     assert st.hw.connectors[1].locked
     assert_complete(csms, tx_id)
@@ -302,23 +300,15 @@ async def test_tc_e_26_cs_ev_side_disconnect_suspends_then_resumes(csms, make_st
     tx_id = await charging(csms, st)
     n = len(csms.received)
     st.hw.ev_plug(1, False)
-    upd = await updated(csms, tx_id, "EVCommunicationLost", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "Idle"
+    await updated(csms, tx_id, "EVCommunicationLost", after=n, state="Idle")
     assert st.hw.connectors[1].locked   # E10.FR.01
     n = len(csms.received)
     st.hw.ev_ready(1, False)
     st.hw.ev_plug(1)
-    upd = await updated(csms, tx_id, "CablePluggedIn", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
-    upd = await updated(csms, tx_id, "ChargingStateChanged", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "SuspendedEV"
-    n = len(csms.received)
-    st.hw.ev_ready(1, True)
-    upd = await updated(csms, tx_id, "ChargingStateChanged", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "Charging"
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await updated(csms, tx_id, "CablePluggedIn", after=n, state="EVConnected")
+    await updated(csms, tx_id, "ChargingStateChanged", after=n, state="SuspendedEV")
+    await ev_readiness(csms, st, tx_id, True, "Charging")
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -361,9 +351,7 @@ async def test_tc_e_52_cs_disable_remote_authorization_no_authorize_request(csms
     st.hw.present_tag(HEX_TAG)
     tx2 = (await started(csms, after=n))["transactionInfo"]["transactionId"]
     assert [r for r in csms.received[n:] if r.action == "Authorize"] == []
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx2)
-    assert_complete(csms, tx2)
+    await stop_with_tag(csms, st, tx2)
     assert csms.violations == []
 
 
@@ -414,8 +402,7 @@ async def test_tc_f_12_f_14_cs_trigger_meter_values_and_transaction_event_all_ev
     assert (await csms.call(ID, "TriggerMessage", {"requestedMessage": "TransactionEvent"}))["status"] == \
         "Accepted"
     for tx_id, evse_id in ((tx1, 1), (tx2, 2)):
-        upd = await updated(csms, tx_id, "Trigger", after=n)
-        assert upd["transactionInfo"]["chargingState"] == "Charging"
+        upd = await updated(csms, tx_id, "Trigger", after=n, state="Charging")
         assert upd["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
         assert upd.get("evse", {"id": evse_id})["id"] == evse_id
     assert csms.violations == []
@@ -453,17 +440,9 @@ async def test_tc_f_15_f_17_f_18_cs_trigger_log_and_firmware_status_idle(csms, m
     here and there is no UpdateFirmware: idle, so a triggered notification carries no requestId (a running upload:
     test_diagnostics.py)."""
     await configured(csms, make_station)
-    n = len(csms.received)
-    assert await csms.call(ID, "TriggerMessage", {"requestedMessage": "LogStatusNotification"}) == \
-        {"status": "Accepted"}
-    log_status = await csms.wait_for("LogStatusNotification", after=n)
-    assert log_status.payload == {"status": "Idle"}
-    for request in ({"requestedMessage": "FirmwareStatusNotification"},
-                    {"requestedMessage": "FirmwareStatusNotification", "evse": {"id": 1}}):
-        n = len(csms.received)
-        assert await csms.call(ID, "TriggerMessage", request) == {"status": "Accepted"}
-        fw = await csms.wait_for("FirmwareStatusNotification", after=n)
-        assert fw.payload == {"status": "Idle"}
+    await triggered_idle(csms, "LogStatusNotification")
+    await triggered_idle(csms, "FirmwareStatusNotification")
+    await triggered_idle(csms, "FirmwareStatusNotification", evse={"id": 1})
     assert csms.violations == []
 
 
@@ -473,18 +452,14 @@ async def test_tc_g_04_g_09_g_10_cs_change_availability_evse(csms, make_station)
     (G03.FR.01/02/04/07): Inoperative -> Operative: Accepted and every connector of that EVSE reported Available.
     TC_G_09_CS (G03.FR.03): Operative -> Operative: Accepted, nothing changes."""
     await configured(csms, make_station, connectors=2)
-    inop = {"operationalStatus": "Inoperative", "evse": {"id": 2}}
-    assert await csms.call(ID, "ChangeAvailability", inop) == {"status": "Accepted"}
+    assert await availability(csms, "Inoperative", {"id": 2}) == {"status": "Accepted"}
     await status_of(csms, 2, 1, "Unavailable")
-    assert await csms.call(ID, "ChangeAvailability", inop) == {"status": "Accepted"}
+    assert await availability(csms, "Inoperative", {"id": 2}) == {"status": "Accepted"}
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 2}}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Operative", {"id": 2}) == {"status": "Accepted"}
     await status_of(csms, 2, 1, "Available", after=n)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 2}}) == \
-        {"status": "Accepted"}
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative", "evse": {"id": 1}}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Operative", {"id": 2}) == {"status": "Accepted"}
+    assert await availability(csms, "Operative", {"id": 1}) == {"status": "Accepted"}
     await barrier(csms)
     assert [r for r in csms.received[n:] if r.action == "StatusNotification" and r.payload["evseId"] == 1] == []
     assert csms.violations == []
@@ -495,15 +470,15 @@ async def test_tc_g_06_g_12_g_13_cs_change_availability_station(csms, make_stati
     Accepted, every connector stays Unavailable. TC_G_06_CS (G04.FR.08): Inoperative -> Operative: Accepted and every
     connector reported Available."""
     await configured(csms, make_station, connectors=2)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative"}) == {"status": "Accepted"}
+    assert await availability(csms, "Operative") == {"status": "Accepted"}
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative"}) == {"status": "Accepted"}
+    assert await availability(csms, "Inoperative") == {"status": "Accepted"}
     for evse_id in (1, 2):
         await status_of(csms, evse_id, 1, "Unavailable", after=n)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative"}) == {"status": "Accepted"}
+    assert await availability(csms, "Inoperative") == {"status": "Accepted"}
     assert await get_var(csms, "ChargingStation", "AvailabilityState") == "Unavailable"
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative"}) == {"status": "Accepted"}
+    assert await availability(csms, "Operative") == {"status": "Accepted"}
     for evse_id in (1, 2):
         await status_of(csms, evse_id, 1, "Available", after=n)
     assert await get_var(csms, "ChargingStation", "AvailabilityState") == "Available"
@@ -517,17 +492,13 @@ async def test_tc_g_07_g_08_g_15_g_16_cs_change_availability_connector(csms, mak
     await configured(csms, make_station, connectors=2)
     conn = {"id": 2, "connectorId": 1}
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative", "evse": conn}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Inoperative", conn) == {"status": "Accepted"}
     await status_of(csms, 2, 1, "Unavailable", after=n)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative", "evse": conn}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Inoperative", conn) == {"status": "Accepted"}
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative", "evse": conn}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Operative", conn) == {"status": "Accepted"}
     await status_of(csms, 2, 1, "Available", after=n)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Operative", "evse": conn}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Operative", conn) == {"status": "Accepted"}
     await barrier(csms)
     assert [r.payload["evseId"] for r in csms.received[n:] if r.action == "StatusNotification"] == [2]
     assert csms.violations == []
@@ -539,10 +510,9 @@ async def test_tc_g_11_g_14_cs_change_availability_with_transaction_is_scheduled
     transaction ends."""
     st = await configured(csms, make_station, connectors=2)
     tx_id = await charging(csms, st, 1)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}) == \
-        {"status": "Scheduled"}
+    assert await availability(csms, "Inoperative", {"id": 1}) == {"status": "Scheduled"}
     n = len(csms.received)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative"}) == {"status": "Scheduled"}
+    assert await availability(csms, "Inoperative") == {"status": "Scheduled"}
     await status_of(csms, 2, 1, "Unavailable", after=n)
     await barrier(csms)
     assert [r for r in csms.received[n:] if r.action == "StatusNotification" and r.payload["evseId"] == 1] == []
@@ -557,15 +527,14 @@ async def test_tc_g_18_g_21_cs_evse_and_station_unavailable_persist_across_reboo
     """TC_G_18_CS (G03.FR.08): an EVSE set Inoperative is reported Unavailable after a restart, the other EVSE
     Available. TC_G_21_CS (G04.FR.09): the station set Inoperative: every connector Unavailable after a restart."""
     st = await configured(csms, make_station, connectors=2)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}) == \
-        {"status": "Accepted"}
+    assert await availability(csms, "Inoperative", {"id": 1}) == {"status": "Accepted"}
     await status_of(csms, 1, 1, "Unavailable")
     await st.stop()
     n = len(csms.received)
     st = await make_station(csms, protocols=["ocpp2.0.1"], connectors=2, data_dir=st.cfg.data_dir)
     assert (await status_of(csms, 1, 1, "Unavailable", after=n))["evseId"] == 1
     await status_of(csms, 2, 1, "Available", after=n)
-    assert await csms.call(ID, "ChangeAvailability", {"operationalStatus": "Inoperative"}) == {"status": "Accepted"}
+    assert await availability(csms, "Inoperative") == {"status": "Accepted"}
     await status_of(csms, 2, 1, "Unavailable", after=n)
     await st.stop()
     n = len(csms.received)
@@ -592,9 +561,7 @@ async def test_tc_j_08_cs_transaction_begin_reading_once_the_evse_is_known(csms,
     first = next(p for p in tx_events(csms) if p["transactionInfo"]["transactionId"] == tx_id and "evse" in p)
     contexts = [sv.get("context") for mv in first.get("meterValue", []) for sv in mv["sampledValue"]]
     assert "Transaction.Begin" in contexts, first
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 

@@ -3,7 +3,8 @@
 SetVariables. Every test checks the triggerReason sequence, seqNo without gaps and ``csms.violations == []``."""
 from __future__ import annotations
 
-from test_v201_core import HEX_TAG, assert_complete, barrier, booted, ended, set_var, started, tx_events, updated
+from test_v201_core import (HEX_TAG, assert_complete, barrier, booted, ended, plug_and_start, set_var, started,
+                            stop_with_tag, tx_events, updated)
 
 TOKEN = {"idToken": HEX_TAG, "type": "ISO14443"}
 
@@ -34,10 +35,8 @@ async def test_tc_e_09_cs_start_point_evconnected_plug_starts_tag_updates(csms, 
     upd = await updated(csms, tx_id, "Authorized", after=n)
     assert upd["idToken"] == TOKEN and upd["transactionInfo"]["chargingState"] == "Charging"
     assert st.hw.connectors[1].permitted
-    st.hw.present_tag(HEX_TAG)
-    end = await ended(csms, tx_id)
+    end = await stop_with_tag(csms, st, tx_id)
     assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
-    assert_complete(csms, tx_id)
     assert csms.violations == []
 
 
@@ -53,10 +52,8 @@ async def test_tc_e_10_cs_start_point_authorized_tag_starts_plug_updates(csms, m
     assert start["transactionInfo"]["chargingState"] == "Idle"
     n = len(csms.received)
     st.hw.ev_plug(1)
-    upd = await updated(csms, tx_id, "CablePluggedIn", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
-    upd = await updated(csms, tx_id, "ChargingStateChanged", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "Charging"
+    await updated(csms, tx_id, "CablePluggedIn", after=n, state="EVConnected")
+    await updated(csms, tx_id, "ChargingStateChanged", after=n, state="Charging")
     assert st.hw.connectors[1].permitted and st.hw.connectors[1].locked
     st.hw.ev_plug(1, False)
     end = await ended(csms, tx_id)
@@ -78,9 +75,7 @@ async def test_tc_e_01_cs_start_point_power_path_closed(csms, make_station):
     tx_id = start["transactionInfo"]["transactionId"]
     assert start["triggerReason"] == "Authorized" and start["idToken"] == TOKEN
     assert start["transactionInfo"]["chargingState"] == "Charging"
-    st.hw.present_tag(HEX_TAG)
-    await ended(csms, tx_id)
-    assert_complete(csms, tx_id)
+    await stop_with_tag(csms, st, tx_id)
     assert csms.violations == []
 
 
@@ -88,13 +83,10 @@ async def test_tc_e_20_cs_stop_point_evconnected_only(csms, make_station):
     """TC_E_20_CS (E06.FR.02, TxStopPoint EVConnected only): the same tag again only de-authorizes (Updated Deauthorized, the
     power path opens, the transaction goes on); the unplug ends it (EVDisconnected)."""
     st = await configured(csms, make_station, stop="EVConnected")
-    st.hw.ev_plug(1)
-    st.hw.present_tag(HEX_TAG)
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st, HEX_TAG)
     n = len(csms.received)
     st.hw.present_tag(HEX_TAG)
-    upd = await updated(csms, tx_id, "Deauthorized", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "EVConnected"
+    await updated(csms, tx_id, "Deauthorized", after=n, state="EVConnected")
     assert not st.hw.connectors[1].permitted
     await barrier(csms)
     assert not [p for p in tx_events(csms, n) if p["eventType"] == "Ended"]
@@ -112,19 +104,14 @@ async def test_tc_e_15_cs_stop_point_authorized_only(csms, make_station):
     CablePluggedIn; the tag ends it."""
     st = await configured(csms, make_station, stop="Authorized")
     assert await set_var(csms, "TxCtrlr", "StopTxOnEVSideDisconnect", "false") == "Accepted"
-    st.hw.ev_plug(1)
-    st.hw.present_tag(HEX_TAG)
-    tx_id = (await started(csms))["transactionInfo"]["transactionId"]
+    tx_id = await plug_and_start(csms, st, HEX_TAG)
     n = len(csms.received)
     st.hw.ev_plug(1, False)
-    upd = await updated(csms, tx_id, "EVCommunicationLost", after=n)
-    assert upd["transactionInfo"]["chargingState"] == "Idle"
+    await updated(csms, tx_id, "EVCommunicationLost", after=n, state="Idle")
     st.hw.ev_plug(1)
     await updated(csms, tx_id, "CablePluggedIn", after=n)
-    st.hw.present_tag(HEX_TAG)
-    end = await ended(csms, tx_id)
+    end = await stop_with_tag(csms, st, tx_id)
     assert end["triggerReason"] == "StopAuthorized" and end["transactionInfo"]["stoppedReason"] == "Local"
-    assert_complete(csms, tx_id)
     assert csms.violations == []
 
 
