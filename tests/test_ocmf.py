@@ -29,7 +29,7 @@ from secure_cp.security.keys.pkcs11_backend import Pkcs11Backend
 from secure_cp.store import Database
 from softhsm import init_token
 
-DATA = Path("/work/shared/testdata/ocmf")
+DATA = Path(__file__).parent / "data" / "ocmf"   # a real KEBA KCP30 record and its key (see its README.md)
 KEBA = (DATA / "keba-kcp30.ocmf").read_text(encoding="utf-8")
 KEBA_KEY = (DATA / "keba-kcp30.pubkey.hex").read_text().strip()
 IDENTITY = MeterIdentity(gi="secure-cp gateway", gs="GW-0001", gv="0.1", mv="Example", mm="EM-1", ms="M-0001")
@@ -160,6 +160,33 @@ def test_simulated_meter_records_verify_with_pyocmf(tmp_path):
     again = SimulatedHardware(2, state_file=tmp_path / "meter.json")
     assert again.meter_public_key(2) == hw.meter_public_key(2)
     assert OcmfRecord.parse(again.signed_reading(2, "B")).pg == "T3"
+
+
+def test_simulated_meter_signs_in_a_worker_thread_while_the_loop_reads_it(tmp_path):
+    """The station fetches signed records in a worker thread while its event loop keeps reading the meter (both save
+    the meter's state file): no failed save, and the pagination numbers handed out are 1..n, each once."""
+    import threading
+    hw = SimulatedHardware(1, state_file=tmp_path / "meter.json")
+    errors: list[BaseException] = []
+    numbers: list[str] = []
+
+    def sign() -> None:
+        try:
+            for _ in range(150):
+                numbers.append(OcmfRecord.parse(hw.signed_reading(1, "B")).pg)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    signer = threading.Thread(target=sign)
+    signer.start()
+    reads = 0
+    while signer.is_alive():
+        hw.read_meter(1)
+        reads += 1
+    signer.join()
+    assert errors == [] and reads > 0
+    assert numbers == [f"T{i}" for i in range(1, 151)]
+    assert json.loads((tmp_path / "meter.json").read_text())["pagination"]["1"]["T"] == 151
 
 
 def test_simulated_meter_errors_pass_through_and_fail_the_audit():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -73,6 +74,9 @@ class SimulatedHardware:
         self._pagination: dict[int, dict[str, int]] = {i: {"T": 1, "F": 1} for i in self.connectors}
         self._meter_keys: dict[int, object] = {}
         self._last_signed: dict[int, str] = {}     # connector -> the last signed record handed out
+        # signed_reading runs in a worker thread (the station fetches signed records off its event loop) while the
+        # loop reads the meter: the registers, the pagination counters and the state file change under this lock
+        self._meter_lock = threading.RLock()
         self._load_state()
 
     # --- persistence of the meter registers ------------------------------------------------------------------
@@ -97,10 +101,12 @@ class SimulatedHardware:
         if not self._state_file:
             return
         tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh for c in self.connectors.values()},
-                                   "pagination": {str(k): v for k, v in self._pagination.items()},
-                                   "last_signed": {str(k): v for k, v in self._last_signed.items()}}))
-        os.replace(tmp, self._state_file)
+        with self._meter_lock:
+            tmp.write_text(json.dumps({"energy_wh": {str(c.connector_id): c.energy_wh
+                                                     for c in self.connectors.values()},
+                                       "pagination": {str(k): v for k, v in self._pagination.items()},
+                                       "last_signed": {str(k): v for k, v in self._last_signed.items()}}))
+            os.replace(tmp, self._state_file)
 
     # --- HardwareAdapter ------------------------------------------------------------------------------------
     def connector_ids(self) -> list[int]:
@@ -121,10 +127,11 @@ class SimulatedHardware:
         return max(power, 0.0)
 
     def _integrate(self, c: SimConnector) -> None:
-        now = self._clock()
-        if c.last_update is not None and now > c.last_update:
-            c.energy_wh += self._power_w(c) * (now - c.last_update) / 3600.0
-        c.last_update = now
+        with self._meter_lock:
+            now = self._clock()
+            if c.last_update is not None and now > c.last_update:
+                c.energy_wh += self._power_w(c) * (now - c.last_update) / 3600.0
+            c.last_update = now
 
     def current_inputs(self) -> list[HalEvent]:
         events: list[HalEvent] = []
@@ -296,24 +303,25 @@ class SimulatedHardware:
         c = self._get(connector_id)
         if c.meter_failed:
             raise MeterFault(f"meter of connector {connector_id} does not answer")
-        self._integrate(c)
-        context = "F" if tx_marker is None else "T"
-        number = self._pagination[connector_id][context]
-        value = None if c.meter_st in "NTDRF" else Decimal(int(c.energy_wh)) / 1000
-        reading = ReadingValue(_dt.datetime.now(_dt.timezone.utc), value, tx=tx_marker, decimals=3, st=c.meter_st,
-                               ef=c.meter_ef)
-        identity = MeterIdentity(gi="secure-cp simulated meter", mv="secure-cp", mm="SIM-METER-1",
-                                 ms=self.meter_serial(connector_id), mf="1.0")
-        ident = identification if identification is not None or context == "F" else identification_for_token(None)
-        payload = build_payload(pagination=f"{context}{number}", identity=identity, readings=[reading],
-                                identification=ident, ct="CBIDC" if transaction_ref else None,
-                                ci=transaction_ref)
-        raw = sign_payload(payload, KeySigner(self._meter_key(connector_id))).raw
-        # the counter and the record it numbered are saved together, before the record is handed out: a station
-        # that loses the answer (power cut) fetches it again with last_signed_reading, so the PG has no gap
-        self._pagination[connector_id][context] = number + 1
-        self._last_signed[connector_id] = raw
-        self._save_state()
+        with self._meter_lock:   # one number per record, saved with it
+            self._integrate(c)
+            context = "F" if tx_marker is None else "T"
+            number = self._pagination[connector_id][context]
+            value = None if c.meter_st in "NTDRF" else Decimal(int(c.energy_wh)) / 1000
+            reading = ReadingValue(_dt.datetime.now(_dt.timezone.utc), value, tx=tx_marker, decimals=3, st=c.meter_st,
+                                   ef=c.meter_ef)
+            identity = MeterIdentity(gi="secure-cp simulated meter", mv="secure-cp", mm="SIM-METER-1",
+                                     ms=self.meter_serial(connector_id), mf="1.0")
+            ident = identification if identification is not None or context == "F" else identification_for_token(None)
+            payload = build_payload(pagination=f"{context}{number}", identity=identity, readings=[reading],
+                                    identification=ident, ct="CBIDC" if transaction_ref else None,
+                                    ci=transaction_ref)
+            raw = sign_payload(payload, KeySigner(self._meter_key(connector_id))).raw
+            # the counter and the record it numbered are saved together, before the record is handed out: a station
+            # that loses the answer (power cut) fetches it again with last_signed_reading, so the PG has no gap
+            self._pagination[connector_id][context] = number + 1
+            self._last_signed[connector_id] = raw
+            self._save_state()
         return raw
 
     def last_signed_reading(self, connector_id: int) -> str | None:
