@@ -63,9 +63,10 @@ class CsmsProcess:
 
 
 def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Path | None = None,
-               ocpp: str = "1.6") -> dict:
-    cmd = [python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup", str(warmup),
-           "--ocpp", ocpp]
+               ocpp: str = "1.6", wrapper: list[str] | None = None) -> dict:
+    """One client process (``wrapper``: a command that runs it, e.g. valgrind); its JSON result."""
+    cmd = [*(wrapper or []), python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup",
+           str(warmup), "--ocpp", ocpp]
     if kind.startswith("securecp"):
         data_dir = tmp / f"securecp-{time.monotonic_ns()}"
         cmd += ["--data-dir", str(data_dir)]

@@ -42,19 +42,23 @@ def _bare(match: re.Match) -> str:
     return match.group(1)      # a function, not a template: re's template expansion is the slower path
 
 
+# Made once: json.dumps() with any option builds a new encoder on every call.
+_UTF8 = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ASCII = json.JSONEncoder(default=_default, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
     """Compact JSON (no spaces, UTF-8 text); Decimal as exact number text; NaN / infinity raise ValueError.
 
     A string holding a lone surrogate cannot be sent as UTF-8: then the whole text is written with \\u escapes,
     which is valid JSON and decodes to the same value.
     """
-    text = json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _UTF8(value)
     if _MARK_JSON[:6] in text:
         text = _MARKED.sub(_bare, text)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(value, default=_default, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-            text = _MARKED.sub(_bare, text)
+            text = _MARKED.sub(_bare, _ASCII(value))
     return text

@@ -114,6 +114,7 @@ class Station:
         self._stopping = False
         self._wake = asyncio.Event()
         self._sendq: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+        self._sending = False                        # the sender task is waiting for a queued frame to go out
         self._generation = 0
         self._sleep_until: float | None = None     # when the ticker's alarm rings (None: no alarm)
         self._sleeping = False                     # the ticker waits for its alarm or a wake-up
@@ -641,8 +642,7 @@ class Station:
             transport.reconfigure(self.transport_config())
 
     def _send_all(self, texts: list[str]) -> None:
-        for t in texts:
-            self._sendq.put_nowait((self._generation, t))
+        self._send_all_no_wake(texts)
         deadline = self.adapter.next_deadline()
         if deadline is not None and (self._sleep_until is None or deadline < self._sleep_until):
             if self._sleeping:     # the ticker sleeps longer than the new deadline: move its alarm earlier
@@ -908,7 +908,11 @@ class Station:
             if gen != self._generation or not self.transport.connected:
                 continue
             self._log_frame("tx", text)
-            await self.transport.send(text)
+            self._sending = True
+            try:
+                await self.transport.send(text)
+            finally:
+                self._sending = False
 
     async def _ticker(self) -> None:
         while not self._stopping:
@@ -944,8 +948,20 @@ class Station:
             self._alarm = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     def _send_all_no_wake(self, texts: list[str]) -> None:
-        for t in texts:
-            self._sendq.put_nowait((self._generation, t))
+        """Send what an event produced: written at once while nothing is queued before it (no task switch per
+        frame), queued for the sender otherwise (write buffer full, or frames still waiting: order is kept)."""
+        for i, t in enumerate(texts):
+            if self._sending or not self._sendq.empty() or not self._write_now(t):
+                for rest in texts[i:]:
+                    self._sendq.put_nowait((self._generation, rest))
+                return
+
+    def _write_now(self, text: str) -> bool:
+        transport = getattr(self, "transport", None)
+        if transport is None or not transport.send_now(text):
+            return False
+        self._log_frame("tx", text)
+        return True
 
     async def _reset(self, hard: bool) -> None:
         """Reset: give queued transaction messages a moment (soft only), then reboot in place."""

@@ -639,6 +639,11 @@ def test_transactions_crud_and_queries(db_path: Path) -> None:
             transactions.update("k1", tx_key="other")
         with pytest.raises(KeyError):
             transactions.update("nope", last_meter_wh=1)
+        transactions.set_last_meter("k2", 1700, "2024-05-01T12:05:00Z")      # the per-sample form of update()
+        assert (transactions.get("k2").last_meter_wh, transactions.get("k2").last_meter_at) == \
+            (1700, "2024-05-01T12:05:00Z")
+        with pytest.raises(KeyError):
+            transactions.set_last_meter("nope", 1, "2024-05-01T12:05:00Z")
 
         assert [r.tx_key for r in transactions.open()] == ["k0", "k1", "k2"]
         transactions.update("k0", stopped_at="2024-05-01T09:30:00Z", meter_stop_wh=1200, stop_reason="Local",

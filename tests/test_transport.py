@@ -504,6 +504,37 @@ async def test_send_returns_false_when_offline() -> None:
         assert await transport.send("[2,\"z\",\"Heartbeat\",{}]") is False  # stopped
 
 
+async def test_send_now_writes_in_order_without_yielding_and_refuses_when_it_cannot() -> None:
+    """send_now() puts the frame on the wire before it returns (no task switch), in call order, through the
+    connection's own framing (permessage-deflate negotiated here); False offline, and False while the socket's
+    write buffer is over its high-water mark (the caller then queues for send(), which waits for the drain)."""
+    rec = Recorder()
+    async with FakeCsms() as csms:
+        transport = rec.transport(cfg(csms.url))
+        assert transport.send_now('[2,"x","Heartbeat",{}]') is False          # never connected
+        async with Running(transport):
+            await within(rec.opens.get())
+            server_ws = await within(csms.connections.get())
+            texts = [f'[2,"{i}","Heartbeat",{{}}]' for i in range(3)]
+            assert [transport.send_now(t) for t in texts] == [True, True, True]
+            assert [await within(server_ws.recv()) for _ in texts] == texts
+            ws = transport._ws
+            assert ws is not None
+            ws.transport.set_write_buffer_limits(high=1)   # any unsent byte now pauses writing
+            server_ws.transport.pause_reading()              # the CSMS stops reading: our kernel buffers fill
+            big = '[2,"big","DataTransfer",{"vendorId":"v","data":"' + random.randbytes(300_000).hex() + '"}]'
+            written = 0
+            while transport.send_now(big):
+                written += 1
+                assert written < 100, "the write buffer never filled"
+            assert ws.paused and transport.send_now(texts[0]) is False
+            server_ws.transport.resume_reading()
+            assert await within(transport.send(texts[1])) is True   # send() waits for the drain
+            received = [await within(server_ws.recv(), 30) for _ in range(written + 1)]
+            assert received == [big] * written + [texts[1]]
+        assert transport.send_now(texts[2]) is False                           # stopped
+
+
 async def test_callback_exceptions_do_not_break_the_transport(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="secure_cp.transport")
     got: asyncio.Queue[str] = asyncio.Queue()
@@ -530,17 +561,28 @@ async def test_callback_exceptions_do_not_break_the_transport(caplog: pytest.Log
 # ----------------------------------------------------------------------------- stop / ping
 
 
+async def opened(rec: Recorder, csms: FakeCsms) -> tuple[Transport, asyncio.Task]:
+    """A transport to ``csms`` running in a task, once its connection is open."""
+    transport = rec.transport(cfg(csms.url))
+    task = asyncio.create_task(transport.run())
+    await within(rec.opens.get())
+    return transport, task
+
+
+async def assert_closed_normally(rec: Recorder, csms: FakeCsms, transport: Transport) -> None:
+    """The connection was closed with 1000 (normal closure), seen by both ends, and the transport knows it."""
+    assert await within(csms.close_codes.get()) == 1000
+    assert "1000" in await within(rec.closes.get())
+    assert not transport.connected
+
+
 async def test_stop_closes_with_1000_and_ends_run() -> None:
     rec = Recorder()
     async with FakeCsms() as csms:
-        transport = rec.transport(cfg(csms.url))
-        task = asyncio.create_task(transport.run())
-        await within(rec.opens.get())
+        transport, task = await opened(rec, csms)
         await within(transport.stop())
         await within(task)
-        assert await within(csms.close_codes.get()) == 1000
-        assert "1000" in await within(rec.closes.get())
-        assert not transport.connected
+        await assert_closed_normally(rec, csms, transport)
         # A stopped transport stays stopped.
         await within(transport.run())
         assert len(csms.requests) == 1
@@ -613,12 +655,8 @@ def test_invalid_configuration_raises_value_error(overrides: dict[str, Any], mes
 async def test_cancelling_run_still_closes_the_connection_cleanly() -> None:
     rec = Recorder()
     async with FakeCsms() as csms:
-        transport = rec.transport(cfg(csms.url))
-        task = asyncio.create_task(transport.run())
-        await within(rec.opens.get())
+        transport, task = await opened(rec, csms)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await within(task)
-        assert await within(csms.close_codes.get()) == 1000
-        assert "1000" in await within(rec.closes.get())
-        assert not transport.connected
+        await assert_closed_normally(rec, csms, transport)

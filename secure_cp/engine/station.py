@@ -857,7 +857,7 @@ class Engine:
             c.warning = None
         c.last_energy = reading.energy_wh
         if persist and c.tx_key:
-            self.transactions.update(c.tx_key, last_meter_wh=reading.energy_wh, last_meter_at=rfc3339(now))
+            self.transactions.set_last_meter(c.tx_key, reading.energy_wh, rfc3339(now))
         return reading
 
     @staticmethod

@@ -252,6 +252,7 @@ class Transport:
 
         self._ws: ClientConnection | None = None  # set only while open with an agreed subprotocol
         self._subprotocol: str | None = None
+        self._writes_now = False   # see send_now()
         self._connecting = False
         self._stopping = False
         self._skip_wait = False
@@ -328,6 +329,22 @@ class Transport:
         except Exception as exc:  # noqa: BLE001 - a failed send is reported, never raised
             self._log.debug("send failed: %s", _describe(exc))
             return False
+        return True
+
+    def send_now(self, text: str) -> bool:
+        """Write one text frame at once, without yielding to the event loop. False when that cannot be done
+        synchronously (not connected, closing, or the socket's write buffer is over its high-water mark): the
+        caller then queues the text for :meth:`send`, which waits for the buffer to drain.
+
+        The frame goes through the connection's own protocol object (framing, permessage-deflate) exactly as
+        ``send`` would put it; only the wait is skipped, which ``send`` itself skips whenever the buffer is below
+        the mark. secure-cp sends no fragmented messages, so none can be in progress here."""
+        ws = self._ws
+        if ws is None or not self._writes_now or ws.state is not State.OPEN or ws.paused or \
+                ws.transport.is_closing():
+            return False
+        ws.protocol.send_text(text.encode())
+        ws.send_data()
         return True
 
     def backoff_delay(self, attempt: int) -> float:
@@ -466,6 +483,9 @@ class Transport:
 
         self._ws = ws
         self._subprotocol = agreed
+        # send_now() needs these parts of websockets' asyncio connection (13.0 to 17.x); without them every frame
+        # goes through send()
+        self._writes_now = all(hasattr(ws, name) for name in ("protocol", "send_data", "paused", "transport"))
         self._log.info("connected to %s (subprotocol %s)", url, agreed)
         outcome = _Outcome(opened=True)
         try:
