@@ -670,13 +670,9 @@ class Ocpp16Adapter(AdapterBase):
         return [text] if text else []
 
     def _next_call(self, now: float) -> str | None:
-        if self.registration != "accepted":
-            if self.registration == "rejected" and now < self.next_boot_at:
+        if self.registration != "accepted" or self._boot_triggered:   # not registered yet, or a triggered boot
+            if self.registration != "accepted" and now < self.next_boot_at:
                 return None
-            if now < self.next_boot_at:
-                return None
-            return self._send("boot", "BootNotification", self._boot_payload(), None, now)
-        if self._boot_triggered:
             self._boot_triggered = False
             return self._send("boot", "BootNotification", self._boot_payload(), None, now)
         while self._volatile:
