@@ -69,8 +69,10 @@ class AdapterBase:
     }
 
     def _process_effects(self, now: float) -> None:
-        for eff in self.engine.drain():
-            self._effect(eff, now)
+        engine = self.engine
+        if engine.effects:            # mostly empty (asked several times per frame): no drain, no new list
+            for eff in engine.drain():
+                self._effect(eff, now)
 
     def _effect(self, eff, now: float) -> None:
         handler = self.EFFECTS.get(type(eff)) or self.COMMON_EFFECTS.get(type(eff))
@@ -257,14 +259,17 @@ class AdapterBase:
     def _poll_signing(self, now: float) -> None:
         """Online and registered: resend what is due (A02.FR.17/18), switch to a certificate that became valid
         (A02.FR.08), and renew a station certificate near its expiry (A03.FR.02)."""
-        if self.signing is None:
+        signing = self.signing
+        if signing is None:
             return
-        for cert_type, csr in self.signing.due(now):
-            log.info("no CertificateSigned yet: SignCertificate for the %s again", cert_type)
-            self._queue_sign_certificate(cert_type, csr)
-        if self.signing.switch_due(now):
-            self.hooks.station_certificate_changed()
-        renew = self.signing.renewal_at(now)
+        resend_or_switch = signing.deadline()    # before it, due() and switch_due() have nothing (asked every frame)
+        if resend_or_switch is not None and resend_or_switch <= now:
+            for cert_type, csr in signing.due(now):
+                log.info("no CertificateSigned yet: SignCertificate for the %s again", cert_type)
+                self._queue_sign_certificate(cert_type, csr)
+            if signing.switch_due(now):
+                self.hooks.station_certificate_changed()
+        renew = signing.renewal_at(now)
         if renew is not None and renew <= now:
             log.info("station certificate expires within %d days: renewing it (A03)",
                      self.signing.renew_before // 86400)

@@ -131,9 +131,9 @@ class OutboxQueue:
         return None if self._delivered_since is None else self._delivered_since + self.flush_after
 
     def poll(self, now: float) -> None:
-        """Run the deferred deletions if they are due."""
-        due = self.flush_deadline()
-        if due is not None and now >= due:
+        """Run the deferred deletions if they are due (flush_deadline(), inline: asked on every frame)."""
+        since = self._delivered_since
+        if since is not None and now >= since + self.flush_after:
             self.flush()
 
     def failed(self, item: OutboxItem, error: str, now: float, *, attempts: int, interval: float) -> None:

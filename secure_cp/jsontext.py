@@ -2,21 +2,20 @@
 
 OCPP numbers are parsed as ``decimal.Decimal`` so that "2935.600" stays "2935.600" on its way out (signed meter
 data breaks otherwise). The stdlib encoder cannot write a number's text verbatim, so each Decimal is first written
-as a string wrapped in a per-process random marker, and the quoted markers are then replaced by the bare number
-text. No input can forge the marker: it is random per process and contains control characters that JSON always
-escapes.
+as a string wrapped in a per-process random marker, and the quoted markers are then removed, leaving the bare
+number text. No input can forge the marker: it is random per process and contains control characters that JSON
+always escapes.
 """
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from decimal import Decimal
 from typing import Any
 
 _MARK = "\x02" + secrets.token_hex(8) + "\x03"
 _MARK_JSON = json.dumps(_MARK)[1:-1]                      # how the marker looks inside encoded text
-_MARKED = re.compile('"' + re.escape(_MARK_JSON) + r'([-+.0-9eE]+)' + re.escape(_MARK_JSON) + '"')
+_OPEN, _CLOSE = '"' + _MARK_JSON, _MARK_JSON + '"'         # a marked number in encoded text: _OPEN text _CLOSE
 
 
 def decimal_text(value: Decimal) -> str:
@@ -34,12 +33,16 @@ def decimal_text(value: Decimal) -> str:
 
 def _default(value: Any) -> str:
     if isinstance(value, Decimal):
-        return _MARK + decimal_text(value) + _MARK
+        text = str(value)
+        if "E" in text or not value.is_finite():   # not the plain text of a number: decimal_text decides
+            text = decimal_text(value)
+        return _MARK + text + _MARK
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _bare(match: re.Match) -> str:
-    return match.group(1)      # a function, not a template: re's template expansion is the slower path
+def _bare(text: str) -> str:
+    """Encoded text with every marked number unquoted (str.replace: no Python call per number)."""
+    return text.replace(_OPEN, "").replace(_CLOSE, "")
 
 
 # Made once: json.dumps() with any option builds a new encoder on every call.
@@ -54,11 +57,11 @@ def dumps(value: Any) -> str:
     which is valid JSON and decodes to the same value.
     """
     text = _UTF8(value)
-    if _MARK_JSON[:6] in text:
-        text = _MARKED.sub(_bare, text)
+    if _OPEN in text:
+        text = _bare(text)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = _MARKED.sub(_bare, _ASCII(value))
+            text = _bare(_ASCII(value))
     return text

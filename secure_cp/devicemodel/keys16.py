@@ -368,6 +368,7 @@ class Config16:
         if bad_p or len(set(profiles)) != len(profiles) or "Core" not in profiles:
             raise ValueError(f"supported_profiles must be distinct 1.6 feature profiles including Core: {profiles}")
         self._model = model
+        self._list_memo: dict[str, tuple[int, tuple[str, ...]]] = {}   # get_list: key -> (model.changes, members)
         self._n = number_of_connectors
         self._measurands = frozenset(supported_measurands)
         self._profiles = profiles
@@ -639,7 +640,12 @@ class Config16:
 
     def get_list(self, key: str) -> list[str]:
         """Members of a CSL value, stripped (empty list if unset or empty)."""
-        return split_list(self.get_str(key))
+        # read for every meter sample (the measurands): kept until a value of the model changes
+        memo = self._list_memo.get(key)
+        changes = self._model.changes
+        if memo is None or memo[0] != changes:
+            memo = self._list_memo[key] = (changes, tuple(split_list(self.get_str(key))))
+        return list(memo[1])      # a new list: callers may change theirs
 
     def set_internal(self, key: str, value: str) -> None:
         """Station-side write (1.6 form), read-only keys included; still validated. Raises ValueError if invalid.

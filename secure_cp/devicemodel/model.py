@@ -165,16 +165,33 @@ def _ident(component: str, component_instance: str, evse_id: int, connector_id: 
     return (component.casefold(), component_instance.casefold(), evse_id, connector_id)
 
 
+# Settings are read on every frame (e.g. the measurands of each meter sample): the two pure functions below keep
+# their recent answers. Bounded: names and values may come from the CSMS, so a full memo starts over.
+_MEMO_MAX = 512
+_lookup_memo: dict[VarKey, VarKey] = {}
+_split_memo: dict[str, tuple[str, ...]] = {}
+
+
 def _lookup_key(key: VarKey) -> VarKey:
-    c, ci, e, k, v, vi, a = key
-    return (c.casefold(), ci.casefold(), e, k, v.casefold(), vi.casefold(), a)
+    lk = _lookup_memo.get(key)
+    if lk is None:
+        c, ci, e, k, v, vi, a = key
+        lk = (c.casefold(), ci.casefold(), e, k, v.casefold(), vi.casefold(), a)
+        if len(_lookup_memo) >= _MEMO_MAX:
+            _lookup_memo.clear()
+        _lookup_memo[key] = lk
+    return lk
 
 
 def split_list(value: str) -> list[str]:
     """Members of a comma-separated list value; "" is the empty list; spaces around members are dropped."""
-    if value.strip() == "":
-        return []
-    return [m.strip() for m in value.split(",")]
+    members = _split_memo.get(value)
+    if members is None:
+        members = () if value.strip() == "" else tuple([m.strip() for m in value.split(",")])
+        if len(_split_memo) >= _MEMO_MAX:
+            _split_memo.clear()
+        _split_memo[value] = members
+    return list(members)     # a new list: callers may change theirs
 
 
 def normalize(d: VariableDef, value: str, current: str | None = None, *, value_size: int | None = None) -> str | None:
@@ -268,6 +285,9 @@ class DeviceModel:
         self._defs: dict[VarKey, VariableDef] = {}  # lookup key with attribute "" -> def
         self._components: set[tuple[str, str, int, int]] = set()
         self._values: dict[VarKey, str] = {}  # lookup key (with attribute) -> current value
+        #: counts the changes of current values (define, set): what a reader derived from values stays valid as
+        #: long as this does not move
+        self.changes = 0
         self._subscribers: list[Callable[[VariableDef, str], None]] = []
 
     # -- definitions -------------------------------------------------------------------------------------------
@@ -300,6 +320,7 @@ class DeviceModel:
                 self._values.pop(lk, None)
             else:
                 self._values[lk] = value
+            self.changes += 1
 
     def definition(self, component: str, variable: str, *, component_instance: str = "", variable_instance: str = "",
                    evse_id: int = 0, connector_id: int = 0) -> VariableDef | None:
@@ -352,6 +373,7 @@ class DeviceModel:
             self._backend.put(d.key(attribute), new)
             self._stored[lk] = new      # a later re-definition must not revert to the value loaded at start
         self._values[lk] = new
+        self.changes += 1
         for cb in list(self._subscribers):
             try:
                 cb(d, new)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
+from typing import NamedTuple
 
 
 class Status(str, enum.Enum):
@@ -56,15 +58,20 @@ UNITS = {
 }
 
 
-@dataclass(frozen=True)
-class SampledValue:
+# SampledValue and Sample are immutable named tuples rather than frozen dataclasses: the metering path builds ten
+# values per reading, and a frozen dataclass sets every field through object.__setattr__ (same fields, repr, ==
+# between instances and hash as the dataclasses had).
+class SampledValue(NamedTuple):
     measurand: str
     value: Decimal
     unit: str | None = None
 
 
-@dataclass(frozen=True)
-class Sample:
+#: SampledValue of a ready (measurand, value, unit) tuple, made without a Python-level __new__ (the metering path)
+sampled_value = partial(tuple.__new__, SampledValue)
+
+
+class Sample(NamedTuple):
     """One meter reading at one instant, reduced to the measurands asked for."""
     timestamp: float
     context: str                       # "Sample.Periodic", "Sample.Clock", "Transaction.Begin", "Transaction.End", "Trigger"
@@ -177,7 +184,10 @@ def drop_intermediate(items: list, *, keep_last: bool = True) -> list:
     return [items[0]] + items[2:end:2] + items[end:]
 
 
-_last_second: list = [None, ""]     # rfc3339's cache: the last whole second formatted, and its text
+# rfc3339's caches, each one tuple swapped whole (a thread never sees one's key with another's text): the last whole
+# second formatted and its text, the last timestamp and its whole text
+_last_second: tuple[int | None, str] = (None, "")
+_last_stamp: tuple[float | None, str] = (None, "")
 
 
 def rfc3339(ts: float) -> str:
@@ -185,7 +195,12 @@ def rfc3339(ts: float) -> str:
 
     The same text as ``datetime.fromtimestamp(ts, timezone.utc)`` truncated to milliseconds (microseconds
     rounded as datetime rounds them), with the date and time of day formatted once per second: a station
-    stamps every message and sample, mostly within the same second."""
+    stamps every message and sample, mostly within the same second (and a reading's time more than once: on
+    the transaction record, the message, the sample)."""
+    global _last_second, _last_stamp
+    last_ts, text = _last_stamp
+    if ts == last_ts:       # numerically equal: the same float, the same text
+        return text
     frac, whole = math.modf(float(ts))
     us = round(frac * 1e6)
     if us >= 1_000_000:
@@ -193,11 +208,13 @@ def rfc3339(ts: float) -> str:
     elif us < 0:
         whole, us = whole - 1, us + 1_000_000
     second = int(whole)
-    cache = _last_second
-    if cache[0] != second:
-        cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        cache[0] = second
-    return f"{cache[1]}{us // 1000:03d}Z"
+    last_second, prefix = _last_second
+    if last_second != second:
+        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (second, prefix)
+    text = f"{prefix}{us // 1000:03d}Z"
+    _last_stamp = (ts, text)
+    return text
 
 
 def parse_rfc3339(text: str) -> float:

@@ -12,14 +12,16 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Iterable
+from itertools import compress, repeat
+from operator import is_not
+from typing import Callable, Iterable, Sequence
 
 from ..store.tables import TxRecord   # the record type only: the engine never opens the database
 from ..hal.api import EmergencyStop, EvReady, EvseReady, Fault, HalEvent, HardwareAdapter, IdTagPresented, MeterReading, Plugged
 from .authorization import Authorizer, info_valid
 from .model import (UNITS, AuthorizeRequest, Effect, Notice, ResetNow, SampledValue, Sample, SignedReadingWanted,
                     Status, StatusChanged, StopReason, TxMeterValues, TxSigned, TxStarted, TxStopped, TxUpdated,
-                    drop_intermediate, rfc3339)
+                    drop_intermediate, rfc3339, sampled_value)
 from .settings import EngineSettings
 
 log = logging.getLogger("secure_cp.engine")
@@ -861,18 +863,21 @@ class Engine:
         return reading
 
     @staticmethod
-    def _select(reading: MeterReading, measurands: Iterable[str]) -> tuple[SampledValue, ...]:
-        out = []
-        for m in measurands:
-            v = Decimal(reading.energy_wh) if m == ENERGY and m not in reading.values else reading.values.get(m)
-            if v is not None:
-                out.append(SampledValue(m, v, UNITS.get(m)))
-        return tuple(out)
+    def _select(reading: MeterReading, measurands: Sequence[str]) -> tuple[SampledValue, ...]:
+        """The values of ``measurands`` the meter measured, in that order and with their units; the energy register
+        is always known (the integer Wh reading, when the meter has no value of its own). Built with map/zip: the
+        metering path runs this for every reading."""
+        values = reading.values
+        if ENERGY not in values:
+            values = {**values, ENERGY: Decimal(reading.energy_wh)}
+        found = list(map(values.get, measurands))
+        measured = map(is_not, found, repeat(None))      # leave out what the meter does not measure
+        return tuple(map(sampled_value, compress(zip(measurands, found, map(UNITS.get, measurands)), measured)))
 
     def _sample(self, c: Connector, measurands: list[str], context: str, now: float) -> Sample | None:
         return self._sample_of(self._read(c, now, persist=True), measurands, context, now)
 
-    def _sample_of(self, reading: MeterReading, measurands: Iterable[str], context: str, at: float) -> Sample | None:
+    def _sample_of(self, reading: MeterReading, measurands: Sequence[str], context: str, at: float) -> Sample | None:
         values = self._select(reading, measurands)
         return Sample(at, context, values) if values else None
 

@@ -9,6 +9,7 @@ returns. It never raises for bad input from the peer.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections import deque
@@ -104,6 +105,22 @@ UNKNOWN_MESSAGE_ID = "-1"
 _TIMED_OUT_MEMORY = 16
 
 
+def _message_ids() -> Callable[[], str]:
+    """The default id factory: a new messageId per CALL, in the form of a UUID (36 characters).
+
+    The ids must differ from every id the station used before (OCPP 2.0.1 Part 4 §4.1.4: "different from all message
+    IDs previously used by the same sender ... on any WebSocket connection"; OCPP-J 1.6 §4.1.4: on the same
+    connection). A fresh uuid4 per CALL does that but costs more than the rest of the endpoint's work on a CALL;
+    so each factory (one per Endpoint) takes one random uuid4 and keeps its first 24 characters (74 random bits:
+    two factories, e.g. before and after a reboot, practically never share them) and counts the remaining 12 hex
+    digits (48 bits) up from 1. The ids stay valid UUID text, at most 36 characters, distinct within one factory
+    (2^48 CALLs before the count wraps).
+    """
+    prefix = str(uuid.uuid4())[:24]          # "xxxxxxxx-xxxx-4xxx-yxxx-"
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter) & 0xFFFFFFFFFFFF:012x}"
+
+
 def _clip(text: str, limit: int = MAX_DESCRIPTION_LENGTH) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -140,7 +157,7 @@ class Endpoint:
             raise ValueError("call_timeout must be positive")
         self.registry = registry
         self.call_timeout = float(call_timeout)
-        self._id_factory = id_factory or (lambda: str(uuid.uuid4()))
+        self._id_factory = id_factory or _message_ids()
         self._supported = supported_actions or registry.knows
         self._log = log or logging.getLogger("secure_cp.rpc")
         self._outstanding: tuple[str, str] | None = None

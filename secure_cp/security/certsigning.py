@@ -148,8 +148,13 @@ class CertSigning:
         self._configured_chain = configured_chain
         self.renew_before = renew_before
         self._cache: dict[str, Any] = {}
-        self._version = 0                                      # counts state writes (renewal_at's memo)
-        self._renewal_memo: tuple[tuple[int, int], float | None] | None = None
+        self._version = 0                                      # counts state writes (the memos below)
+        self._db = kv.db
+        # the answers of renewal_at / deadline, and the _version and store rollbacks they hold for (-1: none yet)
+        self._renewal_memo: float | None = None
+        self._renewal_version = self._renewal_rollbacks = -1
+        self._deadline_memo: float | None = None
+        self._deadline_version = self._deadline_rollbacks = -1
         self._cache_rollbacks = kv.db.rollbacks
         self._chains: dict[Path, tuple[int, list]] = {}
 
@@ -157,7 +162,7 @@ class CertSigning:
     # The adapters ask for deadlines on every frame, so the state is read from the store once and then kept in
     # memory (this object is its only writer); any store rollback may have taken back a write, so it forgets.
     def _cached(self, key: str) -> Any:
-        rollbacks = self._kv.db.rollbacks
+        rollbacks = self._db.rollbacks
         if rollbacks != self._cache_rollbacks:
             self._cache.clear()
             self._cache_rollbacks = rollbacks
@@ -302,10 +307,19 @@ class CertSigning:
         self._put("pending", pending)
 
     def deadline(self) -> float | None:
-        """When :meth:`due` has a CSR to resend, or a new certificate becomes valid (None: nothing waits)."""
+        """When :meth:`due` has a CSR to resend, or a new certificate becomes valid (None: nothing waits): before
+        it, :meth:`due` and :meth:`switch_due` find nothing to do.
+
+        Asked on every frame: it depends on the stored state only, so it is computed once per state change (every
+        write counts ``_version`` up; a store rollback may take a write back)."""
+        rollbacks = self._db.rollbacks
+        if self._deadline_version == self._version and self._deadline_rollbacks == rollbacks:
+            return self._deadline_memo
         times = [e["next_at"] for e in self._get("pending").values() if e.get("next_at") is not None]
         times += [e["not_before"] for e in self._get("active").values() if e.get("switch_pending")]
-        return min(times) if times else None
+        result = min(times) if times else None
+        self._deadline_memo, self._deadline_version, self._deadline_rollbacks = result, self._version, rollbacks
+        return result
 
     def due(self, now: float) -> list[tuple[str, str]]:
         """(certificate type, CSR) of each request whose back-off expired (A02.FR.17); each is counted as one more
@@ -549,15 +563,16 @@ class CertSigning:
         """A03.FR.02: when the station certificate is due for renewal (``renew_before`` before it expires); None
         without a certificate, while a request is pending, or while a new certificate waits for its notBefore.
 
-        Asked on every frame for the adapters' deadlines: while no signed certificate is installed (the answer then
-        depends on the stored state and the configured certificate only, not on ``now``) it is computed once per
-        state change."""
-        memo_key = (self._version, self._kv.db.rollbacks)
-        if self._renewal_memo is not None and self._renewal_memo[0] == memo_key:
-            return self._renewal_memo[1]
+        Asked on every frame for the adapters' deadlines: unless the station certificate in use can be the previous
+        one (no active one, a previous one kept: then the answer depends on ``now``, see :meth:`credential`), the
+        answer depends on the stored state and the configured certificate only, so it is computed once per state
+        change."""
+        rollbacks = self._db.rollbacks
+        if self._renewal_version == self._version and self._renewal_rollbacks == rollbacks:
+            return self._renewal_memo
         result = self._renewal_at(now)
-        if not self._cached("active") and not self._cached("previous"):
-            self._renewal_memo = (memo_key, result)
+        if self.active() is not None or self._get("previous").get(STATION_CERTIFICATE) is None:
+            self._renewal_memo, self._renewal_version, self._renewal_rollbacks = result, self._version, rollbacks
         return result
 
     def _renewal_at(self, now: float) -> float | None:

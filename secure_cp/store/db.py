@@ -28,11 +28,10 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import jsontext
 from ..fsutil import fsync_dir
@@ -90,17 +89,21 @@ def json_loads(text: str) -> Any:
 # ----------------------------------------------------------------------------------------------- Database
 
 
-@dataclass(frozen=True)
-class Written:
-    """What one :meth:`Database.write` statement did."""
+class Written(NamedTuple):
+    """What one :meth:`Database.write` statement did (immutable)."""
     rowcount: int
     lastrowid: int | None
     rows: list
 
 
+# Built for every write statement (several per metering round trip): tuple.__new__ directly is C code only, where
+# the generated __new__ of a NamedTuple (or the __init__ of a frozen dataclass) runs Python code per call.
+_new_written = partial(tuple.__new__, Written)
+
+
 def _written(cur: sqlite3.Cursor) -> Written:
     rows = cur.fetchall()     # finishes the statement (a COMMIT needs that) and takes RETURNING rows
-    return Written(cur.rowcount, cur.lastrowid, rows)
+    return _new_written((cur.rowcount, cur.lastrowid, rows))
 
 
 class Database:
@@ -235,8 +238,7 @@ class Database:
         rows = self.query("PRAGMA user_version")
         return int(rows[0][0])
 
-    @contextmanager
-    def tx(self, *, lazy: bool = False) -> Iterator[sqlite3.Connection]:
+    def tx(self, *, lazy: bool = False) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction: BEGIN IMMEDIATE ... COMMIT, durable when the outermost block exits.
 
         On an exception the transaction (or, when nested, just this block's SAVEPOINT) is rolled back and the
@@ -247,12 +249,7 @@ class Database:
         or :meth:`write`), so a block that only reads costs no transaction at all. The block itself must then
         not write through the connection it gets, only through nested blocks / :meth:`write`.
         """
-        conn = self._require_conn()
-        with self._lock:
-            if self._depth == 0:
-                yield from self._outer_tx(conn, lazy)
-            else:
-                yield from self._nested_tx(conn)
+        return _Block(self, lazy, False)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         try:
@@ -261,111 +258,22 @@ class Database:
             raise self._translate(exc, "cannot begin a transaction") from exc
         self._begun = True
 
-    def _outer_tx(self, conn: sqlite3.Connection, lazy: bool = False) -> Iterator[sqlite3.Connection]:
-        if not lazy:
-            self._begin(conn)
-        self._depth = 1
-        self._aborted = False
-        try:
-            try:
-                yield conn
-            except BaseException as exc:
-                if self._begun:
-                    self._rollback_quietly()
-                if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
-                    raise self._translate(exc, "write failed and was rolled back") from exc
-                raise
-            if self._aborted:
-                if self._begun:
-                    self._rollback_quietly()
-                raise StoreError(
-                    f"database '{self.path}': SQLite rolled this transaction back after a failure inside a "
-                    "nested block; nothing of it was committed"
-                )
-            if self._begun:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    self._rollback_quietly()
-                    raise self._translate(exc, "commit failed and was rolled back") from exc
-        finally:
-            self._depth = 0
-            self._aborted = False
-            self._begun = False
-
-    def _nested_tx(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        if not self._begun:
-            # the first write of a lazy transaction: nothing before it to keep, so no SAVEPOINT is needed;
-            # a failure rolls the (so far empty) transaction back and leaves the outer block lazy again
-            self._begin(conn)
-            self._depth += 1
-            try:
-                try:
-                    yield conn
-                except BaseException as exc:
-                    self._rollback_quietly()
-                    self._begun = False
-                    if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
-                        raise self._translate(exc, "write failed and was rolled back") from exc
-                    raise
-            finally:
-                self._depth -= 1
-            return
-        name = f"secure_cp_sp{self._depth}"
-        try:
-            conn.execute(f"SAVEPOINT {name}")
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "cannot begin a nested transaction") from exc
-        self._depth += 1
-        try:
-            try:
-                yield conn
-            except BaseException as exc:
-                self.rollbacks += 1
-                if conn.in_transaction:
-                    try:
-                        conn.execute(f"ROLLBACK TO {name}")
-                        conn.execute(f"RELEASE {name}")
-                    except sqlite3.Error:
-                        self._aborted = True
-                else:  # SQLite already rolled back the whole transaction (e.g. after SQLITE_FULL)
-                    self._aborted = True
-                if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
-                    raise self._translate(exc, "write failed and was rolled back") from exc
-                raise
-            try:
-                conn.execute(f"RELEASE {name}")
-            except sqlite3.Error as exc:
-                self._aborted = True
-                raise self._translate(exc, "nested transaction failed") from exc
-        finally:
-            self._depth -= 1
-
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[None]:
         """Several writes that commit together, for hot paths: outside a transaction it is a ``tx()`` of its own;
         inside an open one it joins it without a SAVEPOINT. A failure inside then cannot be undone on its own, so
         it dooms the whole outer transaction (rolled back at its end, even if the exception is caught in between):
         all or nothing, never part of this block."""
-        self._require_conn()
-        with self._lock:
-            if self._depth == 0 or not self._begun:
-                with self.tx():
-                    yield
-                return
-            try:
-                yield
-            except BaseException:
-                self._aborted = True
-                raise
+        return _Block(self, False, True)
 
     def write(self, sql: str, params: Any = ()) -> Written:
         """One write statement, durable like a ``tx()`` block of its own; inside an open block it joins that
         block without a SAVEPOINT (SQLite undoes a failed statement by itself, so there is nothing to roll
         back to). Rows of a ``RETURNING`` clause come back in ``Written.rows``."""
-        conn = self._require_conn()
+        conn = self._conn
+        if conn is None:
+            conn = self._require_conn()   # raises: closed
         with self._lock:
-            if self._depth == 0 or not self._begun:
+            if not self._begun:   # no transaction open, or a lazy one not begun yet (_begun implies _depth > 0)
                 with self.tx() as c:
                     return _written(c.execute(sql, params))
             try:
@@ -444,6 +352,139 @@ class Database:
         if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or corrupt:
             return StoreCorrupt(f"database '{self.path}' is corrupt or not a database: {what}: {exc}")
         return StoreError(f"database '{self.path}': {what}: {exc}")
+
+
+# What a _Block did on entering: began the outermost transaction (BEGIN, or nothing yet when lazy), began a lazy
+# transaction with its first write (BEGIN, no SAVEPOINT), opened a SAVEPOINT (a nested tx()), or joined an open
+# transaction (atomic(): nothing of its own).
+_OUTER, _FIRST, _SAVEPOINT, _JOIN = range(4)
+
+
+class _Block:
+    """One ``with db.tx():`` / ``with db.atomic():`` block: the transaction logic of :class:`Database`.
+
+    A class rather than a ``@contextmanager`` generator: several blocks run per metering round trip, and the
+    generator machinery costs several times the Python work of a plain ``__enter__`` / ``__exit__``. The block
+    holds the database lock from ``__enter__`` to ``__exit__``. ``__exit__`` never swallows the body's exception:
+    it goes on unchanged unless it is a SQLite storage failure (re-raised as a ``StoreError``); the end of the
+    block may fail on its own (COMMIT / RELEASE, or a transaction a nested failure doomed).
+    """
+
+    __slots__ = ("_db", "_lazy", "_join", "_conn", "_kind", "_name")
+
+    def __init__(self, db: Database, lazy: bool, join: bool) -> None:
+        self._db = db
+        self._lazy = lazy      # tx(lazy=True): BEGIN with the first write inside
+        self._join = join      # atomic(): join an open transaction without a SAVEPOINT; the body gets None
+
+    def __enter__(self) -> Any:
+        db = self._db
+        conn = db._conn
+        if conn is None:
+            conn = db._require_conn()   # raises: closed
+        db._lock.acquire()
+        try:
+            if db._depth == 0:
+                if not self._lazy:
+                    db._begin(conn)
+                db._depth = 1
+                db._aborted = False
+                self._kind = _OUTER
+            elif not db._begun:
+                # the first write of a lazy transaction: nothing before it to keep, so no SAVEPOINT is needed; a
+                # failure rolls the (so far empty) transaction back and leaves the outer block lazy again
+                db._begin(conn)
+                db._depth += 1
+                self._kind = _FIRST
+            elif self._join:
+                self._kind = _JOIN
+            else:
+                name = f"secure_cp_sp{db._depth}"
+                try:
+                    conn.execute(f"SAVEPOINT {name}")
+                except sqlite3.Error as exc:
+                    raise db._translate(exc, "cannot begin a nested transaction") from exc
+                db._depth += 1
+                self._name = name
+                self._kind = _SAVEPOINT
+        except BaseException:
+            db._lock.release()
+            raise
+        self._conn = conn
+        return None if self._join else conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        db = self._db
+        kind = self._kind
+        try:
+            if exc_type is not None:
+                self._undo(kind, exc)
+            elif kind == _OUTER:
+                try:
+                    if db._aborted:
+                        if db._begun:
+                            db._rollback_quietly()
+                        raise StoreError(
+                            f"database '{db.path}': SQLite rolled this transaction back after a failure inside a "
+                            "nested block; nothing of it was committed"
+                        )
+                    if db._begun:
+                        try:
+                            self._conn.execute("COMMIT")
+                        except sqlite3.Error as commit_exc:
+                            db._rollback_quietly()
+                            raise db._translate(commit_exc, "commit failed and was rolled back") from commit_exc
+                finally:
+                    db._depth = 0
+                    db._aborted = False
+                    db._begun = False
+            elif kind == _FIRST:
+                db._depth -= 1
+            elif kind == _SAVEPOINT:
+                try:
+                    self._conn.execute(f"RELEASE {self._name}")
+                except sqlite3.Error as release_exc:
+                    db._aborted = True
+                    raise db._translate(release_exc, "nested transaction failed") from release_exc
+                finally:
+                    db._depth -= 1
+        finally:
+            db._lock.release()
+        return False
+
+    def _undo(self, kind: int, exc: BaseException | None) -> None:
+        """The body raised ``exc``: roll this block back (re-raises ``exc`` translated, or returns to let it go)."""
+        db = self._db
+        if kind == _JOIN:    # cannot be undone on its own: it dooms the whole transaction (rolled back at its end)
+            db._aborted = True
+            return
+        try:
+            if kind == _OUTER:
+                if db._begun:
+                    db._rollback_quietly()
+            elif kind == _FIRST:
+                db._rollback_quietly()
+                db._begun = False
+            else:
+                db.rollbacks += 1
+                conn = self._conn
+                if conn.in_transaction:
+                    try:
+                        conn.execute(f"ROLLBACK TO {self._name}")
+                        conn.execute(f"RELEASE {self._name}")
+                    except sqlite3.Error:
+                        db._aborted = True
+                else:  # SQLite already rolled back the whole transaction (e.g. after SQLITE_FULL)
+                    db._aborted = True
+            if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
+                raise db._translate(exc, "write failed and was rolled back") from exc
+        finally:
+            if kind == _OUTER:
+                db._depth = 0
+                db._aborted = False
+                db._begun = False
+            else:
+                db._depth -= 1
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .db import Database, json_dumps, json_loads
@@ -68,6 +69,12 @@ def _check_entry(action: str, payload: dict) -> str:
     if not isinstance(payload, dict):
         raise TypeError(f"outbox payload must be a dict, got {type(payload).__name__}")
     return json_dumps(payload)
+
+
+@lru_cache(maxsize=None)   # at most 500 texts; the same one (one deletion) for nearly every call
+def _delete_in(count: int) -> str:
+    """The statement deleting ``count`` seqs (remove_many)."""
+    return f"DELETE FROM outbox WHERE seq IN ({','.join('?' * count)})"
 
 
 class Outbox:
@@ -126,10 +133,10 @@ class Outbox:
 
     def remove_many(self, seqs: Iterable[int]) -> None:
         """Delete several delivered items in one statement (all or none)."""
-        seqs = [int(s) for s in seqs]
+        seqs = list(map(int, seqs))
         for i in range(0, len(seqs), 500):   # SQLite's limit on bound parameters is far above this
             chunk = seqs[i:i + 500]
-            self._db.write(f"DELETE FROM outbox WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+            self._db.write(_delete_in(len(chunk)), chunk)
 
     def update_payload(self, seq: int, payload: dict) -> None:
         """Replace the payload of a queued item (e.g. fill in the transactionId the CSMS assigned meanwhile)."""

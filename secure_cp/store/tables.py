@@ -59,7 +59,9 @@ _TX_COLUMNS = ", ".join(_TX_FIELDS)
 
 
 def _tx_from_row(row: Any) -> TxRecord:
-    values = {name: row[name] for name in _TX_FIELDS}
+    # every SELECT of a record lists _TX_COLUMNS, i.e. the fields in order: pair them by position (C code only,
+    # where a lookup by name per field was Python work for every read of a record)
+    values = dict(zip(_TX_FIELDS, row))
     values["extra"] = json_loads(values["extra"]) if values["extra"] else {}
     return TxRecord(**values)
 

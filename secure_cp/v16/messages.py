@@ -5,13 +5,10 @@ from ..engine.model import Sample, rfc3339
 
 
 def sampled_values(sample: Sample) -> list[dict]:
-    out = []
-    for v in sample.values:
-        sv = {"value": format(v.value, "f"), "context": sample.context, "measurand": v.measurand}
-        if v.unit:
-            sv["unit"] = v.unit
-        out.append(sv)
-    return out
+    context = sample.context
+    return [{"value": format(value, "f"), "context": context, "measurand": measurand, "unit": unit} if unit
+            else {"value": format(value, "f"), "context": context, "measurand": measurand}
+            for measurand, value, unit in sample.values]
 
 
 def meter_value(sample: Sample) -> dict:

@@ -101,28 +101,24 @@ def auth_info_16(info: dict) -> dict:
     return out
 
 
-def sampled_values(sample: Sample, measurands: list[str] | None = None) -> list[dict]:
+_MEASURANDS_201 = frozenset(MEASURANDS_201)
+
+
+def sampled_values(sample: Sample, measurands: list[str] | None = None, context: str | None = None) -> list[dict]:
     """SampledValueType list of a sample: only 2.0.1 measurands (a 1.6-only one, e.g. Temperature, is left out),
-    and only ``measurands`` when given."""
-    out = []
-    for v in sample.values:
-        if v.measurand not in MEASURANDS_201 or (measurands is not None and v.measurand not in measurands):
-            continue
-        sv: dict[str, Any] = {"value": v.value, "context": sample.context, "measurand": v.measurand}
-        if v.unit:
-            sv["unitOfMeasure"] = {"unit": v.unit}
-        out.append(sv)
-    return out
+    and only ``measurands`` when given; ``context`` (when not empty) instead of the sample's."""
+    context = context or sample.context
+    wanted = _MEASURANDS_201 if measurands is None else _MEASURANDS_201.intersection(measurands)
+    return [{"value": value, "context": context, "measurand": measurand, "unitOfMeasure": {"unit": unit}} if unit
+            else {"value": value, "context": context, "measurand": measurand}
+            for measurand, value, unit in sample.values if measurand in wanted]
 
 
 def meter_value(sample: Sample, measurands: list[str] | None = None, context: str | None = None) -> dict | None:
     """MeterValueType of a sample (None when nothing of it can be sent); ``context`` overrides the sample's."""
-    values = sampled_values(sample, measurands)
+    values = sampled_values(sample, measurands, context)
     if not values:
         return None
-    if context:
-        for sv in values:
-            sv["context"] = context
     return {"timestamp": rfc3339(sample.timestamp), "sampledValue": values}
 
 
