@@ -95,11 +95,12 @@ class AdapterBase:
         self._queue_data_transfer(payload, on_result)
 
     def _send(self, kind: str, action: str, payload: dict, ref: Any, now: float, *,
-              validated: bool = False) -> str | None:
+              validated: bool = False, payload_text: str | None = None) -> str | None:
         """Start a CALL (None if the payload fails its schema: we never send an invalid frame). ``validated``:
-        the payload passed the same schema check when it was queued by this process (see ``endpoint.send_call``)."""
+        the payload passed the same schema check when it was queued by this process; ``payload_text``: the
+        payload's stored JSON text (see ``endpoint.send_call``)."""
         try:
-            _, text = self.endpoint.send_call(action, payload, now, validated=validated)
+            _, text = self.endpoint.send_call(action, payload, now, validated=validated, payload_text=payload_text)
         except SchemaError as exc:
             log.error("not sending invalid %s: %s", action, exc.description)
             return None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 
 from .store import Database, Outbox
-from .store.outbox import PENDING, OutboxItem
+from .store.outbox import PENDING, OutboxItem, entry_text
 
 log = logging.getLogger("secure_cp.adapter")
 
@@ -92,9 +92,10 @@ class OutboxQueue:
         """Queue a schema-checked message (inside the caller's store transaction); deletions that were waiting
         ride on this write."""
         self.flush()
-        seq = self.outbox.append(action, payload, tx_key=tx_key, now=now)
+        text = entry_text(action, payload)     # encoded once: stored, and sent as it is
+        seq = self.outbox.append(action, payload, tx_key=tx_key, now=now, text=text)
         self._checked.add(seq)
-        item = OutboxItem(seq, action, payload, tx_key, 0, now, None, PENDING, None)
+        item = OutboxItem(seq, action, payload, tx_key, 0, now, None, PENDING, None, text)
         if not self._stale and self._head is None:       # the queue was empty: this is its head
             self._head = item
         if self._known is not None:

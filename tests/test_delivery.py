@@ -78,3 +78,20 @@ def test_changed_and_failures_read_the_store_again(queue) -> None:
     head = q.head()
     assert head.seq == second and head.attempts == 1 and head.next_attempt_at == pytest.approx(13.0)
     assert Outbox(db).get(first).status == "failed"
+
+
+def test_items_carry_the_stored_text_from_memory_and_from_the_store(queue) -> None:
+    """The text a queued message is sent with is the text in the store, whether the head comes from memory (queued
+    by this process) or from a read (e.g. after a restart); an updated payload brings its new text."""
+    from decimal import Decimal
+    q, db = queue
+    assert q.head() is None
+    payload = {"connectorId": 1, "meterValue": [{"sampledValue": [{"value": Decimal("2935.600")}]}], "é": "ü"}
+    seq = q.append("MeterValues", payload, tx_key="t", now=1.0)
+    stored = db.query("SELECT payload FROM outbox WHERE seq = ?", (seq,))[0][0]
+    assert '"value":2935.600' in stored and q.head().text == stored
+    reread = OutboxQueue(db, Outbox(db)).head()
+    assert reread is not None and reread.text == stored and reread.payload == payload
+    Outbox(db).update_payload(seq, {**payload, "transactionId": 7})
+    assert Outbox(db).head().text == db.query("SELECT payload FROM outbox WHERE seq = ?", (seq,))[0][0]
+    assert '"transactionId":7' in Outbox(db).head().text

@@ -26,7 +26,8 @@ from secure_cp.rpc import (
     is_rfc3339_date_time,
     shared_registry,
 )
-from secure_cp.rpc.frames import Call
+from secure_cp import jsontext
+from secure_cp.rpc.frames import Call, encode_call
 from secure_cp.rpc.schemas import _is_multiple_of
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -291,3 +292,21 @@ def test_encode_decode_round_trip(payload: dict, unique_id: str) -> None:
     again = decode(text)
     assert again == frame
     assert encode(again) == text  # the decimal text is stable
+
+
+@FUZZ
+@given(payload=st.dictionaries(st.text(max_size=6), json_with_decimals, max_size=4), unique_id=st.text(max_size=36),
+       action=st.sampled_from(["MeterValues", "TransactionEvent", "Ünknown\x01\"\\"]))
+def test_a_call_around_stored_payload_text_is_the_encoded_call(payload: dict, unique_id: str, action: str) -> None:
+    """The outbox sends a queued payload as the text it stored (encode_call): the very frame encode() writes."""
+    text = encode_call(unique_id, action, jsontext.dumps(payload))
+    assert text == encode(Call(unique_id, action, payload))
+    assert decode(text) == Call(unique_id, action, payload)
+
+
+def test_a_call_around_stored_payload_text_with_lone_surrogates() -> None:
+    """A lone surrogate cannot go out as UTF-8: it is written as a \\u escape, in the id or in the stored payload."""
+    for unique_id, payload in (("id-\ud800", {"a": "é"}), ("id-é", {"a": "\udc00"})):
+        text = encode_call(unique_id, "DataTransfer", jsontext.dumps(payload))
+        text.encode("utf-8")
+        assert decode(text) == Call(unique_id, "DataTransfer", payload)

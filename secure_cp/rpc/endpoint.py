@@ -29,6 +29,7 @@ from .frames import (
     FrameError,
     decode,
     encode,
+    encode_call,
 )
 from .schemas import SchemaError, SchemaRegistry, shared_registry
 
@@ -208,14 +209,16 @@ class Endpoint:
 
     # --- outgoing ---------------------------------------------------------------------------------------
 
-    def send_call(self, action: str, payload: dict, now: float, *, validated: bool = False) -> tuple[str, str]:
+    def send_call(self, action: str, payload: dict, now: float, *, validated: bool = False,
+                  payload_text: str | None = None) -> tuple[str, str]:
         """Start a CALL; returns (unique_id, text to send).
 
         Raises BusyError if a CALL is outstanding (call :meth:`poll` first, so that an expired one is cleared
         and reported as a Timeout), SchemaError if ``payload`` is not a valid ``action`` request
         (we never send an invalid frame), ValueError if the id factory returns an id that OCPP-J forbids.
         ``validated=True``: the caller has just checked this payload against the same schema (an outbox item
-        checked when it was queued), so it is not checked twice.
+        checked when it was queued), so it is not checked twice. ``payload_text``: ``payload`` as JSON text from
+        the same encoder (an outbox item as it was stored), put into the frame as it is.
         """
         if self._outstanding is not None:
             raise BusyError(f"CALL {self._outstanding[0]} ({self._outstanding[1]}) is still outstanding")
@@ -224,7 +227,10 @@ class Endpoint:
         unique_id = self._id_factory()
         if not isinstance(unique_id, str) or len(unique_id) > MAX_UNIQUE_ID_LENGTH:
             raise ValueError(f"id_factory returned {unique_id!r}: messageId is string[{MAX_UNIQUE_ID_LENGTH}]")
-        text = encode(Call(unique_id, action, payload))
+        if payload_text is None:
+            text = encode(Call(unique_id, action, payload))
+        else:
+            text = encode_call(unique_id, action, payload_text)
         self._outstanding = (unique_id, action)
         self._deadline = now + self.call_timeout
         return unique_id, text

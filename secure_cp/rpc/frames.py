@@ -242,8 +242,23 @@ def _raise_unparsable(text: str, description: str) -> None:
 
 # --- encoding -------------------------------------------------------------------------------------------
 
+# A str as JSON string, escaped as the encoder (ensure_ascii=False) escapes it: for ASCII text (no lone surrogate
+# that jsontext.dumps would have to escape) the same text
+_quote = json.encoder.encode_basestring
+
+
 def _dumps(value: Any) -> str:
     return jsontext.dumps(value)
+
+
+def encode_call(unique_id: str, action: str, payload_text: str) -> str:
+    """The text of a CALL whose payload is already JSON text written by the same encoder (e.g. as it was queued):
+    the same text as ``encode(Call(unique_id, action, payload))``, without encoding the payload again."""
+    if not isinstance(unique_id, str) or len(unique_id) > MAX_UNIQUE_ID_LENGTH:
+        raise ValueError(f"messageId must be a string of at most {MAX_UNIQUE_ID_LENGTH} characters")
+    if unique_id.isascii() and action.isascii():    # the usual case: quoted by the C helper, no encoder run
+        return f"[{CALL},{_quote(unique_id)},{_quote(action)},{payload_text}]"
+    return f"[{CALL},{_dumps(unique_id)},{_dumps(action)},{payload_text}]"
 
 
 def encode(frame: Call | CallResult | CallError) -> str:

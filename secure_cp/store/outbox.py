@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -47,6 +47,8 @@ class OutboxItem:
     next_attempt_at: float | None
     status: str  # "pending" | "failed"
     last_error: str | None
+    text: str | None = field(default=None, compare=False, repr=False)
+    """``payload`` as the JSON text stored (the same text a frame carries: sent as it is, not encoded again)."""
 
 
 def _item(row: sqlite3.Row) -> OutboxItem:
@@ -54,6 +56,7 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         seq=row["seq"],
         action=row["action"],
         payload=json_loads(row["payload"]),
+        text=row["payload"],
         tx_key=row["tx_key"],
         attempts=row["attempts"],
         created_at=row["created_at"],
@@ -63,7 +66,8 @@ def _item(row: sqlite3.Row) -> OutboxItem:
     )
 
 
-def _check_entry(action: str, payload: dict) -> str:
+def entry_text(action: str, payload: dict) -> str:
+    """The stored text of a CALL's payload (raises TypeError / ValueError for what cannot be queued)."""
     if not isinstance(action, str) or not action:
         raise ValueError(f"outbox action must be a non-empty string, got {action!r}")
     if not isinstance(payload, dict):
@@ -85,16 +89,18 @@ class Outbox:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    def append(self, action: str, payload: dict, *, tx_key: str | None = None, now: float) -> int:
-        """Queue a CALL at the tail; returns its seq. Durable on return (or with the caller's ``tx()``)."""
-        text = _check_entry(action, payload)
+    def append(self, action: str, payload: dict, *, tx_key: str | None = None, now: float,
+               text: str | None = None) -> int:
+        """Queue a CALL at the tail; returns its seq. Durable on return (or with the caller's ``tx()``).
+        ``text``: ``payload`` already encoded by :func:`entry_text` (it is not encoded again)."""
+        text = entry_text(action, payload) if text is None else text
         done = self._db.write("INSERT INTO outbox (action, payload, tx_key, created_at) VALUES (?, ?, ?, ?)",
                               (action, text, tx_key, float(now)))
         return int(done.lastrowid)
 
     def append_many(self, entries: Iterable[tuple[str, dict, str | None]], *, now: float) -> list[int]:
         """Queue several CALLs ``(action, payload, tx_key)`` in one transaction (one fsync); returns their seqs."""
-        rows = [(action, _check_entry(action, payload), tx_key) for action, payload, tx_key in entries]
+        rows = [(action, entry_text(action, payload), tx_key) for action, payload, tx_key in entries]
         seqs: list[int] = []
         with self._db.tx() as conn:
             for action, text, tx_key in rows:
@@ -140,7 +146,7 @@ class Outbox:
 
     def update_payload(self, seq: int, payload: dict) -> None:
         """Replace the payload of a queued item (e.g. fill in the transactionId the CSMS assigned meanwhile)."""
-        text = _check_entry("update", payload)
+        text = entry_text("update", payload)
         with self._db.tx() as conn:
             cur = conn.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (text, seq))
         if cur.rowcount == 0:

@@ -238,9 +238,15 @@ class Ocpp16Adapter(AdapterBase):
         """Durably queue a transaction message; ``flag`` set on the record ``tx`` in the same store transaction
         makes re-queuing after a crash a no-op."""
         try:
-            probe = dict(payload)
+            probe = payload
             if action != "StartTransaction":
-                probe["transactionId"] = 0
+                # the CSMS's transactionId, when known already, is queued with the message (which is then sent as
+                # it was stored, _next_outbox); else it is filled in when the message is sent
+                transaction_id = self._transaction_id_of(tx_key)
+                if transaction_id is not None:
+                    payload["transactionId"] = int(transaction_id)
+                else:
+                    probe = {**payload, "transactionId": 0}
             self.registry.validate_request(action, probe)
         except SchemaError as exc:
             log.error("refusing to queue an invalid %s for transaction %s: %s", action, tx_key, exc.description)
@@ -719,15 +725,20 @@ class Ocpp16Adapter(AdapterBase):
             if item.action not in TX_ACTIONS:
                 return None   # written by the 2.0.1 adapter: it waits for a 2.0.1 connection (the runtime pins it)
             payload = dict(item.payload)
+            stored = item.text     # the text as queued: sent as it is unless the transactionId is filled in now
             if item.action != "StartTransaction" and item.tx_key:
                 transaction_id = self._transaction_id_of(item.tx_key)
                 if transaction_id is None:
                     # ordered queue: its StartTransaction is gone (given up), so this can never be delivered
                     self.queue.give_up(item, "the transaction's StartTransaction was never confirmed")
                     continue
-                payload["transactionId"] = int(transaction_id)
+                current = payload.get("transactionId")
+                if type(current) is not int or current != int(transaction_id):
+                    payload["transactionId"] = int(transaction_id)
+                    stored = None
             # checked when queued: only transactionId (an int from the CSMS) differs
-            text = self._send("outbox", item.action, payload, item, now, validated=self.queue.checked(item.seq))
+            text = self._send("outbox", item.action, payload, item, now, validated=self.queue.checked(item.seq),
+                              payload_text=stored)
             if text:
                 return text
             self.queue.give_up(item, "payload fails the OCPP 1.6 schema")

@@ -1322,8 +1322,8 @@ class Ocpp201Adapter(AdapterBase):
             item = self._tx_head()
             if item is None or (item.next_attempt_at is not None and item.next_attempt_at > now):
                 return None
-            text = self._send("outbox", item.action, dict(item.payload), item, now,
-                              validated=self.queue.checked(item.seq))   # checked when queued, seqNo from the store
+            text = self._send("outbox", item.action, dict(item.payload), item, now,   # seqNo from the store
+                              validated=self.queue.checked(item.seq), payload_text=item.text)   # as queued
             if text:
                 self._transmitted.add(item.seq)
                 return text
