@@ -1,7 +1,7 @@
 """``python -m bench``: run every measurement once, print the table (and ``--json FILE``). Exit 0 even on MISS.
 
-Run from the project root with the venv's interpreter: ``.venv/bin/python -m bench`` (about 75 s on 2 cores),
-``--quick`` (about 35 s). ``--profile`` adds a cProfile run of client (c) on 1.6 and on 2.0.1 and the 1.6 per-step
+Run from the project root with the venv's interpreter: ``.venv/bin/python -m bench`` (about 2.5 minutes on 2 cores;
+the round-trip clients run in 5 interleaved rounds, ``--rounds``), ``--quick`` (about 35 s). ``--profile`` adds a cProfile run of client (c) on 1.6 and on 2.0.1 and the 1.6 per-step
 CPU breakdown. Sections (``--only``): ``roundtrip`` (1.6 MeterValues), ``roundtrip201`` (2.0.1 TransactionEvent
 Updated), ``process``, ``queue``, ``getconf`` (1.6), ``basereport`` (2.0.1 GetBaseReport FullInventory).
 """
@@ -78,17 +78,27 @@ def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Pat
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def roundtrips(n: int, warmup: int, tmp: Path, ocpp: str = "1.6") -> dict:
-    """The three clients, one after the other, against one fresh CSMS process (per OCPP version)."""
+def roundtrips(n: int, warmup: int, tmp: Path, ocpp: str = "1.6", rounds: int = 1) -> dict:
+    """The clients against one fresh CSMS process (per OCPP version), in ``rounds`` interleaved rounds of ``n /
+    rounds`` round trips each (a, b, c, c', a, b, c, c', ...): this machine's speed drifts by tens of percent within
+    a minute, and interleaving spreads the drift over all clients instead of charging it to one. Each client's
+    result is its median round (by CPU per round trip); ``rounds_cpu_us`` keeps every round's figure."""
     csms = CsmsProcess(tmp / f"csms-{ocpp}.log")
+    per_round = max(1, n // rounds)
     try:
-        out: dict = {"csms_url": csms.url, "ocpp": ocpp}
-        for kind in KINDS:
-            _say(f"  round trips {ocpp}: {kind} ...")
-            before = csms.stats()["cpu_s"]
-            res = run_client(kind, csms.url, n, warmup, tmp, ocpp=ocpp)
-            res["csms_cpu_us"] = (csms.stats()["cpu_s"] - before) / (n + warmup) * 1e6   # incl. boot + start
-            out[kind] = res
+        out: dict = {"csms_url": csms.url, "ocpp": ocpp, "rounds": rounds}
+        runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+        for number in range(rounds):
+            for kind in KINDS:
+                _say(f"  round trips {ocpp}: {kind}" + (f" (round {number + 1} of {rounds})" if rounds > 1 else "")
+                     + " ...")
+                before = csms.stats()["cpu_s"]
+                res = run_client(kind, csms.url, per_round, warmup, tmp, ocpp=ocpp)
+                res["csms_cpu_us"] = (csms.stats()["cpu_s"] - before) / (per_round + warmup) * 1e6  # incl. boot
+                runs[kind].append(res)
+        for kind, results in runs.items():
+            ordered = sorted(results, key=lambda res: res["cpu_us"])
+            out[kind] = {**ordered[(len(ordered) - 1) // 2], "rounds_cpu_us": [res["cpu_us"] for res in results]}
         out["csms"] = csms.stats()
     finally:
         csms.close()
@@ -139,6 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.add_argument("--n", type=int, help="measured round trips per client and OCPP version (default 2000, quick 200)")
     p.add_argument("--warmup", type=int, help="unmeasured round trips first (default 100, quick 20)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds of the round-trip clients, n/rounds round trips "
+                   "each; the median round counts (default 5, quick 1)")
     p.add_argument("--cold-starts", type=int, help="cold starts to time (median; default 3, quick 1)")
     p.add_argument("--idle-wait", type=float, help="idle seconds after boot before RSS (default 5, quick 2)")
     p.add_argument("--idle-window", type=float, help="seconds of idle CPU measurement (default 10, quick 5)")
@@ -154,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-top", type=int, default=25)
     a = p.parse_args(argv)
     quick = a.quick
-    defaults = {"n": (2000, 200), "warmup": (100, 20), "cold_starts": (3, 1), "idle_wait": (5.0, 2.0),
+    defaults = {"n": (2000, 200), "warmup": (100, 20), "rounds": (5, 1), "cold_starts": (3, 1), "idle_wait": (5.0, 2.0),
                 "idle_window": (10.0, 5.0), "settle": (3.0, 1.0), "report_runs": (20, 10)}
     for key, (full, short) in defaults.items():
         if getattr(a, key) is None:
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"meta": {
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "python": platform.python_version(), "cpus": os.cpu_count(), "mode": "quick" if a.quick else "full",
-        "n": a.n, "warmup": a.warmup, "queued": a.queued, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n": a.n, "warmup": a.warmup, "rounds": a.rounds, "queued": a.queued, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "loadavg_start": os.getloadavg()[0],
     }}
     t0 = time.monotonic()
@@ -177,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["data_fs"] = filesystem_of(tmp)
         if "roundtrip" in a.sections:
             _say("OCPP 1.6 MeterValues round trips (a) raw, (b) ocpp, (c) secure-cp, (c') without fsync ...")
-            results["roundtrip"] = roundtrips(a.n, a.warmup, tmp, "1.6")
+            results["roundtrip"] = roundtrips(a.n, a.warmup, tmp, "1.6", a.rounds)
         if "roundtrip201" in a.sections:
             _say("OCPP 2.0.1 TransactionEvent Updated round trips (a) raw, (b) ocpp, (c) secure-cp, (c') without fsync ...")
-            results["roundtrip201"] = roundtrips(a.n, a.warmup, tmp, "2.0.1")
+            results["roundtrip201"] = roundtrips(a.n, a.warmup, tmp, "2.0.1", a.rounds)
         if "process" in a.sections:
             _say(f"cold start x{a.cold_starts}, RSS after {a.idle_wait:g} s idle, "
                  f"idle CPU over {a.idle_window:g} s ...")

@@ -104,7 +104,9 @@ def _target_line(t: Target, r: dict) -> str:
 def format_table(r: dict) -> str:
     m = r["meta"]
     out = [f"secure-cp benchmark - {m['platform']}, Python {m['python']}, {m['cpus']} CPUs, "
-           f"{m['mode']} (N={m['n']} round trips after {m['warmup']} warm-up)",
+           f"{m['mode']} (N={m['n']} round trips per client"
+           + (f" in {m['rounds']} interleaved rounds of {m['n'] // m['rounds']}, each" if m.get("rounds", 1) > 1 else "")
+           + f" after {m['warmup']} warm-up)",
            f"load average (1 min) at start {m['loadavg_start']:.2f}, at end {m.get('loadavg_end', float('nan')):.2f} "
            "(other work on the machine shows up in wall times, much less in CPU times)", ""]
     for section in ROUNDTRIP_SECTIONS:
@@ -188,6 +190,10 @@ def _roundtrip_block(r: dict, section: str) -> list[str]:
         x = rt[kind]
         out.append(f"  {names[kind]:<44} {x['cpu_us']:>10.1f} {x['user_us']:>8.1f} {x['sys_us']:>8.1f} "
                    f"{x['wall_us']:>11.1f} {x['wall_p99_us']:>9.1f} {x.get('csms_cpu_us', float('nan')):>11.1f}")
+    if rt.get("rounds", 1) > 1:
+        out += ["", f"  CPU/RT us of each of the {rt['rounds']} interleaved rounds (the median round is shown above):"]
+        out += [f"  {names[kind].split()[0]:<4} " + "  ".join(f"{v:7.1f}" for v in rt[kind]["rounds_cpu_us"])
+                for kind in names if kind in rt]
     checks = (f"CSMS checks: {csms['violations']} schema/protocol violations, {csms['duplicates']} duplicates")
     if version == "2.0.1":
         ledger = csms.get("transactions201", {})
