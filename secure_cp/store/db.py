@@ -81,9 +81,15 @@ def json_dumps(value: Any) -> str:
     return jsontext.dumps(value)
 
 
+# Made once: json.loads() with an option builds a new decoder on every call.
+_DECODE = json.JSONDecoder(parse_float=decimal.Decimal).decode
+
+
 def json_loads(text: str) -> Any:
     """Parse JSON text written by :func:`json_dumps`; numbers with a fraction or exponent become ``Decimal``."""
-    return json.loads(text, parse_float=decimal.Decimal)
+    if isinstance(text, str):
+        return _DECODE(text)
+    return json.loads(text, parse_float=decimal.Decimal)   # bytes: json.loads finds their encoding
 
 
 # ----------------------------------------------------------------------------------------------- Database
