@@ -105,21 +105,24 @@ class _Writer:
     def _string(self, schema: dict[str, Any], var: str, indent: int) -> None:
         enum = schema.get("enum")
         if enum is not None:
-            if not (isinstance(enum, list) and enum and all(isinstance(item, str) for item in enum)):
+            if not _string_enum(schema):
                 raise _Unsupported("enum with non-string values")
             # a str subclass equal to a member is a str too, and nothing else equals a str: membership is the test
             self.fail_if(indent, f"{var} not in {self.constant(frozenset(enum))}")
         else:
             self.fail_if(indent, f"type({var}) is not str")
-        if "maxLength" in schema:
-            self.fail_if(indent, f"len({var}) > {int(schema['maxLength'])}")
-        if "minLength" in schema:
-            self.fail_if(indent, f"len({var}) < {int(schema['minLength'])}")
+        self._sizes(schema, var, indent, "minLength", "maxLength")
         fmt = schema.get("format")
         if fmt is not None:
             if fmt != "date-time":
                 raise _Unsupported(f"format {fmt!r}")
             self.fail_if(indent, f"not _date_time({var})")
+
+    def _sizes(self, schema: dict[str, Any], var: str, indent: int, low: str, high: str) -> None:
+        """minLength / maxLength of a string, minItems / maxItems of an array."""
+        for keyword, operator in ((low, "<"), (high, ">")):
+            if keyword in schema:
+                self.fail_if(indent, f"len({var}) {operator} {int(schema[keyword])}")
 
     def _range(self, schema: dict[str, Any], var: str, indent: int) -> None:
         for keyword, operator in (("minimum", "<"), ("maximum", ">")):
@@ -175,10 +178,7 @@ class _Writer:
 
     def _array(self, schema: dict[str, Any], var: str, indent: int) -> None:
         self.fail_if(indent, f"type({var}) is not list")
-        if "minItems" in schema:
-            self.fail_if(indent, f"len({var}) < {int(schema['minItems'])}")
-        if "maxItems" in schema:
-            self.fail_if(indent, f"len({var}) > {int(schema['maxItems'])}")
+        self._sizes(schema, var, indent, "minItems", "maxItems")
         items = schema.get("items")
         if items is None:
             return
@@ -192,13 +192,17 @@ class _Writer:
             del self.lines[body - 1:]  # nothing to check per item
 
 
+def _string_enum(schema: dict[str, Any]) -> bool:
+    """The schema's enum is a non-empty list of strings (all the OCA enums are)."""
+    enum = schema.get("enum")
+    return isinstance(enum, list) and bool(enum) and all(isinstance(item, str) for item in enum)
+
+
 def _is_plain_enum(schema: Any) -> bool:
     """A string enum without other constraints (maxLength is implied by the values, so it may be present)."""
-    if not isinstance(schema, dict) or schema.get("type") != "string":
+    if not isinstance(schema, dict) or schema.get("type") != "string" or not _string_enum(schema):
         return False
-    enum = schema.get("enum")
-    if not (isinstance(enum, list) and enum and all(isinstance(item, str) for item in enum)):
-        return False
+    enum = schema["enum"]
     rest = set(schema) - _ANNOTATIONS - {"type", "enum", "additionalProperties"}
     if rest - {"maxLength"}:
         return False
