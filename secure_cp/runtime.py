@@ -16,30 +16,21 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-from . import lazy
-from .config import StationConfig, tls_context
+from .config import StationConfig
 from .devicemodel import Config16, DeviceModel
-from .devicemodel.keys16 import VENDOR_COMPONENT
 from .eichrecht.ocpp import BEGIN, EVENT_MISSING
 from .eichrecht.service import SignedReadings, resolve_mode
 from .devicemodel.v201 import define_v201
 from .engine import Authorizer, Engine, StopReason, rfc3339
 from .engine.datatransfer import DataTransferRegistry, echo_handler
 from .engine.locallist import LocalAuthList
-from .engine.station import HOLD_FIRMWARE
 from .hal import HardwareAdapter, load_adapter
 from .hal.api import EvReady, EvseReady, Fault, IdTagPresented, Plugged
-from .diagnostics import LogUploads
-from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller, load_roots
-from .logsetup import add_file_log, file_log_paths, remove_file_log
+from .logsetup import add_file_log, remove_file_log
 from .redact import redact_frame
-from .security.certsigning import CertSigning, station_credential
-from .security.certstore import CertificateStore
+from .runtime_files import StationFiles
+from .runtime_security import StationSecurity
 from .security.iso15118 import ISO15118_COMPONENT, REFRESH_RETRY, Iso15118Api, OcspCache
-from .security import p11provider
-from .security.keys.base import KeyBackendError
-from .security.keys.config import KeysConfigError, open_backend
-from .security.tls import certificate_event, classify_failure, client_context, refuse_wildcards
 from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
                     Transactions)
@@ -50,8 +41,6 @@ from .v16.settings import Settings16
 from .v201.messages import auth_info_16
 from .v201.netprofiles import NetworkProfile, NetworkProfiles
 
-x509 = lazy.module("cryptography.x509")
-serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
@@ -61,8 +50,6 @@ MIN_RECONNECT_WAIT = 0.05
 #: Configuration keys (1.6 names; 2.0.1 SecurityCtrlr.BasicAuthPassword arrives as AuthorizationKey) whose change is the
 #: security event ReconfigurationOfSecurityParameters ("keys or the security profile used", Appendix 1 / whitepaper §8).
 SECURITY_PARAMETERS = frozenset({"AuthorizationKey", "SecurityProfile", "AdditionalRootCertificateCheck", "CpoName"})
-#: s the firmware update waits for the CSMS to confirm InstallRebooting before it reboots anyway (offline).
-FIRMWARE_REBOOT_WAIT = 30.0
 
 
 class Clock:
@@ -92,8 +79,10 @@ class FrameRecord:
     text: str
 
 
-class Station:
-    """One charging station process: ``await Station(cfg).run()`` until ``stop()``."""
+class Station(StationSecurity, StationFiles):
+    """One charging station process: ``await Station(cfg).run()`` until ``stop()``. The certificate / TLS / key
+    methods are in runtime_security.StationSecurity, the log upload / firmware update ones in
+    runtime_files.StationFiles."""
 
     boot_retry_s = 5.0    # the wait before the next boot when the store refused the last one (StoreError)
 
@@ -211,113 +200,6 @@ class Station:
                                       self._usable_profile)   # B10.FR.04: the connection order of this boot
         self.hal.set_listener(self._on_hal)
         self.firmware.resume()     # an image installed before this boot is active now: Installed (L01.FR.28)
-
-    def _certificate_store(self) -> CertificateStore:
-        """M03-M05: CA certificates installed by the CSMS in ``<data_dir>/certs``. Capacity: the smaller of 2.0.1
-        SecurityCtrlr.CertificateEntries maxLimit and 1.6 CertificateStoreMaxLength; CertificateEntries shows the
-        current amount. A change of the CSMS roots drops the cached TLS contexts (the next connection trusts them)."""
-        model = self.model
-
-        def max_entries() -> int:
-            limits = [self._int_variable(VENDOR_COMPONENT, "CertificateStoreMaxLength", 20)]
-            entries = model.definition("SecurityCtrlr", "CertificateEntries")
-            if entries is not None and entries.max is not None:
-                limits.append(int(entries.max))
-            return min(limits)
-
-        def changed(cert_type: str, count: int) -> None:
-            if cert_type:                   # an install or a delete, not the count at opening ("")
-                self.security_events.record("ReconfigurationOfSecurityParameters", rfc3339(self.clock.now()),
-                                            f"{cert_type} installed or deleted ({count} CA certificates)")
-            if model.definition("SecurityCtrlr", "CertificateEntries") is not None:
-                model.set("SecurityCtrlr", "CertificateEntries", str(count), force=True)
-            if cert_type == "CSMSRootCertificate":
-                self._tls_contexts.clear()
-                self._refresh_transfer_context()
-
-        def station_chain() -> list:
-            try:
-                return x509.load_pem_x509_certificates(self.cfg.cert_file.read_bytes()) if self.cfg.cert_file else []
-            except (OSError, ValueError):
-                return []
-
-        store = CertificateStore(self.db, self.cfg.data_dir / "certs", max_entries=max_entries,
-                                 station_chain=station_chain, now=self.clock.now, on_change=changed,
-                                 v2g_chains=lambda: self.cert_signing.installed_chains("V2GCertificate"),
-                                 root_check=lambda: self._bool_variable("SecurityCtrlr",
-                                                                        "AdditionalRootCertificateCheck"),
-                                 configured_roots=self._configured_csms_roots)
-        changed("", len(store))
-        return store
-
-    def _configured_csms_roots(self) -> list:
-        """The CSMS roots of ``[security] ca_file`` (empty when none is configured or it is unreadable)."""
-        if self.cfg.ca_file is None:
-            return []
-        try:
-            return x509.load_pem_x509_certificates(self.cfg.ca_file.read_bytes())
-        except (OSError, ValueError) as exc:
-            log.error("ca_file %s unusable: %s", self.cfg.ca_file, exc)
-            return []
-
-    def _bool_variable(self, component: str, variable: str) -> bool:
-        return (self.model.get(component, variable) or "").strip().lower() == "true"
-
-    def _cert_signing(self) -> CertSigning:
-        """A02/A03: the station's own certificates in ``<data_dir>/station-certs``, keys in the ``[keys]`` backend
-        (opened at first use). CSR subject: O = SecurityCtrlr.OrganizationName (= 1.6 CpoName), CN = the station
-        identity, for a V2GCertificate ISO15118Ctrlr.SeccId. Chains must lead to a CSMS root (ca_file or installed)
-        or, for V2G, an installed V2GRootCertificate; size limit MaxCertificateChainSize (= 1.6
-        CertificateSignedMaxChainSize)."""
-        old = getattr(self, "cert_signing", None)
-        if old is not None:
-            old.close()
-        model = self.model
-
-        def roots(root_type: str) -> list:
-            found = list(self.certificates.roots(root_type))
-            if root_type == "CSMSRootCertificate":
-                found += self._configured_csms_roots()
-            return found
-
-        def common_name(cert_type: str) -> str | None:
-            if cert_type == "V2GCertificate":
-                return model.get("ISO15118Ctrlr", "SeccId")
-            return self.cfg.identity
-
-        def configured_chain() -> list:
-            try:
-                return x509.load_pem_x509_certificates(self.cfg.cert_file.read_bytes()) if self.cfg.cert_file else []
-            except (OSError, ValueError):
-                return []
-
-        def record(event: str, info: str) -> None:
-            self.security_events.record(event, rfc3339(self.clock.now()), info)
-
-        signing = CertSigning(KeyValue(self.db, "certsigning"), self.cfg.data_dir / "station-certs",
-                              lambda: open_backend(self.cfg.keys),
-                              organization=lambda: model.get("SecurityCtrlr", "OrganizationName"),
-                              common_name=common_name, roots=roots,
-                              max_chain_size=lambda: self._int_variable("SecurityCtrlr", "MaxCertificateChainSize",
-                                                                        0),
-                              record_event=record, algorithm=self.cfg.keys.algorithm,
-                              configured_chain=configured_chain, renew_before=self.cfg.renew_days * 86400.0)
-        self._open_token_first(signing)
-        return signing
-
-    def _open_token_first(self, signing: CertSigning) -> None:
-        """When OpenSSL's pkcs11-provider does this station's TLS with the key token (``secure-cp run``), open the key
-        backend now, before the first TLS context: python-pkcs11 must initialise the PKCS#11 module before the
-        provider does (the provider tolerates a module initialised already, python-pkcs11 does not: "already
-        initialized"), and the module then stays initialised for the process (pkcs11_backend._release_module). A
-        failure (e.g. a PIN the token refuses) is logged; the TLS attempts and a later CSR report it again."""
-        keys = self.cfg.keys
-        if keys.backend != "pkcs11" or keys.module is None or p11provider.active_module() != str(keys.module):
-            return
-        try:
-            signing.backend
-        except (KeyBackendError, KeysConfigError) as exc:
-            log.error("key backend (PKCS#11 token %r) cannot be opened: %s", keys.token, exc)
 
     def _run_blocking(self, work: Callable, done: Callable) -> None:
         """Hooks.run_blocking: ``work()`` in a worker thread (a key generation in a TPM must not stall heartbeats and
@@ -486,82 +368,6 @@ class Station:
                                ssl_context=(lambda: self._tls_context(sp, attempt=True)) if sp >= 2 else None,
                                ping_interval=ping or None, **self._backoff())
 
-    def _tls_context(self, security_profile: int, *, attempt: bool = False):
-        """One TLS client context per security profile, built from the files at first use and kept: a handshake
-        with a shared context reuses its loaded roots and key. (Certificate installation, A02/A05, must drop it.)
-
-        Trusted: the installed CSMS roots and ``ca_file``. Under AdditionalRootCertificateCheck an installed root
-        replaces ``ca_file`` and the fallback root is trusted only on the attempt after the new root failed
-        (M05.FR.14, 1.6 M05.FR.13; ``attempt``: this is a connection attempt, which records the choice). A wildcard
-        server certificate is refused unless SecurityCtrlr.AllowCSMSTLSWildcards is true."""
-        store = self.certificates
-        fallback = store.fallback_root() if store.root_check else None
-        use_fallback = fallback is not None and self._fallback_next
-        if attempt:
-            self._fallback_used = use_fallback
-        key = (security_profile, "fallback") if use_fallback else security_profile
-        ctx = self._tls_contexts.get(key)
-        if ctx is None:
-            if store.root_check:
-                roots = [fallback] if use_fallback else store.csms_roots()
-            else:
-                roots = store.roots("CSMSRootCertificate")
-            cfg = dataclasses.replace(self.cfg, ca_file=None) if store.root_check and roots else self.cfg
-            signed = self.cert_signing.credential(self.clock.now()) if security_profile == 3 else None
-            if signed is not None:      # A02/A03: the newest signed station certificate (A02.FR.09)
-                ctx = client_context(3, cfg.ca_file, station_credential(
-                    *signed, token=self.cfg.keys.token, key_dir=self.cert_signing.directory), roots)
-            else:
-                ctx = tls_context(cfg, security_profile, roots)
-            refuse_wildcards(ctx, lambda: self._bool_variable("SecurityCtrlr", "AllowCSMSTLSWildcards"))
-            self._tls_contexts[key] = ctx
-        return ctx
-
-    def _root_fallback_after(self, exc: Exception) -> None:
-        """M05.FR.14 (1.6 M05.FR.13): the CSMS certificate did not verify with the new CSMS root while reconnecting
-        to the CSMS last connected (not migrating with B10: M05.FR.15/16 leave that to the connection plan): the
-        next attempt verifies with the fallback root; after a failure with the fallback, the new root again."""
-        failure = classify_failure(exc, self.adapter.version)
-        if failure is None or failure.event != certificate_event(self.adapter.version):
-            return
-        if self._fallback_used:
-            self._fallback_next = False
-        elif self.certificates.root_check and self.certificates.fallback_root() is not None \
-                and self.plan.current.slot == self.network.active_slot:
-            log.warning("the CSMS certificate does not verify with the new CSMS root: the next attempt uses the "
-                        "fallback root (M05.FR.14)")
-            self._fallback_next = True
-
-    def _max_security_profile(self) -> int:
-        """The highest security profile this station has what it needs for: a CSMS root for 2, plus a station
-        certificate valid now and its key for 3 (A05.FR.02/03: NetworkConfigurationPriority refuses a slot above it;
-        TC_A_21_CS: "no valid ChargingStationCertificate installed")."""
-        if self.cfg.ca_file is None and not self.certificates.roots("CSMSRootCertificate"):
-            return 1
-        now = self.clock.now()
-        installed = self.cert_signing.credential(now) is not None
-        if not installed and (self.cfg.cert_file is None or (self.cfg.key_file or self.cfg.key_label) is None):
-            return 2
-        chain = self.cert_signing.current_chain(now)   # the installed chain (A02/A03), else the configured one
-        if not chain:
-            return 2
-        leaf = chain[0]
-        return 3 if leaf.not_valid_before_utc.timestamp() <= now <= leaf.not_valid_after_utc.timestamp() else 2
-
-    def _record_tls_failure(self, exc: Exception) -> None:
-        """A00.FR.309/315/322 (413/419/426): a TLS handshake failure becomes its security event. The station retries
-        with back-off; to keep a long outage from flooding the security log and the CSMS queue, an event is recorded
-        once per kind of failure until a connection succeeds again."""
-        failure = classify_failure(exc, self.adapter.version)
-        if failure is None or failure.event is None or failure.event == self._last_tls_event:
-            return
-        self._last_tls_event = failure.event
-        log.error("security event %s: %s", failure.event, failure.text)
-        try:
-            self.security_events.record(failure.event, rfc3339(self.clock.now()), failure.text)
-        except StoreError as exc_store:
-            log.critical("cannot store security event %s (%s)", failure.event, exc_store)
-
     def reset_backoff_defaults(self) -> None:
         """The defaults of OCPPCommCtrlr.RetryBackOffWaitMinimum / RetryBackOffRandomRange / RetryBackOffRepeatTimes
         come from the ``[csms]`` reconnect_min / reconnect_max (in whole seconds, as the variables): the minimum is
@@ -665,20 +471,6 @@ class Station:
             log.warning("no connection after %d attempts; trying network profile %s", self.plan.attempts,
                         self.plan.current.describe())
             self.transport.reconfigure(self.transport_config())
-
-    def _station_certificate_failed(self) -> None:
-        """A02.FR.28: under security profile 3, a whole round of the connection plan (every network profile, its
-        NetworkProfileConnectionAttempts each) failed with a new station certificate that still has a previous one:
-        the next attempts use the other certificate (see CertSigning.round_failed)."""
-        now = self.clock.now()
-        if self.transport.config.security_profile != 3 or not self.cert_signing.has_fallback(now):
-            self._cert_round_failures = 0
-            return
-        self._cert_round_failures += 1
-        if self._cert_round_failures >= self.plan.attempts * len(self.plan.order):
-            self._cert_round_failures = 0
-            if self.cert_signing.round_failed(now):
-                self._tls_contexts.clear()
 
     def _on_open(self, subprotocol: str) -> None:
         self._generation += 1
@@ -810,17 +602,6 @@ class Station:
             return None
         return f"OCPP {self.adapter.version} has no ISO 15118 messages (only OCPP 2.0.1 carries them)"
 
-    def _v2g_chain(self) -> list:
-        """The station's V2G (SECC) certificate chain, leaf first, installed through A02/A03 (empty: none)."""
-        cred = self.cert_signing.credential(self.clock.now(), "V2GCertificate")
-        if cred is None:
-            return []
-        try:
-            return x509.load_pem_x509_certificates(cred[0].read_bytes())
-        except (OSError, ValueError) as exc:
-            log.error("V2G certificate chain %s unusable: %s", cred[0], exc)
-            return []
-
     async def _iso15118_call(self, action: str, payload: dict) -> dict | None:
         """One CALL of the ISO 15118 API: the response payload, or None (offline, CALLERROR, timeout, lost)."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -854,11 +635,6 @@ class Station:
             info, cache = auth_info_16(id_token_info), True
         applied.append(self.engine.authorize_decided(emaid, info, connector, now, cache=cache))
         return self.adapter.poll(now)
-
-    def _v2g_certificate_changed(self) -> None:
-        """M06.FR.07: a new V2G certificate is in use: the refresher asks for its status and its sub-CAs' again."""
-        self._ocsp_force = True
-        self._ocsp_wake.set()
 
     async def _ocsp_refresher(self) -> None:
         """M06.FR.06/07/10: keep the cached OCSP status of the V2G certificates fresh (a week at most) while the
@@ -989,124 +765,6 @@ class Station:
             self.db.close()
             self._open_store()
             self.boots += 1
-
-    def _log_uploads(self) -> LogUploads:
-        """GetLog jobs (diagnostics.LogUploads) over this boot's store; a job of the previous boot ends with it."""
-        old = getattr(self, "logs", None)
-        if old is not None:
-            old.close()
-        return LogUploads(security_events=self.security_events, log_files=lambda: file_log_paths(self.cfg.data_dir),
-                          identity=self.cfg.identity, report=self._on_log_status, ssl_context=self._transfer_context())
-
-    def _on_log_status(self, status: str, request_id: int) -> None:
-        """A log upload's status (on the loop): a LogStatusNotification of the active adapter (N01.FR.07-10)."""
-        self._send_all(self._event(self._log_status, status, request_id, self.clock.now()))
-
-    def _log_status(self, status: str, request_id: int, now: float) -> list[str]:
-        self.adapter.log_status(status, request_id, now)
-        return self.adapter.poll(now)
-
-    def _firmware_updates(self) -> FirmwareUpdates:
-        """Secure firmware update (firmware.FirmwareUpdates) over this boot's store; a job of the previous boot
-        ends with it. The installer: ``[firmware] install_command``, else the simulator's (keeps the image)."""
-        old = getattr(self, "firmware", None)
-        if old is not None:
-            old.close()
-        command = self.cfg.firmware_install_command
-        work_dir = self.cfg.data_dir / "firmware"
-        installer = CommandInstaller(command) if command else SimulatedInstaller(work_dir)
-        return FirmwareUpdates(kv=KeyValue(self.db, "firmware"), security_events=self.security_events,
-                               manufacturer_roots=self._manufacturer_roots, report=self._on_firmware_status,
-                               reboot=self._firmware_reboot, clock=self.clock.now, installer=installer,
-                               idle=lambda: not any(c.tx_key for c in self.engine.connectors.values()),
-                               hold=self._firmware_hold, work_dir=work_dir, ssl_context=self._transfer_context(),
-                               revocation=self.cfg.firmware_revocation)
-
-    def _transfer_context(self) -> ssl.SSLContext:
-        """TLS for HTTPS / FTPS firmware downloads and log uploads (2.0.1 L01 / N01, 1.6 whitepaper L01 / N01), host
-        names checked: the CSMS trust chain (N01.FR.15 "at least": the installed CSMSRootCertificates and the
-        ``[security] ca_file``), the operating system's CAs (N01.FR.16 recommends them: the file server may be a
-        cloud service outside the CSMS trust chain) and the ``[files] ca_file`` (a private CA of the operator's file
-        servers). Made once, rebuilt when the CSMS roots change (_refresh_transfer_context)."""
-        if self._transfer_ctx is not None:
-            return self._transfer_ctx
-        context = self._transfer_ctx = ssl.create_default_context()
-        roots = self.certificates.csms_roots() + self._configured_csms_roots()
-        if roots:
-            context.load_verify_locations(cadata="".join(
-                c.public_bytes(serialization.Encoding.PEM).decode() for c in roots))
-        if self.cfg.files_ca_file is not None:
-            try:
-                context.load_verify_locations(cafile=str(self.cfg.files_ca_file))
-            except (OSError, ssl.SSLError) as exc:   # checked at load; a file changed since then: logged, skipped
-                log.error("files.ca_file %s unusable: %s", self.cfg.files_ca_file, exc)
-        return context
-
-    def _refresh_transfer_context(self) -> None:
-        """The CSMS roots changed: the next download / upload trusts the new set."""
-        self._transfer_ctx = None
-        for service in (getattr(self, "firmware", None), getattr(self, "logs", None)):
-            if service is not None:
-                service.ssl_context = self._transfer_context()
-
-    def _firmware_hold(self, on: bool) -> None:
-        """L01.FR.07: while a firmware installation waits for the transactions to end, every connector without one is
-        Unavailable (and each one whose transaction ends follows), unless ChargingStation.
-        AllowNewSessionsPendingFirmwareUpdate is true. Lifted when the update fails or is cancelled; after
-        InstallRebooting the reboot ends it (the new boot reports the connectors Available again)."""
-        if on and (self.model.get("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate") or "").lower() == "true":
-            return
-        self._send_all(self._event(self._hold_for_firmware, on, self.clock.now()))
-
-    def _hold_for_firmware(self, on: bool, now: float) -> list[str]:
-        self.engine.hold(sorted(self.engine.connectors), HOLD_FIRMWARE, on, now)
-        return self.adapter.poll(now)
-
-    def _manufacturer_roots(self) -> list:
-        """The trusted manufacturer roots: ManufacturerRootCertificate in the certificate store (when the station
-        has one) and the ``[security] manufacturer_root_file``."""
-        roots = []
-        certstore = getattr(self, "certstore", None) or getattr(self, "certificates", None)
-        if certstore is not None and hasattr(certstore, "roots"):
-            roots.extend(certstore.roots("ManufacturerRootCertificate"))
-        try:
-            roots.extend(load_roots(self.cfg.manufacturer_root_file))
-        except (OSError, ValueError) as exc:
-            log.error("manufacturer_root_file %s unusable: %s", self.cfg.manufacturer_root_file, exc)
-        return roots
-
-    def _on_firmware_status(self, status: str, request_id: int,
-                            on_result: Callable[[dict | None], None] | None = None) -> None:
-        """A firmware update's status (on the loop): a (Signed)FirmwareStatusNotification of the active adapter."""
-        self._send_all(self._event(self._firmware_status, status, request_id, on_result, self.clock.now()))
-
-    def _firmware_status(self, status: str, request_id: int, on_result, now: float) -> list[str]:
-        self.adapter.firmware_status(status, request_id, now, on_result)
-        return self.adapter.poll(now)
-
-    def _firmware_reboot(self, request_id: int) -> None:
-        """L01.FR.15 / L01.FR.32 (a): InstallRebooting, then (once the CSMS has it, or FIRMWARE_REBOOT_WAIT s later)
-        the reboot that activates the image, with boot reason FirmwareUpdate."""
-        loop = asyncio.get_running_loop()
-        done = False
-
-        def reboot() -> None:
-            nonlocal done
-            if done or self._stopping:
-                return
-            done = True
-            timer.cancel()
-            log.warning("rebooting to activate firmware update %d", request_id)
-            self._send_all(self._event(self._reboot_for_firmware, self.clock.now()))
-            self._wake.set()
-        timer = loop.call_later(FIRMWARE_REBOOT_WAIT, reboot)
-        self._on_firmware_status("InstallRebooting", request_id, lambda res: loop.call_soon(reboot))
-
-    def _reboot_for_firmware(self, now: float) -> list[str]:
-        self.engine.reset(False, now)
-        self.engine.kv.set("boot_reason", "FirmwareUpdate")
-        KeyValue(self.db, "v201").delete("boot_reason")
-        return self.adapter.poll(now)
 
     def _flush_delivered(self) -> list[str]:
         for adapter in self.adapters.values():
