@@ -222,10 +222,12 @@ def test_numbers(value: Any, certain: bool) -> None:
 
 def test_json_null_is_not_an_absent_member() -> None:
     check = compile_fast_check({"type": "object", "properties": {"e": {"type": "string", "enum": ["A"]},
+                                                                 "f": {"type": "string", "enum": ["B", "C"]},
                                                                  "s": {"type": "string"}}},
                                date_time=is_rfc3339_date_time, multiple_of=_is_multiple_of)
-    assert check({}) is True and check({"e": "A", "s": ""}) is True
+    assert check({}) is True and check({"e": "A", "s": ""}) is True and check({"f": "C"}) is True
     assert check({"e": None}) is False and check({"s": None}) is False and check({"e": "B"}) is False
+    assert check({"f": None}) is False and check({"e": "A", "f": "A"}) is False
 
 
 def test_unsupported_keywords_mean_not_sure() -> None:

@@ -12,8 +12,6 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import compress, repeat
-from operator import is_not
 from typing import Callable, Iterable, Sequence
 
 from ..store.tables import TxRecord   # the record type only: the engine never opens the database
@@ -865,14 +863,16 @@ class Engine:
     @staticmethod
     def _select(reading: MeterReading, measurands: Sequence[str]) -> tuple[SampledValue, ...]:
         """The values of ``measurands`` the meter measured, in that order and with their units; the energy register
-        is always known (the integer Wh reading, when the meter has no value of its own). Built with map/zip: the
-        metering path runs this for every reading."""
+        is always known (the integer Wh reading, when the meter has no value of its own)."""
         values = reading.values
         if ENERGY not in values:
             values = {**values, ENERGY: Decimal(reading.energy_wh)}
-        found = list(map(values.get, measurands))
-        measured = map(is_not, found, repeat(None))      # leave out what the meter does not measure
-        return tuple(map(sampled_value, compress(zip(measurands, found, map(UNITS.get, measurands)), measured)))
+        out = []
+        for m in measurands:
+            v = values.get(m)
+            if v is not None:      # leave out what the meter does not measure
+                out.append(sampled_value((m, v, UNITS.get(m))))
+        return tuple(out)
 
     def _sample(self, c: Connector, measurands: list[str], context: str, now: float) -> Sample | None:
         return self._sample_of(self._read(c, now, persist=True), measurands, context, now)
