@@ -103,10 +103,11 @@ def fast(version: str, action: str, response: bool) -> Any:
 def nodes(value: Any, schema: dict[str, Any], path: tuple = ()) -> Any:
     """(path, value, subschema) for every value in a valid payload."""
     yield path, value, schema
-    if isinstance(value, dict):
+    # (a member without a type, e.g. DataTransfer data, holds any JSON: nothing below it has a schema)
+    if isinstance(value, dict) and "properties" in schema:
         for key, item in value.items():
             yield from nodes(item, schema["properties"][key], path + (key,))
-    elif isinstance(value, list):
+    elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             yield from nodes(item, schema["items"], path + (index,))
 
