@@ -171,6 +171,8 @@ async def test_tc_e_51_e13_fr_02_03_callerror_retried_after_interval_times_trans
     n = len(csms.received)
     st.hw.present_tag("TAG1")
     await eventually(lambda: csms.transactions201[tx_id].ended, 15, "the third Ended transmission accepted")
+    # the CSMS records a CALL once its answer is out, a moment after its ledger has the event: wait for that record
+    await eventually(lambda: len(events(csms, n)) >= 3, 5, "the accepted transmission recorded")
     sent = events(csms, n)
     assert len(sent) == 3, [r.payload["eventType"] for r in sent]
     assert all(r.payload == sent[0].payload for r in sent), "a retry resends the same event"
