@@ -18,6 +18,7 @@ this module ever logs a value.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -166,32 +167,21 @@ def _ident(component: str, component_instance: str, evse_id: int, connector_id: 
 
 
 # Settings are read on every frame (e.g. the measurands of each meter sample): the two pure functions below keep
-# their recent answers. Bounded: names and values may come from the CSMS, so a full memo starts over.
-_MEMO_MAX = 512
-_lookup_memo: dict[VarKey, VarKey] = {}
-_split_memo: dict[str, tuple[str, ...]] = {}
-
-
+# their recent answers. Bounded: names and values may come from the CSMS.
+@functools.lru_cache(maxsize=512)
 def _lookup_key(key: VarKey) -> VarKey:
-    lk = _lookup_memo.get(key)
-    if lk is None:
-        c, ci, e, k, v, vi, a = key
-        lk = (c.casefold(), ci.casefold(), e, k, v.casefold(), vi.casefold(), a)
-        if len(_lookup_memo) >= _MEMO_MAX:
-            _lookup_memo.clear()
-        _lookup_memo[key] = lk
-    return lk
+    c, ci, e, k, v, vi, a = key
+    return (c.casefold(), ci.casefold(), e, k, v.casefold(), vi.casefold(), a)
+
+
+@functools.lru_cache(maxsize=512)
+def _members(value: str) -> tuple[str, ...]:
+    return () if value.strip() == "" else tuple([m.strip() for m in value.split(",")])
 
 
 def split_list(value: str) -> list[str]:
     """Members of a comma-separated list value; "" is the empty list; spaces around members are dropped."""
-    members = _split_memo.get(value)
-    if members is None:
-        members = () if value.strip() == "" else tuple([m.strip() for m in value.split(",")])
-        if len(_split_memo) >= _MEMO_MAX:
-            _split_memo.clear()
-        _split_memo[value] = members
-    return list(members)     # a new list: callers may change theirs
+    return list(_members(value))     # a new list: callers may change theirs
 
 
 def normalize(d: VariableDef, value: str, current: str | None = None, *, value_size: int | None = None) -> str | None:

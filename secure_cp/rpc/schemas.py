@@ -299,6 +299,7 @@ def _compile(schema: dict[str, Any]) -> Validator:
     # The short check first: it accepts (nearly) every valid payload at a fraction of the cost; anything it is not
     # sure about, and every invalid payload, goes through fastjsonschema, which gives the exact error (fastcheck.py).
     certainly_valid = compile_fast_check(schema, date_time=_date_time, multiple_of=_is_multiple_of)
+    full = functools.partial(function, custom_formats=_FORMATS)
 
     def validate(payload: Any) -> Any:
         try:
@@ -306,11 +307,11 @@ def _compile(schema: dict[str, Any]) -> Validator:
                 return payload
         except Exception:  # noqa: BLE001 - e.g. an unhashable value in an enum test: let the full validator judge
             pass
-        return function(payload, custom_formats=_FORMATS)
+        return full(payload)
 
     # for tests: the two halves on their own
     validate.certainly_valid = certainly_valid  # type: ignore[attr-defined]
-    validate.full = lambda payload: function(payload, custom_formats=_FORMATS)  # type: ignore[attr-defined]
+    validate.full = full  # type: ignore[attr-defined]
     return validate
 
 
