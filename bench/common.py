@@ -155,7 +155,12 @@ def bench_hardware(connectors: int = 1, *, ocpp201: bool = False, **kw):
     from secure_cp.hal.api import MeterReading
     from secure_cp.hal.simulated import MEASURANDS as SIM_MEASURANDS, SimulatedHardware
 
-    extra = {"Frequency", "Power.Factor", "Power.Offered"} | ({"Energy.Active.Export.Register"} if ocpp201 else set())
+    kw.setdefault("max_power_w", MAX_POWER_W)
+    constant = {"Frequency": Decimal("50.0"), "Power.Factor": Decimal("0.98"),
+                "Power.Offered": Decimal(f"{kw['max_power_w']:.1f}")}
+    if ocpp201:
+        constant["Energy.Active.Export.Register"] = Decimal(0)
+    extra = set(constant)
 
     class BenchHardware(SimulatedHardware):
         def supported_measurands(self) -> set[str]:
@@ -163,15 +168,8 @@ def bench_hardware(connectors: int = 1, *, ocpp201: bool = False, **kw):
 
         def read_meter(self, connector_id: int) -> MeterReading:
             reading = super().read_meter(connector_id)
-            values = dict(reading.values)
-            values["Frequency"] = Decimal("50.0")
-            values["Power.Factor"] = Decimal("0.98")
-            values["Power.Offered"] = Decimal(f"{self.max_power_w:.1f}")
-            if ocpp201:
-                values["Energy.Active.Export.Register"] = Decimal(0)
-            return MeterReading(energy_wh=reading.energy_wh, values=values)
+            return MeterReading(energy_wh=reading.energy_wh, values={**reading.values, **constant})
 
-    kw.setdefault("max_power_w", MAX_POWER_W)
     return BenchHardware(connectors, **kw)
 
 

@@ -6,7 +6,11 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from secure_cp import jsontext
+from secure_cp.rpc import frames
 from secure_cp.rpc import (
     CALL,
     CALLERROR,
@@ -194,6 +198,12 @@ DECODE_ERRORS = [
     ('[4,"u20",1,"",{}]', ErrorKind.RPC_FRAMEWORK_ERROR, "u20", 4),
     ('[4,"u21","GenericError",null,{}]', ErrorKind.RPC_FRAMEWORK_ERROR, "u21", 4),
     ('[4,"u22","GenericError","",[]]', ErrorKind.RPC_FRAMEWORK_ERROR, "u22", 4),
+    # shapes close to the ones decode() recognises first (a CALLRESULT / CALL in a few tests): the full checks judge
+    ('[3,"u23",{},{}]', ErrorKind.RPC_FRAMEWORK_ERROR, "u23", 3),
+    ('[2,"u24",{},{}]', ErrorKind.RPC_FRAMEWORK_ERROR, "u24", 2),
+    ('[true,"u25",{}]', ErrorKind.RPC_FRAMEWORK_ERROR, "u25", None),
+    ('[3,"u26","{}"]', ErrorKind.FORMATION_VIOLATION, "u26", 3),
+    (f'[3,"{LONG_ID}",{{}}]', ErrorKind.RPC_FRAMEWORK_ERROR, None, 3),
 ]
 
 
@@ -288,3 +298,30 @@ def test_ocpp_error_carries_kind_description_details() -> None:
     assert error.details == {"hint": 1}
     assert OcppError(ErrorKind.INTERNAL_ERROR).details == {}
     assert "SecurityError" in str(error)
+
+
+# decode() reads the common frame (no whitespace around it) with the JSON scanner directly; every other text, and
+# every error, must come out exactly as from the full decoder.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, before=st.sampled_from(["", " ", "\n\t"]), after=st.sampled_from(["", " ", "\r\n", "x", "]"]),
+       cut=st.integers(min_value=0, max_value=40))
+def test_parse_is_the_full_decoder(value: object, before: str, after: str, cut: int) -> None:
+    text = before + jsontext.dumps(value) + after
+    for candidate in (text, text[:cut]):
+        try:
+            expected = ("ok", frames._DECODER.decode(candidate))
+        except (ValueError, RecursionError) as exc:
+            expected = ("error", type(exc), str(exc))
+        try:
+            got = ("ok", frames._parse(candidate))
+        except (ValueError, RecursionError) as exc:
+            got = ("error", type(exc), str(exc))
+        assert got == expected, candidate

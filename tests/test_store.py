@@ -97,6 +97,33 @@ def test_migrations_apply_once_and_record_version(db_path: Path, monkeypatch: py
         assert third.query("SELECT COUNT(*) FROM probe")[0][0] == 1
 
 
+def test_v7_upgrade_keeps_the_queue_and_leaves_no_index_on_pending_messages(
+        db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema 7 drops the outbox indexes a queued message used to write (five pages per metering commit, now three):
+    a store at version 6 with pending and failed items upgrades with nothing lost or reordered."""
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", MIGRATIONS[:6])
+    with Database(db_path) as old:
+        assert old.schema_version == 6
+        queue = Outbox(old)
+        seqs = [queue.append("MeterValues", {"n": n}, tx_key="tx-1" if n % 2 else None, now=float(n))
+                for n in range(5)]
+        queue.give_up(seqs[1], "refused")
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", MIGRATIONS)
+    with Database(db_path) as db:
+        assert db.schema_version == len(MIGRATIONS) >= 7
+        indexes = {row[0]: row[1] for row in db.query(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' AND sql IS NOT NULL")}
+        assert list(indexes) == ["outbox_failed"] and "WHERE status = 'failed'" in indexes["outbox_failed"]
+        queue = Outbox(db)
+        assert [item.payload["n"] for item in queue.pending()] == [0, 2, 3, 4]
+        assert [item.seq for item in queue.failed()] == [seqs[1]]
+        assert queue.head().seq == seqs[0] and queue.head(after=seqs[2]).seq == seqs[3]
+        assert [item.seq for item in queue.pending_for("tx-1")] == [seqs[3]]
+        assert (queue.pending_count(), queue.failed_count()) == (4, 1)
+        queue.remove(seqs[4])
+        assert queue.append("MeterValues", {"n": 5}, now=5.0) > seqs[4]   # a removed seq is never handed out again
+
+
 def test_failed_migration_is_rolled_back_completely(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Database(db_path).close()
     broken = "CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);"

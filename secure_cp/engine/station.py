@@ -12,6 +12,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 from ..store.tables import TxRecord   # the record type only: the engine never opens the database
@@ -41,6 +42,12 @@ PLUG_STOP_POINTS = frozenset({"EVConnected", "ParkingBayOccupancy", "PowerPathCl
 #: Why connectors are held Unavailable (Engine.hold): an OnIdle reset, a firmware installation waiting.
 HOLD_RESET = "reset"
 HOLD_FIRMWARE = "firmware"
+
+
+@lru_cache(maxsize=16)
+def _with_units(measurands: tuple[str, ...]) -> tuple[tuple[str, str | None], ...]:
+    """(measurand, unit) pairs of a configured measurand list (a handful of lists, asked for on every reading)."""
+    return tuple((m, UNITS.get(m)) for m in measurands)
 
 
 @dataclass
@@ -868,10 +875,10 @@ class Engine:
         if ENERGY not in values:
             values = {**values, ENERGY: Decimal(reading.energy_wh)}
         out = []
-        for m in measurands:
+        for m, unit in _with_units(tuple(measurands)):   # (a plain loop: fewer instructions than a comprehension)
             v = values.get(m)
             if v is not None:      # leave out what the meter does not measure
-                out.append(sampled_value((m, v, UNITS.get(m))))
+                out.append(sampled_value((m, v, unit)))
         return tuple(out)
 
     def _sample(self, c: Connector, measurands: list[str], context: str, now: float) -> Sample | None:

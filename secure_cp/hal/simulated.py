@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +34,21 @@ MEASURANDS = frozenset({
 
 class MeterFault(RuntimeError):
     """The simulated meter was told to fail."""
+
+
+_TEMPERATURE = Decimal("25.0")
+
+
+# While an EV charges, power, current and voltage repeat from reading to reading: each distinct value is formatted
+# and parsed once (a float's text and a Decimal parse cost several times the rest of a reading).
+@lru_cache(maxsize=256)
+def _tenths(value: float) -> Decimal:
+    return Decimal(f"{value:.1f}")
+
+
+@lru_cache(maxsize=256)
+def _hundredths(value: float) -> Decimal:
+    return Decimal(f"{value:.2f}")
 
 
 @dataclass
@@ -151,16 +167,17 @@ class SimulatedHardware:
         current = power / (self.voltage_v * self.phases) if power else 0.0
         offered = float(c.limit_a) if c.limit_a is not None else self.max_power_w / (self.voltage_v * self.phases)
         self._save_state()
+        energy = int(c.energy_wh)
         return MeterReading(
-            energy_wh=int(c.energy_wh),
+            energy_wh=energy,
             values={
-                "Energy.Active.Import.Register": Decimal(int(c.energy_wh)),
-                "Power.Active.Import": Decimal(f"{power:.1f}"),
-                "Current.Import": Decimal(f"{current:.2f}"),
-                "Current.Offered": Decimal(f"{offered:.1f}"),
-                "Voltage": Decimal(f"{self.voltage_v:.1f}"),
+                "Energy.Active.Import.Register": Decimal(energy),
+                "Power.Active.Import": _tenths(power),
+                "Current.Import": _hundredths(current),
+                "Current.Offered": _tenths(offered),
+                "Voltage": _tenths(self.voltage_v),
                 "SoC": Decimal(int(min(100.0, c.soc + c.energy_wh / 600.0))),
-                "Temperature": Decimal("25.0"),
+                "Temperature": _TEMPERATURE,
             })
 
     def permit_charging(self, connector_id: int, permitted: bool) -> None:

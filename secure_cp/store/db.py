@@ -279,15 +279,28 @@ class Database:
         if conn is None:
             conn = self._require_conn()   # raises: closed
         with self._lock:
-            if not self._begun:   # no transaction open, or a lazy one not begun yet (_begun implies _depth > 0)
+            if self._begun:
+                try:
+                    return _written(conn.execute(sql, params))
+                except sqlite3.Error as exc:
+                    if not conn.in_transaction:   # SQLite rolled the whole transaction back (e.g. SQLITE_FULL)
+                        self._aborted = True
+                    if _is_storage_error(exc):
+                        raise self._translate(exc, "write failed and was rolled back") from exc
+                    raise
+            if self._depth == 0:   # no transaction open: one of its own
                 with self.tx() as c:
                     return _written(c.execute(sql, params))
+            # The first write of a lazy block (a metering event's first): BEGIN here rather than through a nested
+            # block object, with the same outcome as _Block's _FIRST kind: if the statement fails, the (so far
+            # empty) transaction is rolled back and the outer block is lazy again.
+            self._begin(conn)
             try:
                 return _written(conn.execute(sql, params))
-            except sqlite3.Error as exc:
-                if not conn.in_transaction:   # SQLite rolled the whole transaction back (e.g. SQLITE_FULL)
-                    self._aborted = True
-                if _is_storage_error(exc):
+            except BaseException as exc:
+                self._rollback_quietly()
+                self._begun = False
+                if isinstance(exc, sqlite3.Error) and _is_storage_error(exc):
                     raise self._translate(exc, "write failed and was rolled back") from exc
                 raise
 

@@ -185,6 +185,18 @@ _V6_FALLBACK_ROOT = """
 ALTER TABLE certificates ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0 CHECK (fallback IN (0, 1));
 """
 
+# Version 7: a queued message touches no index page. Every durable write of a metering round trip deletes the
+# delivered message and inserts the next one; with the two v1 indexes that meant five database pages per commit
+# (table, both indexes, sqlite_sequence, the transaction row), now three. Pending items are read in seq order, which
+# is the table's own order, and lookups by tx_key (GetTransactionStatus, customer information) are rare: a table
+# scan there is cheaper than an index write on every message. Failed items (given up, kept for the operator) get a
+# partial index: the CLI lists and counts them, and a pending message never enters it.
+_V7_OUTBOX_INDEXES = """
+DROP INDEX IF EXISTS outbox_status_seq;
+DROP INDEX IF EXISTS outbox_tx_key;
+CREATE INDEX outbox_failed ON outbox (seq) WHERE status = 'failed';
+"""
+
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_LOCAL_LIST,
@@ -192,4 +204,5 @@ MIGRATIONS: list[str] = [
     _V4_CERTIFICATES,
     _V5_EICHRECHT,
     _V6_FALLBACK_ROOT,
+    _V7_OUTBOX_INDEXES,
 ]
