@@ -13,6 +13,9 @@ MeterValues for a transactionId it never issued), runs ``--warmup`` round trips,
 trips: send one MeterValues, wait for its CALLRESULT, and only then send the next. It prints one JSON object.
 
 * ``raw``: ``websockets`` + ``json`` by hand, no validation, nothing persisted: the floor.
+* ``raw-durable``: ``raw`` plus the least a station that loses nothing across a power cut must add: each message's
+  text committed durably before it is sent (SQLite in ``--data-dir``, WAL, synchronous=FULL: secure-cp's
+  settings), and deleted once answered, with the next commit (as secure-cp does). No validation, no engine.
 * ``ocpp``: the ``ocpp`` package's ``v16.ChargePoint`` (dataclass payloads, JSON-schema validation of request
   and response, the way that package is meant to be used).
 * ``securecp``: a real ``secure_cp.runtime.Station`` on a SQLite store in ``--data-dir``, in a transaction
@@ -31,6 +34,7 @@ import asyncio
 import json
 import logging
 import resource
+import sqlite3
 import sys
 import time
 import uuid
@@ -89,25 +93,68 @@ def _boot_payload(model: str) -> dict:
 # ---- (a) raw websockets + json ---------------------------------------------------------------------------------
 
 
-async def _raw_call(ws, action: str, payload: dict) -> dict:
-    """The floor: one CALL as plain json over websockets, waiting for its CALLRESULT."""
+class DurableLog:
+    """(a+)'s store: one SQLite file with secure-cp's settings (WAL, synchronous=FULL), one table of message texts.
+    ``store`` commits a text durably (deleting the one answered before in the same commit); ``answered`` marks
+    the last stored text for that deletion."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        if self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+            raise RuntimeError(f"{path}: no WAL journal")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL)")
+        self._last: int | None = None
+        self._done: int | None = None
+
+    def store(self, text: str) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        if self._done is not None:
+            conn.execute("DELETE FROM outbox WHERE seq = ?", (self._done,))
+            self._done = None
+        self._last = conn.execute("INSERT INTO outbox (text) VALUES (?)", (text,)).lastrowid
+        conn.execute("COMMIT")
+
+    def answered(self) -> None:
+        self._done = self._last
+
+
+async def _raw_call(ws, action: str, payload: dict, log: DurableLog | None = None) -> dict:
+    """The floor: one CALL as plain json over websockets, waiting for its CALLRESULT (with ``log``: stored
+    durably before it is sent)."""
     uid = str(uuid.uuid4())
-    await ws.send(json.dumps([2, uid, action, payload], separators=(",", ":")))
+    text = json.dumps([2, uid, action, payload], separators=(",", ":"))
+    if log is not None:
+        log.store(text)
+    await ws.send(text)
     while True:
         msg = json.loads(await ws.recv())
         if msg[0] in (3, 4) and msg[1] == uid:
             break
     if msg[0] != 3:
         raise RuntimeError(f"{action} answered with CALLERROR {msg[2:]}")
+    if log is not None:
+        log.answered()
     return msg[2]
 
 
-async def run_raw(url: str, n: int, warmup: int, profile: str | None) -> dict:
+def _durable_log(data_dir: str | None) -> DurableLog | None:
+    if data_dir is None:
+        return None
+    from pathlib import Path
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return DurableLog(str(Path(data_dir) / "raw-durable.db"))
+
+
+async def run_raw(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None) -> dict:
     from websockets.asyncio.client import connect
 
-    async with connect(f"{url}/BENCH-A-RAW", subprotocols=["ocpp1.6"]) as ws:
+    log = _durable_log(data_dir)
+    async with connect(f"{url}/BENCH-A-RAW" + ("-DURABLE" if log else ""), subprotocols=["ocpp1.6"]) as ws:
         async def call(action: str, payload: dict) -> dict:
-            return await _raw_call(ws, action, payload)
+            return await _raw_call(ws, action, payload, log)
 
         clock = UniqueMs()
         await call("BootNotification", _boot_payload("raw"))
@@ -161,15 +208,16 @@ async def run_ocpp(url: str, n: int, warmup: int, profile: str | None) -> dict:
 # ---- (a) and (b) on OCPP 2.0.1 -----------------------------------------------------------------------------------
 
 
-async def run_raw201(url: str, n: int, warmup: int, profile: str | None) -> dict:
+async def run_raw201(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None) -> dict:
     from websockets.asyncio.client import connect
 
-    async with connect(f"{url}/BENCH-A-RAW-201", subprotocols=["ocpp2.0.1"]) as ws:
+    log = _durable_log(data_dir)
+    async with connect(f"{url}/BENCH-A-RAW-201" + ("-DURABLE" if log else ""), subprotocols=["ocpp2.0.1"]) as ws:
         if ws.subprotocol != "ocpp2.0.1":
             raise RuntimeError(f"the CSMS chose {ws.subprotocol!r}, not ocpp2.0.1")
 
         async def call(action: str, payload: dict) -> dict:
-            return await _raw_call(ws, action, payload)
+            return await _raw_call(ws, action, payload, log)
 
         clock = UniqueMs()
         boot = await call("BootNotification", {"chargingStation": {"model": "raw", "vendorName": "bench"},
@@ -372,18 +420,21 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients")
-    p.add_argument("kind", choices=["raw", "ocpp", "securecp", "securecp-nofsync"])
+    p.add_argument("kind", choices=["raw", "raw-durable", "ocpp", "securecp", "securecp-nofsync"])
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--data-dir", help="secure-cp's data directory (securecp only)")
+    p.add_argument("--data-dir", help="secure-cp's data directory (securecp), the SQLite file's (raw-durable)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the measured loop into FILE")
     p.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6",
                    help="protocol version: 1.6 MeterValues (default) or 2.0.1 TransactionEvent Updated")
     a = p.parse_args(argv)
     v201 = a.ocpp == "2.0.1"
-    if a.kind == "raw":
-        coro = (run_raw201 if v201 else run_raw)(a.url, a.n, a.warmup, a.profile)
+    if a.kind in ("raw", "raw-durable"):
+        if a.kind == "raw-durable" and not a.data_dir:
+            p.error("raw-durable needs --data-dir")
+        coro = (run_raw201 if v201 else run_raw)(a.url, a.n, a.warmup, a.profile,
+                                                 a.data_dir if a.kind == "raw-durable" else None)
     elif a.kind == "ocpp":
         coro = (run_ocpp201 if v201 else run_ocpp)(a.url, a.n, a.warmup, a.profile)
     else:
