@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 _MARK = "\x02" + secrets.token_hex(8) + "\x03"
 _MARK_JSON = json.dumps(_MARK)[1:-1]                      # how the marker looks inside encoded text
@@ -65,3 +65,20 @@ def dumps(value: Any) -> str:
         except UnicodeEncodeError:
             text = _bare(_ASCII(value))
     return text
+
+
+def loads_with(decoder: json.JSONDecoder) -> Callable[[str], Any]:
+    """``decoder.decode``, with the common text (one JSON value, no whitespace around it) read by the decoder's C
+    scanner directly: ``decode`` is a Python wrapper that matches whitespace on both sides first. Any other text,
+    and every error with its message, is ``decode``'s own."""
+    scan, decode = decoder.scan_once, decoder.decode
+
+    def loads(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:   # no JSON value right at the start (whitespace, or nothing)
+            return decode(text)
+        if end != len(text):    # whitespace or more text after the value
+            return decode(text)
+        return value
+    return loads

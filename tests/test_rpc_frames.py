@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from secure_cp import jsontext
 from secure_cp.rpc import frames
+from secure_cp.store import db as store_db
 from secure_cp.rpc import (
     CALL,
     CALLERROR,
@@ -300,8 +301,8 @@ def test_ocpp_error_carries_kind_description_details() -> None:
     assert "SecurityError" in str(error)
 
 
-# decode() reads the common frame (no whitespace around it) with the JSON scanner directly; every other text, and
-# every error, must come out exactly as from the full decoder.
+# decode() and the store read the common text (no whitespace around it) with the JSON scanner directly
+# (jsontext.loads_with); every other text, and every error, must come out exactly as from the full decoder.
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8)
     | st.decimals(allow_nan=False, allow_infinity=False, places=3),
@@ -315,13 +316,15 @@ _JSON = st.recursive(
        cut=st.integers(min_value=0, max_value=40))
 def test_parse_is_the_full_decoder(value: object, before: str, after: str, cut: int) -> None:
     text = before + jsontext.dumps(value) + after
-    for candidate in (text, text[:cut]):
-        try:
-            expected = ("ok", frames._DECODER.decode(candidate))
-        except (ValueError, RecursionError) as exc:
-            expected = ("error", type(exc), str(exc))
-        try:
-            got = ("ok", frames._parse(candidate))
-        except (ValueError, RecursionError) as exc:
-            got = ("error", type(exc), str(exc))
-        assert got == expected, candidate
+    store_decoder = json.JSONDecoder(parse_float=Decimal)   # what secure_cp.store reads its JSON columns with
+    for decoder, parse in ((frames._DECODER, frames._parse), (store_decoder, store_db._DECODE)):
+        for candidate in (text, text[:cut]):
+            try:
+                expected = ("ok", decoder.decode(candidate))
+            except (ValueError, RecursionError) as exc:
+                expected = ("error", type(exc), str(exc))
+            try:
+                got = ("ok", parse(candidate))
+            except (ValueError, RecursionError) as exc:
+                got = ("error", type(exc), str(exc))
+            assert got == expected, candidate

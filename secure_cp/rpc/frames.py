@@ -125,20 +125,7 @@ _DECODER = json.JSONDecoder(
     parse_float=Decimal, parse_constant=_no_constants, object_pairs_hook=_unique_pairs
 )
 
-_SCAN = _DECODER.scan_once
-
-
-def _parse(text: str) -> Any:
-    """``_DECODER.decode(text)``, with the common case (no whitespace around the frame) read by the C scanner
-    directly: the decoder's Python wrapper matches whitespace twice around it. Anything else, and every error
-    position, is the full decoder's."""
-    try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:   # no JSON value right at the start (whitespace, or nothing): the full decoder judges
-        return _DECODER.decode(text)
-    if end != len(text):    # whitespace or more text after the value
-        return _DECODER.decode(text)
-    return value
+_parse = jsontext.loads_with(_DECODER)   # _DECODER.decode, the common frame read by the scanner directly
 
 
 # Recovers type and id from a text that is not valid JSON, so that a truncated or corrupt CALL can still be

@@ -82,7 +82,7 @@ def json_dumps(value: Any) -> str:
 
 
 # Made once: json.loads() with an option builds a new decoder on every call.
-_DECODE = json.JSONDecoder(parse_float=decimal.Decimal).decode
+_DECODE = jsontext.loads_with(json.JSONDecoder(parse_float=decimal.Decimal))
 
 
 def json_loads(text: str) -> Any:

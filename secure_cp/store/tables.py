@@ -59,11 +59,10 @@ _TX_COLUMNS = ", ".join(_TX_FIELDS)
 
 
 def _tx_from_row(row: Any) -> TxRecord:
-    # every SELECT of a record lists _TX_COLUMNS, i.e. the fields in order: pair them by position (C code only,
-    # where a lookup by name per field was Python work for every read of a record)
-    values = dict(zip(_TX_FIELDS, row))
-    values["extra"] = json_loads(values["extra"]) if values["extra"] else {}
-    return TxRecord(**values)
+    # every SELECT of a record lists _TX_COLUMNS, i.e. the fields in order, ``extra`` (JSON) last: the record is
+    # made from the row by position (keyword arguments through a dict cost as much again as the SELECT's columns)
+    extra = row[-1]
+    return TxRecord(*row[:-1], json_loads(extra) if extra else {})
 
 
 def _tx_db_value(name: str, value: Any) -> Any:
