@@ -160,7 +160,7 @@ class _Writer:
                 self.value(schema, item, indent)
             elif _is_plain_enum(schema):
                 # absent, or one of the values (the most common optional member by far): two operators and no
-                # call (a dict.get call costs about a sixth more instructions per member, measured under callgrind)
+                # call (with dict.get, checking ten 1.6 sampledValues took 14 % more instructions under callgrind)
                 allowed = self.constant(frozenset(schema["enum"]))
                 self.fail_if(indent, f"{member!r} in {var} and {var}[{member!r}] not in {allowed}")
             else:
