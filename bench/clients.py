@@ -35,7 +35,6 @@ import asyncio
 import json
 import logging
 import resource
-import sqlite3
 import sys
 import time
 import uuid
@@ -100,6 +99,8 @@ class DurableLog:
     the last stored text for that deletion."""
 
     def __init__(self, path: str) -> None:
+        import sqlite3   # here: (a) itself must not pay for what only (a+) uses
+
         self.conn = sqlite3.connect(path, isolation_level=None)
         if self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             raise RuntimeError(f"{path}: no WAL journal")

@@ -3,8 +3,8 @@ LogStatusNotifications, the secure firmware update (L01, firmware.FirmwareUpdate
 connector hold and reboot, and the TLS context of the file servers both use.
 
 :class:`StationFiles` is a mixin of :class:`secure_cp.runtime.Station`, the only class that uses it. The attributes
-it reads are Station's (set in ``Station.__init__`` / ``_open_store``), typed below; nothing here is imported from
-``secure_cp.runtime`` at run time.
+it reads are Station's (set in ``Station.__init__`` / ``_open_store``), typed in runtime_parts.StationParts and below;
+nothing here is imported from ``secure_cp.runtime`` at run time.
 """
 from __future__ import annotations
 
@@ -18,18 +18,11 @@ from .diagnostics import LogUploads
 from .engine.station import HOLD_FIRMWARE
 from .firmware import CommandInstaller, FirmwareUpdates, SimulatedInstaller
 from .logsetup import file_log_paths
+from .runtime_parts import StationParts
 from .store import KeyValue
 
 if TYPE_CHECKING:
-    from .config import StationConfig
-    from .devicemodel import DeviceModel
     from .engine import Engine
-    from .runtime import Clock
-    from .security.certstore import CertificateStore
-    from .securityevents import SecurityEvents
-    from .store import Database
-    from .v16.adapter import Ocpp16Adapter
-    from .v201.adapter import Ocpp201Adapter
 
 serialization = lazy.module("cryptography.hazmat.primitives.serialization")
 log = logging.getLogger("secure_cp.runtime")   # the Station's logger: these are its methods
@@ -37,17 +30,10 @@ log = logging.getLogger("secure_cp.runtime")   # the Station's logger: these are
 FIRMWARE_REBOOT_WAIT = 30.0
 
 
-class StationFiles:
+class StationFiles(StationParts):
     """Station's log upload and firmware update methods (see the module docstring)."""
 
-    cfg: StationConfig
-    clock: Clock
-    db: Database
-    model: DeviceModel
     engine: Engine
-    adapter: Ocpp16Adapter | Ocpp201Adapter
-    security_events: SecurityEvents
-    certificates: CertificateStore
     logs: LogUploads
     firmware: FirmwareUpdates
     _transfer_ctx: ssl.SSLContext | None

@@ -3,8 +3,8 @@ and keys (A02/A03), the TLS client contexts of security profiles 2 and 3 with th
 handshake failures as security events (A00), the V2G certificate chain (M06) and the trusted manufacturer roots (L01).
 
 :class:`StationSecurity` is a mixin of :class:`secure_cp.runtime.Station`, the only class that uses it. The attributes
-it reads are Station's (set in ``Station.__init__`` / ``_open_store``), typed below; nothing here is imported from
-``secure_cp.runtime`` at run time.
+it reads are Station's (set in ``Station.__init__`` / ``_open_store``), typed in runtime_parts.StationParts and below;
+nothing here is imported from ``secure_cp.runtime`` at run time.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .config import tls_context
 from .devicemodel.keys16 import VENDOR_COMPONENT
 from .engine import rfc3339
 from .firmware import load_roots
+from .runtime_parts import StationParts
 from .security import p11provider
 from .security.certsigning import CertSigning, station_credential
 from .security.certstore import CertificateStore
@@ -28,31 +29,17 @@ from .store import KeyValue, StoreError
 if TYPE_CHECKING:
     import asyncio
 
-    from .config import StationConfig
-    from .devicemodel import DeviceModel
-    from .runtime import Clock
-    from .securityevents import SecurityEvents
-    from .store import Database
     from .transport import Transport
-    from .v16.adapter import Ocpp16Adapter
-    from .v201.adapter import Ocpp201Adapter
     from .v201.netprofiles import ConnectionPlan, NetworkProfiles
 
 x509 = lazy.module("cryptography.x509")
 log = logging.getLogger("secure_cp.runtime")   # the Station's logger: these are its methods
 
 
-class StationSecurity:
+class StationSecurity(StationParts):
     """Station's certificate / TLS / key methods (see the module docstring)."""
 
-    cfg: StationConfig
-    clock: Clock
-    db: Database
-    model: DeviceModel
-    security_events: SecurityEvents
-    certificates: CertificateStore
     cert_signing: CertSigning
-    adapter: Ocpp16Adapter | Ocpp201Adapter
     network: NetworkProfiles
     plan: ConnectionPlan
     transport: Transport
