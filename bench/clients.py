@@ -1,4 +1,4 @@
-"""The round-trip clients: ``python -m bench.clients {raw,raw-durable,ocpp,securecp,securecp-nofsync} --url URL
+"""The round-trip clients: ``python -m bench.clients {raw,raw-fsync,raw-durable,ocpp,securecp,securecp-nofsync} --url URL
 [--ocpp 2.0.1] ...``.
 
 OCPP 1.6 (default): MeterValues round trips, described below. OCPP 2.0.1 (``--ocpp 2.0.1``, subprotocol
@@ -17,6 +17,10 @@ trips: send one MeterValues, wait for its CALLRESULT, and only then send the nex
 * ``raw-durable``: ``raw`` plus the least a station that loses nothing across a power cut must add: each message's
   text committed durably before it is sent (SQLite in ``--data-dir``, WAL, synchronous=FULL: secure-cp's
   settings), and deleted once answered, with the next commit (as secure-cp does). No validation, no engine.
+* ``raw-fsync``: ``raw`` plus the cheapest durable write there is, without a database: each message's text
+  written (``pwrite``) into a preallocated file in ``--data-dir`` and ``fdatasync``-ed before it is sent. Not a
+  store anyone could recover from (no framing, no checksum, no deletion); it measures what the kernel charges
+  for making one message durable, whatever keeps it.
 * ``ocpp``: the ``ocpp`` package's ``v16.ChargePoint`` (dataclass payloads, JSON-schema validation of request
   and response, the way that package is meant to be used).
 * ``securecp``: a real ``secure_cp.runtime.Station`` on a SQLite store in ``--data-dir``, in a transaction
@@ -130,7 +134,7 @@ class DurableLog:
         self._done = self._last
 
 
-async def _raw_call(ws, action: str, payload: dict, log: DurableLog | None = None) -> dict:
+async def _raw_call(ws, action: str, payload: dict, log: DurableLog | FsyncLog | None = None) -> dict:
     """The floor: one CALL as plain json over websockets, waiting for its CALLRESULT (with ``log``: stored
     durably before it is sent)."""
     uid = str(uuid.uuid4())
@@ -149,20 +153,55 @@ async def _raw_call(ws, action: str, payload: dict, log: DurableLog | None = Non
     return msg[2]
 
 
-def _durable_log(data_dir: str | None) -> DurableLog | None:
+class FsyncLog:
+    """(af)'s "store": each text written over a preallocated file (so that no write changes its size, the cheap
+    case for the file system) and ``fdatasync``-ed. The bare cost of durability, with nothing to recover from."""
+
+    SLOT = 8192               # bytes a text may take (the bench's messages are about 1 KB)
+    SLOTS = 512
+
+    def __init__(self, path: str) -> None:
+        import os
+
+        self._os = os
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.pwrite(self.fd, bytes(self.SLOT * self.SLOTS), 0)
+        os.fsync(self.fd)
+        self._next = 0
+
+    def store(self, text: str) -> None:
+        data = text.encode()
+        if len(data) > self.SLOT:
+            raise ValueError(f"a {len(data)}-byte message does not fit a {self.SLOT}-byte slot")
+        self._os.pwrite(self.fd, data, self._next * self.SLOT)
+        self._os.fdatasync(self.fd)
+        self._next = (self._next + 1) % self.SLOTS
+
+    def answered(self) -> None:
+        pass
+
+
+#: one identity per client, so that the CSMS keeps their transactions apart
+_IDENTITY_SUFFIX = {"raw": "", "raw-durable": "-DURABLE", "raw-fsync": "-FSYNC"}
+
+
+def _durable_log(data_dir: str | None, kind: str) -> DurableLog | FsyncLog | None:
     if data_dir is None:
         return None
     from pathlib import Path
 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
+    if kind == "raw-fsync":
+        return FsyncLog(str(Path(data_dir) / "raw-fsync.log"))
     return DurableLog(str(Path(data_dir) / "raw-durable.db"))
 
 
-async def run_raw(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None) -> dict:
+async def run_raw(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None,
+                 kind: str = "raw") -> dict:
     from websockets.asyncio.client import connect
 
-    log = _durable_log(data_dir)
-    async with connect(f"{url}/BENCH-A-RAW" + ("-DURABLE" if log else ""), subprotocols=["ocpp1.6"]) as ws:
+    log = _durable_log(data_dir, kind)
+    async with connect(f"{url}/BENCH-A-RAW" + _IDENTITY_SUFFIX[kind], subprotocols=["ocpp1.6"]) as ws:
         async def call(action: str, payload: dict) -> dict:
             return await _raw_call(ws, action, payload, log)
 
@@ -218,11 +257,12 @@ async def run_ocpp(url: str, n: int, warmup: int, profile: str | None) -> dict:
 # ---- (a) and (b) on OCPP 2.0.1 -----------------------------------------------------------------------------------
 
 
-async def run_raw201(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None) -> dict:
+async def run_raw201(url: str, n: int, warmup: int, profile: str | None, data_dir: str | None = None,
+                 kind: str = "raw") -> dict:
     from websockets.asyncio.client import connect
 
-    log = _durable_log(data_dir)
-    async with connect(f"{url}/BENCH-A-RAW-201" + ("-DURABLE" if log else ""), subprotocols=["ocpp2.0.1"]) as ws:
+    log = _durable_log(data_dir, kind)
+    async with connect(f"{url}/BENCH-A-RAW-201" + _IDENTITY_SUFFIX[kind], subprotocols=["ocpp2.0.1"]) as ws:
         if ws.subprotocol != "ocpp2.0.1":
             raise RuntimeError(f"the CSMS chose {ws.subprotocol!r}, not ocpp2.0.1")
 
@@ -430,21 +470,22 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients")
-    p.add_argument("kind", choices=["raw", "raw-durable", "ocpp", "securecp", "securecp-nofsync"])
+    p.add_argument("kind", choices=["raw", "raw-fsync", "raw-durable", "ocpp", "securecp", "securecp-nofsync"])
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--data-dir", help="secure-cp's data directory (securecp), the SQLite file's (raw-durable)")
+    p.add_argument("--data-dir", help="secure-cp's data directory (securecp), the SQLite file's (raw-durable), the "
+                                      "preallocated file's (raw-fsync)")
     p.add_argument("--profile", metavar="FILE", help="cProfile the measured loop into FILE")
     p.add_argument("--ocpp", choices=["1.6", "2.0.1"], default="1.6",
                    help="protocol version: 1.6 MeterValues (default) or 2.0.1 TransactionEvent Updated")
     a = p.parse_args(argv)
     v201 = a.ocpp == "2.0.1"
-    if a.kind in ("raw", "raw-durable"):
-        if a.kind == "raw-durable" and not a.data_dir:
-            p.error("raw-durable needs --data-dir")
+    if a.kind in _IDENTITY_SUFFIX:
+        if a.kind != "raw" and not a.data_dir:
+            p.error(f"{a.kind} needs --data-dir")
         coro = (run_raw201 if v201 else run_raw)(a.url, a.n, a.warmup, a.profile,
-                                                 a.data_dir if a.kind == "raw-durable" else None)
+                                                 a.data_dir if a.kind != "raw" else None, a.kind)
     elif a.kind == "ocpp":
         coro = (run_ocpp201 if v201 else run_ocpp)(a.url, a.n, a.warmup, a.profile)
     else:

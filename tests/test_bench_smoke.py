@@ -52,9 +52,10 @@ def test_bench_tiny_run_completes_and_prints_ratios_for_16_and_201(tmp_path):
     ledger = rt201["csms"]["transactions201"]
     rounds = results["meta"]["rounds"]
     assert rounds > 1 and all(len(rt201[kind]["rounds_cpu_us"]) == rounds for kind in ("raw", "ocpp", "securecp"))
-    # (a) (a+) (b) (c) (c'), one transaction each per interleaved round
-    assert len(ledger) == 5 * rounds, ledger
+    # (a) (af) (a+) (b) (c) (c'), one transaction each per interleaved round
+    assert len(ledger) == 6 * rounds, ledger
     assert rt201["raw-durable"]["cpu_us"] > 0 and "(c)/(a+) = " in done.stdout
+    assert rt201["raw-fsync"]["cpu_us"] > 0 and "(af)/(a) = " in done.stdout
     assert [tx for tx in ledger.values() if tx["seq_gaps"]] == []
     assert rt201["securecp-nofsync"]["cpu_us"] > 0 and "(c)-(c') = " in done.stdout
     # Started + warm-up + measured round trips of one round
