@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 from .eichrecht.ocpp import CLOCK, EVENT_TOO_LONG, PERIODIC, RecordTooLong, SignedPolicy, signed_records
 from .engine import Notice, ResetNow, parse_rfc3339, rfc3339
-from .rpc import SchemaError
+from .rpc import ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError, Timeout
 from .securityevents import SecurityEvents, event_type_for
+from .store import StoreError
 
 log = logging.getLogger("secure_cp.adapter")
 
@@ -17,6 +18,9 @@ log = logging.getLogger("secure_cp.adapter")
 TIME_REPORT_THRESHOLD = 20.0
 
 SECURITY_EVENT_RETRY = 60.0   # s after a CALLERROR / timeout before the same security event is sent again
+#: s before the next BootNotification when the CSMS gave interval 0 with Pending / Rejected (2.0.1 B02.FR.07,
+#: B03.FR.05), or the last one failed
+DEFAULT_BOOT_RETRY = 60
 
 
 @dataclass
@@ -53,10 +57,14 @@ class Inflight:
 
 
 class AdapterBase:
-    """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``registry``, ``hooks``, ``_inflight``,
-    ``last_sent_at``, ``online``, ``registration``, ``security`` (securityevents.SecurityEvents) and
-    ``_security_retry_at``, implement ``poll`` and ``_queue_data_transfer``, and list how they turn each engine
-    effect into messages in ``EFFECTS`` (effect type -> handler(adapter, effect, now))."""
+    """Sans-I/O adapter skeleton; subclasses set ``engine``, ``endpoint``, ``registry``, ``hooks``, ``db``,
+    ``queue`` (delivery.OutboxQueue), ``_inflight``, ``_after_reply`` (a list), ``last_sent_at``, ``online``,
+    ``registration``, ``next_boot_at``, ``security`` (securityevents.SecurityEvents) and ``_security_retry_at``;
+    implement ``_next_call``, ``_on_boot``, ``_on_tx_delivered``, ``_tx_failed``, ``_queue_data_transfer`` and the
+    ``_cs_<Action>`` handlers; and list how they turn each engine effect into messages in ``EFFECTS`` (effect
+    type -> handler(adapter, effect, now)). The hooks ``_note_received``, ``_call_while_rejected``,
+    ``_on_own_response``, ``_on_own_failure`` and ``_before_next_call`` are where the versions differ in the
+    shared paths below."""
 
     version: str
     security: SecurityEvents
@@ -67,6 +75,139 @@ class AdapterBase:
         ResetNow: lambda self, e, now: setattr(self, "reset_requested", e.hard),
         Notice: lambda self, e, now: log.info("connector %s: %s", e.connector_id, e.text),
     }
+
+    #: 1.6 §4.2: while the registration is Rejected the Charge Point does not respond at all, not even to a
+    #: malformed message (2.0.1 answers: B03.FR.08)
+    SILENT_WHILE_REJECTED = False
+
+    # ---- input from the CSMS ----------------------------------------------------------------------------------
+    def received(self, text: str, now: float) -> list[str]:
+        """One message from the CSMS; returns the texts to send: the reply, then the next CALL if the line is free."""
+        self._now = now
+        self._note_received(text)
+        out: list[str] = []
+        for ev in self.endpoint.receive(text, now):
+            if isinstance(ev, Response):       # the frequent one
+                self._on_response(ev.payload, now)
+            elif isinstance(ev, IncomingCall):
+                reply = self._handle_call(ev, now)
+                if reply is not None:
+                    out.append(reply)
+                after, self._after_reply = self._after_reply, []
+                for fn in after:
+                    self._run_after_reply(fn)
+            elif isinstance(ev, ErrorResponse):
+                self._on_failure(f"{ev.code}: {ev.description}", now)
+            elif isinstance(ev, Reply):
+                self._invalid_message(ev, now)
+                if not (self.SILENT_WHILE_REJECTED and self.registration == "rejected"):
+                    out.append(ev.text)
+        self._process_effects(now)
+        out.extend(self.poll(now))
+        return out
+
+    def _note_received(self, text: str) -> None:
+        """Hook: a message arrived (2.0.1 notes its size for the BytesPerMessage checks)."""
+
+    def _handle_call(self, call: IncomingCall, now: float) -> str | None:
+        """The reply to a CALL from the CSMS: its ``_cs_<Action>`` handler's payload, or the CALLERROR for it."""
+        if self.registration == "rejected":
+            return self._call_while_rejected(call)
+        handler = getattr(self, "_cs_" + call.action, None)
+        if handler is None:
+            return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
+        try:
+            with self.db.tx():   # a SAVEPOINT: a handler that fails leaves the store as it was
+                payload = handler(call.payload, now)
+        except OcppError as exc:
+            self._after_reply.clear()
+            return self.endpoint.reply_exception(call, exc)
+        except StoreError:
+            raise   # the store refused a write: the runtime rolls the event back and reloads (runtime._event)
+        except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
+            log.exception("handling %s failed", call.action)
+            self._after_reply.clear()
+            return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
+        return self.endpoint.reply(call, payload)
+
+    def _call_while_rejected(self, call: IncomingCall) -> str | None:
+        """The answer to a CALL while the CSMS rejects the registration: 2.0.1 B03.FR.08 (SecurityError), 1.6 §4.2
+        (none: the 1.6 adapter overrides this)."""
+        return self.endpoint.reply_error(call, ErrorKind.SECURITY_ERROR,
+                                         "the CSMS rejected this station's BootNotification")
+
+    def _run_after_reply(self, fn: Callable[[], None]) -> None:
+        """What a handler left for after its reply (a reset, a trigger, a changed setting taking effect)."""
+        try:
+            fn()
+        except StoreError:
+            raise
+        except Exception:  # the reply is out; a failing follow-up must not take the station down
+            log.exception("follow-up of a CSMS request failed")
+
+    # ---- the CSMS's answer to our CALL (OCPP-J: one on the line) ----------------------------------------------
+    def _on_response(self, payload: dict, now: float) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        kind = inflight.kind
+        if kind == "outbox":
+            self._on_tx_delivered(inflight.ref, payload, now)
+        elif kind == "boot":
+            self._on_boot(payload, now)
+        elif kind == "heartbeat":
+            self._sync_clock(payload.get("currentTime"))
+        elif kind == "security":   # 2.0.1 A04.FR.03, 1.6 whitepaper A04.FR.03: the CSMS confirmed it
+            self._security_event_answered(inflight, True, now)
+        else:
+            self._on_own_response(inflight, payload, now)
+
+    def _on_own_response(self, inflight: Inflight, payload: dict, now: float) -> None:
+        """Hook: the answer to a CALL of a kind only this version sends (statuses, queued calls)."""
+
+    def _on_failure(self, error: str, now: float) -> None:
+        """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts (2.0.1 E13,
+        1.6 TransactionMessageAttempts)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        log.warning("%s failed: %s", inflight.action, error)
+        kind = inflight.kind
+        if kind == "outbox":
+            self._tx_failed(inflight.ref, error, now)
+        elif kind == "boot":
+            self.next_boot_at = now + DEFAULT_BOOT_RETRY
+        elif kind == "security":   # A04.FR.02: kept until confirmed; tried again later, not in a loop
+            self._security_event_answered(inflight, False, now)
+        else:
+            self._on_own_failure(inflight, now)
+
+    def _on_own_failure(self, inflight: Inflight, now: float) -> None:
+        """Hook: a CALL of a kind only this version sends failed."""
+
+    def _rejected_or_pending(self, status: str, interval: int, now: float) -> None:
+        """BootNotification Pending / Rejected: the next one after ``interval`` (2.0.1 B02.FR.07 / B03.FR.05)."""
+        self.registration = status.lower()
+        self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
+
+    # ---- sending ----------------------------------------------------------------------------------------------
+    def poll(self, now: float) -> list[str]:
+        """Timers and the next CALL to send, if the line is free."""
+        self._now = now
+        self.queue.poll(now)
+        if isinstance(self.endpoint.poll(now), Timeout):
+            self._on_failure("no response (timeout)", now)
+        self._process_effects(now)
+        self._before_next_call(now)
+        if not self.online or self.endpoint.busy:
+            return []
+        if self.registration == "accepted":
+            self._poll_signing(now)
+        text = self._next_call(now)
+        return [text] if text else []
+
+    def _before_next_call(self, now: float) -> None:
+        """Hook: work due before the next CALL is chosen, online or not (2.0.1: OnIdle resets)."""
 
     def _process_effects(self, now: float) -> None:
         engine = self.engine

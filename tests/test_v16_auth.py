@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from helpers import barrier, booted, eventually, go_offline, go_online
-from secure_cp.sim.csms import Csms, Record
+from secure_cp.sim.csms import CallErrorReceived, Csms, Record
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
@@ -305,4 +307,44 @@ async def test_connection_timeout_cancels_authorization_without_cable(csms, make
     await barrier(csms)
     assert "StartTransaction" not in actions(csms, n)
     assert tx_on(st) is None
+    assert csms.violations == []
+
+
+async def test_failing_handler_leaves_the_store_as_it_was(csms, make_station):
+    """A CS->CP handler that fails after writing (a bug) answers InternalError and changes nothing: its writes are
+    rolled back with it (a SAVEPOINT around each handler), and the station goes on answering."""
+    st = await booted(csms, make_station)
+    await learn_tag(csms, st, "TAG1")
+    adapter = st.station.adapter
+    clear_cache = adapter._cs_ClearCache
+
+    def clear_then_fail(p: dict, now: float) -> dict:
+        clear_cache(p, now)
+        assert st.station.cache.get("TAG1") is None   # the cache really was cleared inside the handler
+        raise RuntimeError("a bug after the write")
+
+    adapter._cs_ClearCache = clear_then_fail
+    with pytest.raises(CallErrorReceived) as err:
+        await csms.call("CP1", "ClearCache", {})
+    assert err.value.code == "InternalError"
+    assert st.station.cache.get("TAG1")["status"] == "Accepted"
+    del adapter._cs_ClearCache
+    assert await csms.call("CP1", "ClearCache", {}) == {"status": "Accepted"}
+    assert st.station.cache.get("TAG1") is None
+    assert csms.violations == []
+
+
+async def test_failing_follow_up_does_not_cost_the_reply(csms, make_station):
+    """What a handler leaves for after its reply (here: the runtime taking a changed setting into use) may fail:
+    the reply still goes out, the accepted value stays stored, and the station keeps answering."""
+    st = await booted(csms, make_station)
+
+    def broken(key: str, value: str) -> None:
+        raise RuntimeError(f"cannot apply {key}")
+
+    st.station.adapter.hooks.config_changed = broken
+    res = await csms.call("CP1", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "123"})
+    assert res == {"status": "Accepted"}
+    res = await csms.call("CP1", "GetConfiguration", {"key": ["HeartbeatInterval"]})
+    assert res["configurationKey"][0]["value"] == "123"
     assert csms.violations == []

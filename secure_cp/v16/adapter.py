@@ -21,8 +21,7 @@ from ..eichrecht.ocpp import BEGIN, END, ENERGY, sampled_value_16
 from ..engine import (AuthorizeRequest, Engine, Sample, SampledValue, StatusChanged, TxMeterValues, TxSigned,
                       TxStarted, TxStopped, parse_rfc3339, rfc3339)
 from ..engine.datatransfer import DataTransferRegistry
-from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
-                   SchemaRegistry, Timeout)
+from ..rpc import Endpoint, ErrorKind, IncomingCall, OcppError, SchemaError, SchemaRegistry
 from ..securityevents import SecurityEvents
 from . import messages
 
@@ -53,7 +52,6 @@ FIRMWARE_ACTIONS = frozenset({"SignedUpdateFirmware", "ExtendedTriggerMessage"})
 SIGNING_ACTIONS = frozenset({"CertificateSigned", "ExtendedTriggerMessage"})
 TX_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
-DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected
 
 
 
@@ -300,46 +298,11 @@ class Ocpp16Adapter(AdapterBase):
         self._queue_volatile("DataTransfer", payload, on_result)
 
     # ---- input from the CSMS -------------------------------------------------------------------------------------
-    def received(self, text: str, now: float) -> list[str]:
-        self._now = now
-        out: list[str] = []
-        for ev in self.endpoint.receive(text, now):
-            if isinstance(ev, Reply):
-                self._invalid_message(ev, now)
-                if self.registration != "rejected":   # §4.2: while Rejected, do not respond at all
-                    out.append(ev.text)
-            elif isinstance(ev, IncomingCall):
-                reply = self._handle_call(ev, now)
-                if reply is not None:
-                    out.append(reply)
-                for fn in self._after_reply:
-                    fn()
-                self._after_reply.clear()
-            elif isinstance(ev, Response):
-                self._on_response(ev.payload, now)
-            elif isinstance(ev, ErrorResponse):
-                self._on_failure(f"{ev.code}: {ev.description}", now)
-        self._process_effects(now)
-        out.extend(self.poll(now))
-        return out
+    SILENT_WHILE_REJECTED = True   # §4.2: while Rejected, do not respond at all
 
-    def _handle_call(self, call: IncomingCall, now: float) -> str | None:
-        if self.registration == "rejected":
-            log.info("ignoring %s while the registration is Rejected (1.6 §4.2)", call.action)
-            return None
-        handler = getattr(self, "_cs_" + call.action, None)
-        if handler is None:
-            return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
-        try:
-            payload = handler(call.payload, now)
-        except OcppError as exc:
-            self._after_reply.clear()
-            return self.endpoint.reply_exception(call, exc)
-        except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
-            log.exception("handling %s failed", call.action)
-            self._after_reply.clear()
-            return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
-        return self.endpoint.reply(call, payload)
+    def _call_while_rejected(self, call: IncomingCall) -> str | None:
+        log.info("ignoring %s while the registration is Rejected (1.6 §4.2)", call.action)
+        return None
 
     # ---- CS -> CP handlers (1.6 §5) ------------------------------------------------------------------------------
     def _cs_ChangeAvailability(self, p: dict, now: float) -> dict:
@@ -569,15 +532,8 @@ class Ocpp16Adapter(AdapterBase):
         return {"status": self.engine.unlock(cid, now)}
 
     # ---- responses to our CALLs ----------------------------------------------------------------------------------
-    def _on_response(self, payload: dict, now: float) -> None:
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return
-        if inflight.kind == "boot":
-            self._on_boot(payload, now)
-        elif inflight.kind == "heartbeat":
-            self._sync_clock(payload.get("currentTime"))
-        elif inflight.kind == "status":
+    def _on_own_response(self, inflight: Inflight, payload: dict, now: float) -> None:
+        if inflight.kind == "status":
             eff = inflight.ref
             if eff.error_code != "LocalListConflict":   # an event, not a state: the next one is reported too
                 self._sent_status[eff.connector_id] = (eff.status, eff.error_code, eff.info)
@@ -588,10 +544,6 @@ class Ocpp16Adapter(AdapterBase):
                 self.engine.on_authorize_result(req["idTag"], payload.get("idTagInfo"), now)
             if cb:
                 cb(payload)
-        elif inflight.kind == "outbox":
-            self._on_tx_delivered(inflight.ref, payload, now)
-        elif inflight.kind == "security":   # whitepaper A04.FR.03: the Central System confirmed it
-            self._security_event_answered(inflight, True, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
         if item.action == "StartTransaction":
@@ -620,22 +572,11 @@ class Ocpp16Adapter(AdapterBase):
         log.warning("idTag %s: Local Authorization List conflict (%s)", id_tag, conflict)
         self._queue_status(StatusChanged(0, self.engine.status_of(0), "LocalListConflict", conflict[:50], "", now))
 
-    def _on_failure(self, error: str, now: float) -> None:
-        """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return
-        log.warning("%s failed: %s", inflight.action, error)
-        if inflight.kind == "boot":
-            self.next_boot_at = now + DEFAULT_BOOT_RETRY
-        elif inflight.kind == "volatile" and inflight.action == "Authorize":
+    def _on_own_failure(self, inflight: Inflight, now: float) -> None:
+        if inflight.kind == "volatile" and inflight.action == "Authorize":
             self.engine.on_authorize_result(inflight.ref[1]["idTag"], None, now)
         elif inflight.kind == "volatile" and inflight.ref[2]:
             inflight.ref[2](None)
-        elif inflight.kind == "outbox":
-            self._tx_failed(inflight.ref, error, now)
-        elif inflight.kind == "security":   # whitepaper A04.FR.02: kept until confirmed, tried again later
-            self._security_event_answered(inflight, False, now)
 
     def _tx_failed(self, item, error: str, now: float) -> None:
         self.queue.failed(item, error, now, attempts=self.settings.transaction_message_attempts,
@@ -656,25 +597,9 @@ class Ocpp16Adapter(AdapterBase):
                 self._sent_status.clear()      # after a boot every connector's status is reported (incl. 0)
                 self.engine.resend_statuses(now)
         else:
-            self.registration = status.lower()
-            self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
+            self._rejected_or_pending(status, interval, now)
 
     # ---- sending -------------------------------------------------------------------------------------------------
-    def poll(self, now: float) -> list[str]:
-        """Timers and the next CALL to send, if the line is free."""
-        self._now = now
-        self.queue.poll(now)
-        timeout = self.endpoint.poll(now)
-        if isinstance(timeout, Timeout):
-            self._on_failure("no response (timeout)", now)
-        self._process_effects(now)
-        if not self.online or self.endpoint.busy:
-            return []
-        if self.registration == "accepted":
-            self._poll_signing(now)
-        text = self._next_call(now)
-        return [text] if text else []
-
     def _next_call(self, now: float) -> str | None:
         if self.registration != "accepted" or self._boot_triggered:   # not registered yet, or a triggered boot
             if self.registration != "accepted" and now < self.next_boot_at:

@@ -37,11 +37,9 @@ from ..engine.datatransfer import DataTransferRegistry
 from ..engine.model import TxUpdated, drop_intermediate
 from ..engine.station import HOLD_RESET
 from ..jsontext import dumps
-from ..rpc import (Endpoint, ErrorKind, ErrorResponse, IncomingCall, OcppError, Reply, Response, SchemaError,
-                   SchemaRegistry, Timeout)
+from ..rpc import Endpoint, ErrorKind, OcppError, SchemaError, SchemaRegistry
 from ..firmware import FirmwareUpdates
 from ..securityevents import SecurityEvents
-from ..store import StoreError
 from . import messages as m
 from .devmodel import COMPONENT_CRITERIA, REPORT_BASES, base_report, custom_report, get_variables, set_variables
 from .settings import Settings201
@@ -85,7 +83,6 @@ BOOT_REASONS = frozenset({"ApplicationReset", "FirmwareUpdate", "LocalReset", "P
 #: Queued answers to a CSMS request that still go out after a reconnect (the CSMS waits for every part of them).
 KEPT_ACROSS_CONNECTIONS = frozenset({"NotifyReport", "NotifyCustomerInformation"})
 VOLATILE_LIMIT = 100          # queued non-transaction messages while offline; oldest dropped first
-DEFAULT_BOOT_RETRY = 60       # s, when the CSMS gives interval 0 with Pending/Rejected (B02.FR.07, B03.FR.05)
 TOKEN_TYPES_KEPT = 200        # idToken types learned from RequestStartTransaction, newest kept
 MARK_OFFLINE_LIMIT = 1000     # queued events looked at when the connection drops (E11.FR.07)
 #: Largest TransactionEvent payload (bytes of JSON) this station sends: the Ended event with the readings of a long
@@ -616,57 +613,8 @@ class Ocpp201Adapter(AdapterBase):
         self._learn_token_type(id_token, "eMAID")
 
     # ---- input from the CSMS ----------------------------------------------------------------------------------
-    def received(self, text: str, now: float) -> list[str]:
-        self._now = now
+    def _note_received(self, text: str) -> None:
         self._msg_size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
-        out: list[str] = []
-        for ev in self.endpoint.receive(text, now):
-            if isinstance(ev, Reply):
-                self._invalid_message(ev, now)
-                out.append(ev.text)
-            elif isinstance(ev, IncomingCall):
-                reply = self._handle_call(ev, now)
-                if reply is not None:
-                    out.append(reply)
-                after, self._after_reply = self._after_reply, []
-                for fn in after:
-                    self._run_after_reply(fn)
-            elif isinstance(ev, Response):
-                self._on_response(ev.payload, now)
-            elif isinstance(ev, ErrorResponse):
-                self._on_failure(f"{ev.code}: {ev.description}", now)
-        self._process_effects(now)
-        out.extend(self.poll(now))
-        return out
-
-    def _run_after_reply(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except StoreError:
-            raise
-        except Exception:  # the reply is out; a failing follow-up must not take the station down
-            log.exception("follow-up of a CSMS request failed")
-
-    def _handle_call(self, call: IncomingCall, now: float) -> str | None:
-        if self.registration == "rejected":   # B03.FR.08
-            return self.endpoint.reply_error(call, ErrorKind.SECURITY_ERROR,
-                                             "the CSMS rejected this station's BootNotification")
-        handler = getattr(self, "_cs_" + call.action, None)
-        if handler is None:
-            return self.endpoint.reply_error(call, ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported")
-        try:
-            with self.db.tx():   # a SAVEPOINT: a handler that fails leaves the store as it was
-                payload = handler(call.payload, now)
-        except OcppError as exc:
-            self._after_reply.clear()
-            return self.endpoint.reply_exception(call, exc)
-        except StoreError:
-            raise
-        except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
-            log.exception("handling %s failed", call.action)
-            self._after_reply.clear()
-            return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
-        return self.endpoint.reply(call, payload)
 
     # ---- CSMS -> station handlers (Part 2) ------------------------------------------------------------------------
     def _cs_GetVariables(self, p: dict, now: float) -> dict:
@@ -1157,24 +1105,13 @@ class Ocpp201Adapter(AdapterBase):
                 "messagesInQueue": bool(self.queue.pending_for(tx.tx_key))}
 
     # ---- responses to our CALLs -------------------------------------------------------------------------------
-    def _on_response(self, payload: dict, now: float) -> None:
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return
-        if inflight.kind == "boot":
-            self._on_boot(payload, now)
-        elif inflight.kind == "heartbeat":
-            self._sync_clock(payload.get("currentTime"))
-        elif inflight.kind == "status":
+    def _on_own_response(self, inflight: Inflight, payload: dict, now: float) -> None:
+        if inflight.kind == "status":
             cid, status, _ = inflight.ref
             self._sent_status[cid] = status
         elif inflight.kind == "call":
             if inflight.ref.on_result:
                 inflight.ref.on_result(payload)
-        elif inflight.kind == "outbox":
-            self._on_tx_delivered(inflight.ref, payload, now)
-        elif inflight.kind == "security":   # A04.FR.03: the CSMS confirmed it
-            self._security_event_answered(inflight, True, now)
 
     def _on_tx_delivered(self, item, payload: dict, now: float) -> None:
         # the frequent Updated events: their deletion waits for the next fsync'ed write (see delivery.py)
@@ -1191,21 +1128,9 @@ class Ocpp201Adapter(AdapterBase):
         else:
             self.engine.auth.learn(token["idToken"], info16, now)
 
-    def _on_failure(self, error: str, now: float) -> None:
-        """A CALLERROR or timeout from a connected CSMS: this, and only this, burns transaction attempts (E13)."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return
-        log.warning("%s failed: %s", inflight.action, error)
-        if inflight.kind == "boot":
-            self.next_boot_at = now + DEFAULT_BOOT_RETRY
-        elif inflight.kind == "call":
-            if inflight.ref.on_result:
-                inflight.ref.on_result(None)
-        elif inflight.kind == "outbox":
-            self._tx_failed(inflight.ref, error, now)
-        elif inflight.kind == "security":   # A04.FR.02: kept until confirmed; tried again later, not in a loop
-            self._security_event_answered(inflight, False, now)
+    def _on_own_failure(self, inflight: Inflight, now: float) -> None:
+        if inflight.kind == "call" and inflight.ref.on_result:
+            inflight.ref.on_result(None)
 
     def _tx_failed(self, item, error: str, now: float) -> None:
         """E13.FR.02-04: retry MessageAttempts[TransactionEvent] times, waiting MessageAttemptInterval times the
@@ -1230,27 +1155,13 @@ class Ocpp201Adapter(AdapterBase):
             self._statuses.clear()
             self.engine.resend_statuses(now)
         else:   # B02.FR.07/08, B03.FR.05/06
-            self.registration = status.lower()
-            self.next_boot_at = now + (interval if interval > 0 else DEFAULT_BOOT_RETRY)
+            self._rejected_or_pending(status, interval, now)
 
     # ---- sending ----------------------------------------------------------------------------------------------
-    def poll(self, now: float) -> list[str]:
-        """Timers and the next CALL to send, if the line is free."""
-        self._now = now
-        self.queue.poll(now)
-        timeout = self.endpoint.poll(now)
-        if isinstance(timeout, Timeout):
-            self._on_failure("no response (timeout)", now)
-        self._process_effects(now)
+    def _before_next_call(self, now: float) -> None:
         if self._reset_scheduled:
             self._run_scheduled_resets(now)
             self._process_effects(now)
-        if not self.online or self.endpoint.busy:
-            return []
-        if self.registration == "accepted":
-            self._poll_signing(now)
-        text = self._next_call(now)
-        return [text] if text else []
 
     def _boot_reason(self) -> str:
         if self._boot_now:
