@@ -48,6 +48,16 @@ def _run_now(work: Callable[[], Any], done: Callable[[Any, float | None], list])
     done(result, None)
 
 
+class StoreFailedInCall(StoreError):
+    """The store refused a write while a CSMS request was handled (a full disk, an I/O error). The runtime rolls the
+    event back and reloads the station from the store (runtime._event), as for any refused write; ``reply`` is the
+    CALLERROR that tells the CSMS at once that nothing of its request was done, sent before that."""
+
+    def __init__(self, cause: StoreError, reply: str) -> None:
+        super().__init__(str(cause))
+        self.reply = reply
+
+
 @dataclass
 class Inflight:
     """The one CALL on the line (OCPP-J allows one): what it was for, so its answer can be routed."""
@@ -91,11 +101,14 @@ class AdapterBase:
                 self._on_response(ev.payload, now)
             elif isinstance(ev, IncomingCall):
                 reply = self._handle_call(ev, now)
+                after, self._after_reply = self._after_reply, []
+                try:
+                    for fn in after:
+                        self._run_after_reply(fn)
+                except StoreError as exc:   # the event is rolled back: the handler's answer no longer holds
+                    raise self._store_failed(ev, exc) from exc
                 if reply is not None:
                     out.append(reply)
-                after, self._after_reply = self._after_reply, []
-                for fn in after:
-                    self._run_after_reply(fn)
             elif isinstance(ev, ErrorResponse):
                 self._on_failure(f"{ev.code}: {ev.description}", now)
             elif isinstance(ev, Reply):
@@ -122,13 +135,20 @@ class AdapterBase:
         except OcppError as exc:
             self._after_reply.clear()
             return self.endpoint.reply_exception(call, exc)
-        except StoreError:
-            raise   # the store refused a write: the runtime rolls the event back and reloads (runtime._event)
+        except StoreError as exc:
+            raise self._store_failed(call, exc) from exc
         except Exception as exc:  # a bug in one handler must not take the station down or corrupt state
             log.exception("handling %s failed", call.action)
             self._after_reply.clear()
             return self.endpoint.reply_error(call, ErrorKind.INTERNAL_ERROR, f"{type(exc).__name__}")
         return self.endpoint.reply(call, payload)
+
+    def _store_failed(self, call: IncomingCall, exc: StoreError) -> StoreFailedInCall:
+        """OCPP-J InternalError ("not able to process the requested Action successfully") for a request whose
+        write the store refused; the runtime rolls the whole event back."""
+        return StoreFailedInCall(exc, self.endpoint.reply_error(
+            call, ErrorKind.INTERNAL_ERROR,
+            "the station's storage refused the write (full or failing): nothing of this request was done"))
 
     def _call_while_rejected(self, call: IncomingCall) -> str | None:
         """The answer to a CALL while the CSMS rejects the registration: 2.0.1 B03.FR.08 (SecurityError), 1.6 §4.2

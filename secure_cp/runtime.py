@@ -35,7 +35,7 @@ from .securityevents import SecurityEvents
 from .store import (AuthCache, Database, KeyValue, LocalList, Outbox, SqliteVariableBackend, StoreError,
                     Transactions)
 from .transport import Transport, TransportConfig
-from .adapter_base import Hooks
+from .adapter_base import Hooks, StoreFailedInCall
 from .v16.adapter import Ocpp16Adapter
 from .v16.settings import Settings16
 from .v201.messages import auth_info_16
@@ -426,7 +426,8 @@ class Station(StationSecurity, StationFiles):
             log.critical("store write failed, event not persisted (%s); reloading state from the store", exc)
             self._reload = True
             self._wake.set()
-            return []
+            # a CSMS request that needed the write is answered (CALLERROR) before the reload closes the connection
+            return [exc.reply] if isinstance(exc, StoreFailedInCall) else []
         except Exception:   # a bug: the event's writes were rolled back, so memory may be ahead of the store
             log.exception("internal error while handling an event; reloading state from the store")
             self._reload = True
