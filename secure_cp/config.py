@@ -63,6 +63,9 @@ class StationConfig:
     data_dir: Path = Path("/var/lib/secure-cp")
     meter_type: str = ""
     meter_serial: str = ""
+    #: [station] storage_low_mb: below this many MB (10^6 bytes) free on data_dir's file system the station raises
+    #: the critical security event MemoryExhaustion (while there is still room to record it); 0 = never
+    storage_low_mb: float = 32.0
     csms_url: str = "ws://127.0.0.1:9000"
     protocols: list[str] = field(default_factory=lambda: ["ocpp1.6"])
     security_profile: int = 0
@@ -99,7 +102,8 @@ class StationConfig:
 
 
 _SECTIONS = {
-    "station": {"identity", "vendor", "model", "serial", "firmware_version", "data_dir", "meter_type", "meter_serial"},
+    "station": {"identity", "vendor", "model", "serial", "firmware_version", "data_dir", "meter_type", "meter_serial",
+                "storage_low_mb"},
     "csms": {"url", "protocols", "security_profile", "password", "password_encoding", "call_timeout",
              "reconnect_min", "reconnect_max"},
     "evse": None,  # array of tables, checked separately
@@ -151,6 +155,12 @@ def parse(data: dict, base_dir: Path | None = None) -> StationConfig:
     if "data_dir" in st:
         d = Path(_expect(st["data_dir"], str, "station.data_dir"))
         cfg.data_dir = d if d.is_absolute() or base_dir is None else base_dir / d
+    if "storage_low_mb" in st:
+        low = _expect(st["storage_low_mb"], float, "station.storage_low_mb")
+        if not 0 <= low < 1e9:
+            raise ConfigError(f"station.storage_low_mb: MB free below which MemoryExhaustion is raised, 0 (off) or "
+                              f"more, got {low!r}")
+        cfg.storage_low_mb = low
     cs = data.get("csms", {})
     if "url" in cs:
         url = _expect(cs["url"], str, "csms.url")

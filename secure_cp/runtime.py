@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import logging
 import math
+import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ log = logging.getLogger("secure_cp.runtime")
 #: Send-queue entry that is not a frame: reconnect once everything queued before it has been sent.
 _RECONNECT_MARK = "\x00reconnect"
 frames_log = logging.getLogger("secure_cp.frames")
+#: s between two looks at the free space of the data directory (taken when an event comes, never a wake-up of its own)
+STORAGE_CHECK_S = 60.0
 #: RetryBackOffWaitMinimum may be 0; the transport waits at least this long, so a dead CSMS is no busy loop.
 MIN_RECONNECT_WAIT = 0.05
 #: Configuration keys (1.6 names; 2.0.1 SecurityCtrlr.BasicAuthPassword arrives as AuthorizationKey) whose change is the
@@ -123,6 +126,8 @@ class Station(StationSecurity, StationFiles):
         self._ocsp_wake = asyncio.Event()            # wakes the OCSP refresher (see _ocsp_refresher)
         self._ocsp_force = False                     # M06.FR.07: a new V2G certificate: ask for every status again
         self._ocsp_waiting = False                   # the refresher has work but waits for a registered connection
+        self._storage_low = False                    # MemoryExhaustion raised, free space not back yet (_check_storage)
+        self._storage_next = 0.0                     # time.monotonic() of the next look at the free space
         self._file_log = add_file_log(cfg.data_dir)   # the DiagnosticsLog of GetLog (N01.FR.04)
         self._open_store()
         #: the API an ISO 15118 stack calls (security.iso15118: M01/M02, M06, C07); the same object across resets
@@ -235,6 +240,39 @@ class Station(StationSecurity, StationFiles):
         if reason and reason != "PowerUp":
             self.security_events.record("ResetOrReboot", now, f"boot reason {reason}")
         self.security_events.record("StartupOfTheDevice", now)
+        self._check_storage()
+
+    def _check_storage(self) -> None:
+        """MemoryExhaustion (2.0.1 Appendix 1 / 1.6 whitepaper §8, critical: "the Flash or RAM memory of the Charging
+        Station is getting full"): raised when the file system of the data directory has less than [station]
+        storage_low_mb free, while there is still room to record and queue it; once per crossing (again only after
+        the free space rose above 1.25 x the mark). Looked at when the station starts and then, at most every
+        STORAGE_CHECK_S, when an event comes (_event): no timer of its own."""
+        self._storage_next = time.monotonic() + STORAGE_CHECK_S
+        limit = self.cfg.storage_low_mb
+        if limit <= 0:
+            return
+        try:
+            fs = os.statvfs(self.cfg.data_dir)
+        except OSError as exc:
+            log.warning("cannot read the free space of %s: %s", self.cfg.data_dir, exc)
+            return
+        free_mb = fs.f_bavail * fs.f_frsize / 1e6
+        if free_mb >= limit:
+            if self._storage_low and free_mb >= limit * 1.25:
+                self._storage_low = False
+                log.info("storage: %.1f MB free in %s again", free_mb, self.cfg.data_dir)
+            return
+        if self._storage_low:
+            return
+        self._storage_low = True
+        text = f"{free_mb:.1f} MB free on the file system of the data directory, below storage_low_mb = {limit:g}"
+        log.error("storage getting full: %s", text)
+        try:
+            with self.db.tx():
+                self.security_events.record("MemoryExhaustion", rfc3339(self.clock.now()), text)
+        except StoreError as exc:
+            log.critical("MemoryExhaustion could not be recorded: %s", exc)
 
     def _local_auth_list(self) -> LocalAuthList:
         """The Local Authorization List over the shared variables: LocalAuthListEnabled = LocalAuthListCtrlr.Enabled,
@@ -415,6 +453,8 @@ class Station(StationSecurity, StationFiles):
         event is rolled back and the station reloads its state from the store, so memory never runs ahead of
         what would survive a power cut.
         """
+        if time.monotonic() >= self._storage_next:
+            self._check_storage()
         offset = self.clock.offset
         try:
             with self.db.tx(lazy=True):     # BEGIN with the first write: a read-only event costs no commit

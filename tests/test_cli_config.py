@@ -39,6 +39,8 @@ def test_good_config_parses(tmp_path):
     assert cfg.identity == "CP-7" and cfg.connectors == 2
     assert cfg.data_dir == tmp_path / "data"
     assert cfg.ocpp_config == {"HeartbeatInterval": "60", "StopTransactionOnEVSideDisconnect": "true"}
+    assert cfg.storage_low_mb == 32.0      # the default: MemoryExhaustion below 32 MB free
+    assert parse({"station": {"identity": "X", "storage_low_mb": 0}}).storage_low_mb == 0.0   # off
 
 
 @pytest.mark.parametrize("patch, key", [
@@ -52,6 +54,8 @@ def test_good_config_parses(tmp_path):
     ({"station": {"identity": "X"}, "hardware": {"adapter": "nonsense"}}, "hardware.adapter"),
     ({"station": {"identity": "X"}, "simulator": {"api": "nohost"}}, "simulator.api"),
     ({"station": {"identity": "X"}, "bogus": {}}, "[bogus]"),
+    ({"station": {"identity": "X", "storage_low_mb": -1}}, "station.storage_low_mb"),
+    ({"station": {"identity": "X", "storage_low_mb": "32"}}, "station.storage_low_mb"),
 ])
 def test_bad_config_names_the_key(patch, key):
     with pytest.raises(ConfigError) as e:
