@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from . import report
+from .clients import KINDS, needs_data_dir
 from .common import ROOT, die_with_parent, filesystem_of, python
 from .process import cold_and_idle, offline_queue
 
-KINDS = ("raw", "raw-fsync", "raw-durable", "ocpp", "securecp", "securecp-nofsync")
 SECTIONS = ("roundtrip", "roundtrip201", "process", "queue", "getconf", "basereport")
 #: section -> OCPP version of its round trips
 ROUNDTRIP_VERSIONS = {"roundtrip": "1.6", "roundtrip201": "2.0.1"}
@@ -67,7 +67,7 @@ def run_client(kind: str, url: str, n: int, warmup: int, tmp: Path, profile: Pat
     """One client process (``wrapper``: a command that runs it, e.g. valgrind); its JSON result."""
     cmd = [*(wrapper or []), python(), "-m", "bench.clients", kind, "--url", url, "--n", str(n), "--warmup",
            str(warmup), "--ocpp", ocpp]
-    if kind.startswith("securecp") or kind in ("raw-durable", "raw-fsync"):
+    if needs_data_dir(kind):
         data_dir = tmp / f"{kind}-{time.monotonic_ns()}"
         cmd += ["--data-dir", str(data_dir)]
     if profile is not None:

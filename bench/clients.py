@@ -29,7 +29,7 @@ trips: send one MeterValues, wait for its CALLRESULT, and only then send the nex
   engine, the 1.6 adapter, schema validation, the persistent outbox (SQLite, synchronous=FULL) and the
   transport; the CALLRESULT removes it from the outbox.
 
-All three use the same WebSocket settings (``websockets`` defaults: permessage-deflate on, as secure-cp's
+All of them use the same WebSocket settings (``websockets`` defaults: permessage-deflate on, as secure-cp's
 transport offers it) and the same payload (:mod:`bench.common`).
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -161,9 +162,6 @@ class FsyncLog:
     SLOTS = 512
 
     def __init__(self, path: str) -> None:
-        import os
-
-        self._os = os
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.pwrite(self.fd, bytes(self.SLOT * self.SLOTS), 0)
         os.fsync(self.fd)
@@ -173,8 +171,8 @@ class FsyncLog:
         data = text.encode()
         if len(data) > self.SLOT:
             raise ValueError(f"a {len(data)}-byte message does not fit a {self.SLOT}-byte slot")
-        self._os.pwrite(self.fd, data, self._next * self.SLOT)
-        self._os.fdatasync(self.fd)
+        os.pwrite(self.fd, data, self._next * self.SLOT)
+        os.fdatasync(self.fd)
         self._next = (self._next + 1) % self.SLOTS
 
     def answered(self) -> None:
@@ -183,6 +181,13 @@ class FsyncLog:
 
 #: one identity per client, so that the CSMS keeps their transactions apart
 _IDENTITY_SUFFIX = {"raw": "", "raw-durable": "-DURABLE", "raw-fsync": "-FSYNC"}
+#: every client, in the order ``python -m bench`` runs them
+KINDS = ("raw", "raw-fsync", "raw-durable", "ocpp", "securecp", "securecp-nofsync")
+
+
+def needs_data_dir(kind: str) -> bool:
+    """Whether the client keeps something on disk (``--data-dir``)."""
+    return kind not in ("raw", "ocpp")
 
 
 def _durable_log(data_dir: str | None, kind: str) -> DurableLog | FsyncLog | None:
@@ -470,7 +475,7 @@ async def run_securecp(url: str, n: int, warmup: int, profile: str | None, data_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients")
-    p.add_argument("kind", choices=["raw", "raw-fsync", "raw-durable", "ocpp", "securecp", "securecp-nofsync"])
+    p.add_argument("kind", choices=KINDS)
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=100)
@@ -481,16 +486,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="protocol version: 1.6 MeterValues (default) or 2.0.1 TransactionEvent Updated")
     a = p.parse_args(argv)
     v201 = a.ocpp == "2.0.1"
+    if needs_data_dir(a.kind) and not a.data_dir:
+        p.error(f"{a.kind} needs --data-dir")
     if a.kind in _IDENTITY_SUFFIX:
-        if a.kind != "raw" and not a.data_dir:
-            p.error(f"{a.kind} needs --data-dir")
         coro = (run_raw201 if v201 else run_raw)(a.url, a.n, a.warmup, a.profile,
                                                  a.data_dir if a.kind != "raw" else None, a.kind)
     elif a.kind == "ocpp":
         coro = (run_ocpp201 if v201 else run_ocpp)(a.url, a.n, a.warmup, a.profile)
     else:
-        if not a.data_dir:
-            p.error("securecp needs --data-dir")
         if a.kind == "securecp-nofsync":
             _without_fsync()
         coro = run_securecp(a.url, a.n, a.warmup, a.profile, a.data_dir, ocpp201=v201,

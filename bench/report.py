@@ -206,15 +206,14 @@ def _roundtrip_block(r: dict, section: str) -> list[str]:
             f"ratio (c)/(a) = {r[key_a]:.2f}   target <= 1.5   {_TARGET[key_a].verdict(r[key_a])}   {tag}",
             f"ratio (c)/(b) = {r[key_b]:.2f}   target <= 0.4   {_TARGET[key_b].verdict(r[key_b])}   {tag}",
             f"{checks}; secure-cp outbox after the run: {rt['securecp'].get('outbox_pending_after')} pending"]
-    floors = {"raw-fsync": ("(af)", "writing each message's text over a preallocated file and fdatasync-ing it before "
-                                    "sending it, with no database: what the kernel charges for making a message "
-                                    "durable, whatever keeps it"),
-              "raw-durable": ("(a+)", "storing each message's text durably before sending it (SQLite WAL, "
-                                      "synchronous=FULL, the answered one deleted with the next commit): the least any "
-                                      "station that loses nothing across a power cut adds to (a)")}
-    for kind, (label, what) in floors.items():
+    floors = {"raw-fsync": "writing each message's text over a preallocated file and fdatasync-ing it before sending "
+                           "it, with no database: what the kernel charges for making a message durable, whatever keeps it",
+              "raw-durable": "storing each message's text durably before sending it (SQLite WAL, synchronous=FULL, the "
+                             "answered one deleted with the next commit): the least any station that loses nothing "
+                             "across a power cut adds to (a)"}
+    for kind, what in floors.items():
         if kind in rt:
-            floor = rt[kind]["cpu_us"]
+            label, floor = names[kind].split()[0], rt[kind]["cpu_us"]
             out.append(f"{label} is (a) {what}: {label}/(a) = {floor / rt['raw']['cpu_us']:.2f}; (c)/{label} = "
                        f"{rt['securecp']['cpu_us'] / floor:.2f} (for scale, no target).")
     if "securecp-nofsync" in rt:

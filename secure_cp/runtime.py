@@ -269,8 +269,7 @@ class Station(StationSecurity, StationFiles):
         text = f"{free_mb:.1f} MB free on the file system of the data directory, below storage_low_mb = {limit:g}"
         log.error("storage getting full: %s", text)
         try:
-            with self.db.tx():
-                self.security_events.record("MemoryExhaustion", rfc3339(self.clock.now()), text)
+            self.security_events.record("MemoryExhaustion", rfc3339(self.clock.now()), text)
         except StoreError as exc:
             log.critical("MemoryExhaustion could not be recorded: %s", exc)
 
